@@ -1,0 +1,1 @@
+"""anchorline: verify, prove and anchor content on a Kafka pipeline."""

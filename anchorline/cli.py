@@ -1,0 +1,111 @@
+"""The `anchorline` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from anchorline.errors import ConfigurationError
+from anchorline.settings import Settings
+
+SERVICES = ("gateway", "verifier", "prover", "chain-writer", "projector")
+
+
+def stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+def run_service(service: str, settings: Settings) -> None:
+    if service == "gateway":
+        from anchorline_gateway.main import serve
+
+        serve(settings)  # uvicorn installs its own signal handlers
+        return
+    stop = stop_on_signals()
+    if service == "verifier":
+        from anchorline_verifier.main import build as build_verifier
+
+        build_verifier(settings).run(stop)
+    elif service == "prover":
+        from anchorline_prover.main import build as build_prover
+
+        build_prover(settings).run(stop)
+    elif service == "chain-writer":
+        from anchorline_chain_writer.main import build as build_writer
+
+        build_writer(settings).run(stop)
+    else:
+        from anchorline_projector.main import build as build_projector
+
+        build_projector(settings).run(stop)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="anchorline", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start Kafka, anvil and every service locally")
+    run = commands.add_parser("run", help="run one service in the foreground")
+    run.add_argument("service", choices=SERVICES)
+    commands.add_parser("topics", help="create the anchorline topics that are missing")
+    commands.add_parser("migrate", help="bring the jobs database to the newest schema")
+    deploy = commands.add_parser("deploy", help="deploy the registry contract, print its address")
+    deploy.add_argument("--rpc", help="JSON-RPC URL (default: ANCHORLINE_RPC_URL)")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigurationError as exc:
+        print(f"anchorline: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return dispatch(args, settings)
+    except ConfigurationError as exc:
+        print(f"anchorline: {exc}", file=sys.stderr)
+        return 2
+
+
+def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "run":
+        run_service(args.service, settings)
+    elif args.command == "up":
+        from anchorline.up import up
+
+        up(settings, stop_on_signals())
+    elif args.command == "topics":
+        from anchorline.kafka import ensure_topics
+
+        for name in ensure_topics(settings):
+            print(f"created {name}")
+    elif args.command == "migrate":
+        from anchorline.db import make_engine
+        from anchorline.migrate import upgrade
+
+        upgrade(make_engine(settings.db_url))
+    elif args.command == "deploy":
+        from anchorline.infra.anvil import DEV_PRIVATE_KEYS
+        from anchorline.registry import deploy_registry
+
+        key = settings.chain_private_key or DEV_PRIVATE_KEYS[0]
+        print(deploy_registry(args.rpc or settings.rpc_url, key))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

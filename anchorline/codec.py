@@ -1,0 +1,113 @@
+"""The one Avro codec: single-object encoding of the schemas in schemas/.
+
+Every message value is framed as the Avro specification's single-object encoding:
+the two marker bytes C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint of the
+writer schema's parsing canonical form, then the Avro binary body. A reader knows
+from the fingerprint which schema wrote the message without any registry.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, fields
+from enum import StrEnum
+from functools import cache
+from typing import Any, TypeVar
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from anchorline.errors import SerializationError
+from anchorline.events import (
+    AnchorRequested,
+    Event,
+    JobKind,
+    JobRequested,
+    JobStatus,
+    ProveRequested,
+    Stage,
+    StageState,
+)
+from anchorline.paths import SCHEMAS_DIR
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = len(MAGIC) + 8
+
+# Order matters: later schemas refer to named types defined by earlier ones.
+EVENT_TYPES: tuple[type[Any], ...] = (JobRequested, ProveRequested, AnchorRequested, JobStatus)
+_ENUMS: dict[str, type[StrEnum]] = {"kind": JobKind, "stage": Stage, "state": StageState}
+
+E = TypeVar("E", bound=Event)
+
+
+class _Schemas:
+    def __init__(self) -> None:
+        named: dict[str, Any] = {}
+        self.by_type: dict[type[Any], Any] = {}
+        self.by_fingerprint: dict[bytes, tuple[type[Any], Any]] = {}
+        self.fingerprints: dict[type[Any], bytes] = {}
+        for event_type in EVENT_TYPES:
+            raw = json.loads((SCHEMAS_DIR / f"{event_type.__name__}.avsc").read_text())
+            parsed = fastavro.parse_schema(raw, named_schemas=named)
+            digest = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+            self.by_type[event_type] = parsed
+            self.by_fingerprint[digest] = (event_type, parsed)
+            self.fingerprints[event_type] = digest
+
+
+@cache
+def _schemas() -> _Schemas:
+    return _Schemas()
+
+
+def schema_fingerprint(event_type: type[Any]) -> bytes:
+    """The 8 fingerprint bytes that frame messages of this type."""
+    return _schemas().fingerprints[event_type]
+
+
+def encode(event: Event) -> bytes:
+    schemas = _schemas()
+    event_type = type(event)
+    buffer = io.BytesIO()
+    buffer.write(MAGIC + schemas.fingerprints[event_type])
+    try:
+        fastavro.schemaless_writer(buffer, schemas.by_type[event_type], asdict(event))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SerializationError(f"cannot encode {event_type.__name__}: {exc}") from exc
+    return buffer.getvalue()
+
+
+def decode_any(data: bytes | None) -> Event:
+    """Decode a framed message of any known type."""
+    if data is None or len(data) < HEADER_SIZE:
+        raise SerializationError("message too short to carry the single-object header")
+    if data[:2] != MAGIC:
+        raise SerializationError(f"not single-object encoded Avro (marker {data[:2].hex()})")
+    known = _schemas().by_fingerprint.get(data[2:HEADER_SIZE])
+    if known is None:
+        raise SerializationError(f"unknown schema fingerprint {data[2:HEADER_SIZE].hex()}")
+    event_type, parsed = known
+    try:
+        record = fastavro.schemaless_reader(io.BytesIO(data[HEADER_SIZE:]), parsed, None)
+    except (ValueError, TypeError, EOFError, IndexError, KeyError, OverflowError) as exc:
+        raise SerializationError(f"corrupt {event_type.__name__} body: {exc}") from exc
+    return _to_event(event_type, record)
+
+
+def decode(data: bytes | None, expect: type[E]) -> E:
+    """Decode a framed message that must be of type `expect`."""
+    event = decode_any(data)
+    if not isinstance(event, expect):
+        raise SerializationError(f"expected {expect.__name__}, got {type(event).__name__}")
+    return event
+
+
+def _to_event(event_type: type[E], record: Any) -> E:
+    if not isinstance(record, dict):
+        raise SerializationError(f"{event_type.__name__} body is not a record")
+    values: dict[str, Any] = {f.name: record[f.name] for f in fields(event_type) if f.name in record}
+    for name, enum_type in _ENUMS.items():
+        if name in values:
+            values[name] = enum_type(values[name])
+    return event_type(**values)

@@ -1,0 +1,27 @@
+"""One exception tree that tells the runner what to do with a message."""
+
+from __future__ import annotations
+
+
+class AnchorlineError(Exception):
+    """Base of every error anchorline raises on purpose."""
+
+
+class Retryable(AnchorlineError):
+    """A transient failure (RPC down, timeout, blob not there yet): try the message again later."""
+
+
+class Permanent(AnchorlineError):
+    """Bad input: the job fails with this reason and is not retried."""
+
+
+class Poison(AnchorlineError):
+    """The message cannot be decoded or breaks its schema: it goes to the dead-letter topic."""
+
+
+class SerializationError(Poison):
+    """Avro encoding or decoding failed."""
+
+
+class ConfigurationError(AnchorlineError):
+    """A setting is missing or malformed; raised at start-up, never per message."""

@@ -1,0 +1,144 @@
+"""The event types of the public contract, one per schema in schemas/."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class JobKind(StrEnum):
+    VERIFY = "verify"
+    PROOF = "proof"
+    ANCHOR = "anchor"
+
+
+class Stage(StrEnum):
+    VERIFY = "verify"
+    PROVE = "prove"
+    ANCHOR = "anchor"
+
+
+class StageState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+STAGES_OF: dict[JobKind, tuple[Stage, ...]] = {
+    JobKind.VERIFY: (Stage.VERIFY,),
+    JobKind.PROOF: (Stage.VERIFY, Stage.PROVE),
+    JobKind.ANCHOR: (Stage.VERIFY, Stage.PROVE, Stage.ANCHOR),
+}
+
+
+def is_last_stage(kind: JobKind, stage: Stage) -> bool:
+    return STAGES_OF[kind][-1] is stage
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class JobRequested:
+    job_id: str
+    kind: JobKind
+    content_uri: str
+    manifest: str
+    signature: str
+    submitted_at: datetime
+    signature_scheme: str = "eip191"
+    tenant: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProveRequested:
+    job_id: str
+    kind: JobKind
+    content_sha256: str
+    manifest_sha256: str
+    signer: str
+    submitted_at: datetime
+    tenant: str | None = None
+
+
+@dataclass(frozen=True)
+class AnchorRequested:
+    batch_id: str
+    root: str
+    job_ids: list[str]
+    requested_at: datetime
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_id: str
+    kind: JobKind
+    stage: Stage
+    state: StageState
+    occurred_at: datetime = field(default_factory=utcnow)
+    event_id: str = field(default_factory=new_id)
+    final: bool = False
+    attempt: int = 1
+    generation: int = 0
+    progress: int | None = None
+    result: str | None = None
+    error: str | None = None
+    error_class: str | None = None
+    next_attempt_at: datetime | None = None
+    submitted_at: datetime | None = None
+    tenant: str | None = None
+    content_sha256: str | None = None
+
+
+Event = JobRequested | ProveRequested | AnchorRequested | JobStatus
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What every status event of one job repeats."""
+
+    job_id: str
+    kind: JobKind
+    submitted_at: datetime | None = None
+    tenant: str | None = None
+    content_sha256: str | None = None
+
+    def status(self, stage: Stage, state: StageState, **changes: object) -> JobStatus:
+        final = state in (StageState.FAILED, StageState.DEAD) or (
+            state is StageState.SUCCEEDED and is_last_stage(self.kind, stage)
+        )
+        return JobStatus(
+            job_id=self.job_id,
+            kind=self.kind,
+            stage=stage,
+            state=state,
+            final=final,
+            submitted_at=self.submitted_at,
+            tenant=self.tenant,
+            content_sha256=self.content_sha256,
+            **changes,  # type: ignore[arg-type]
+        )
+
+
+def refs_of(event: Event) -> list[JobRef]:
+    """The jobs a message is about (a batch to anchor is about many)."""
+    if isinstance(event, AnchorRequested):
+        return [JobRef(job_id, JobKind.ANCHOR) for job_id in event.job_ids]
+    if isinstance(event, JobRequested):
+        return [JobRef(event.job_id, event.kind, event.submitted_at, event.tenant)]
+    if isinstance(event, ProveRequested):
+        return [
+            JobRef(event.job_id, event.kind, event.submitted_at, event.tenant, event.content_sha256)
+        ]
+    return [JobRef(event.job_id, event.kind, event.submitted_at, event.tenant)]

@@ -1,0 +1,146 @@
+"""A local EVM chain (Foundry's anvil) on 127.0.0.1 for local runs and tests."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import httpx
+
+from anchorline.paths import INFRA_DIR
+
+NODE_DIR: Path = INFRA_DIR / "node"
+NODE_MODULES: Path = NODE_DIR / "node_modules"
+ANVIL_BIN: Path = NODE_MODULES / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+SOLC_PACKAGE: Path = NODE_MODULES / "solc" / "package.json"
+STOP_TIMEOUT: float = 10.0
+
+# Accounts 0-2 of anvil's default mnemonic "test test test test test test test test test test
+# test junk"; public knowledge, funded only on dev chains.
+DEV_PRIVATE_KEYS: tuple[str, ...] = (
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+)
+
+
+def ensure_node_tools() -> Path:
+    """Install anvil and solc-js into infra/node/node_modules with npm unless already there."""
+    if ANVIL_BIN.exists() and SOLC_PACKAGE.exists():
+        return NODE_MODULES
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError(f"{ANVIL_BIN} is missing and there is no npm on PATH to install it")
+    verb = "ci" if (NODE_DIR / "package-lock.json").exists() else "install"
+    command = [npm, verb, "--no-audit", "--no-fund"]
+    result = subprocess.run(command, cwd=NODE_DIR, capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not ANVIL_BIN.exists():
+        output = (result.stdout + result.stderr).strip()[-4000:]
+        raise RuntimeError(f"npm {verb} in {NODE_DIR} did not install anvil\n{output}")
+    return NODE_MODULES
+
+
+class AnvilChain:
+    """One anvil process: a dev chain that mines on every transaction, or every block_time."""
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        port: int,
+        chain_id: int = 31337,
+        block_time: float | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.port = port
+        self.chain_id = chain_id
+        self.block_time = block_time
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "anvil.log"
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Launch anvil and wait until it answers eth_chainId."""
+        if self._process is not None:
+            raise RuntimeError(f"anvil on {self.url} is already running")
+        ensure_node_tools()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            self._command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.state_dir,
+        )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """SIGTERM anvil, and kill it if it does not exit in time."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> AnvilChain:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _command(self) -> list[str]:
+        command = [str(ANVIL_BIN), "--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--chain-id", str(self.chain_id), "--silent"]
+        if self.block_time is not None:
+            command += ["--block-time", str(self.block_time)]
+        return command
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        request = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self._process is not None and self._process.poll() is not None:
+                    code = self._process.returncode
+                    raise RuntimeError(f"anvil exited with code {code}\n{self._log_tail()}")
+                try:
+                    if client.post(self.url, json=request).json().get("result"):
+                        return
+                except (httpx.TransportError, ValueError):
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError(f"anvil on {self.url} did not answer eth_chainId\n{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no anvil.log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

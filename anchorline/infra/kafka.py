@@ -1,0 +1,253 @@
+"""A single-node KRaft Kafka broker (broker and controller in one JVM) for local runs and tests."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from anchorline.paths import INFRA_DIR
+
+KAFKA_DIR: Path = INFRA_DIR / "kafka"
+LIB_DIR: Path = KAFKA_DIR / "lib"
+JVM_HEAP: tuple[str, ...] = ("-Xms256m", "-Xmx768m")
+STOP_TIMEOUT: float = 30.0
+
+LOG4J2_CONFIG = """\
+status = warn
+# log4j's hook would only warn when Kafka's shutdown is the first to touch a logger.
+shutdownHook = disable
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.target = SYSTEM_OUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.console.ref = STDOUT
+"""
+
+
+def ensure_kafka_jars() -> Path:
+    """Return infra/kafka/lib, fetching the jars with Maven first if needed; needs java."""
+    _java()
+    if not any(LIB_DIR.glob("kafka_2.13-*.jar")):
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise RuntimeError(f"no Kafka jars in {LIB_DIR} and no mvn on PATH to fetch them")
+        pom = str(KAFKA_DIR / "pom.xml")
+        command = [mvn, "-q", "-B", "-f", pom, "dependency:copy-dependencies"]
+        _run(command, what="mvn dependency:copy-dependencies")
+    return LIB_DIR
+
+
+class KafkaBroker:
+    """One Kafka process on 127.0.0.1 acting as broker and KRaft controller."""
+
+    def __init__(
+        self, *, state_dir: Path, port: int, controller_port: int, partitions: int = 3
+    ) -> None:
+        self.state_dir = state_dir
+        self.port = port
+        self.controller_port = controller_port
+        self.partitions = partitions
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "broker.log"
+
+    def start(self, *, timeout: float = 90.0) -> None:
+        """Format the storage on first use, launch the JVM and wait until it serves metadata."""
+        if self._process is not None:
+            raise RuntimeError(f"Kafka broker on {self.bootstrap} is already running")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        if not (self.state_dir / "data" / "meta.properties").exists():
+            self._format_storage()
+        self._log = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            self._java_command("kafka.Kafka", str(self._config_path)),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.state_dir,
+        )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """SIGTERM the broker (a controlled shutdown), and kill it if it does not exit in time."""
+        process, self._process = self._process, None
+        if process is not None:
+            _terminate(process, timeout=STOP_TIMEOUT)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> KafkaBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def _config_path(self) -> Path:
+        return self.state_dir / "server.properties"
+
+    def _write_config(self) -> None:
+        self._config_path.write_text(_server_properties(self))
+        (self.state_dir / "log4j2.properties").write_text(LOG4J2_CONFIG)
+
+    def _java_command(self, main_class: str, *args: str) -> list[str]:
+        log_config = self.state_dir / "log4j2.properties"
+        return [
+            _java(),
+            *JVM_HEAP,
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log_config}",
+            "-cp",
+            f"{LIB_DIR}/*",
+            main_class,
+            *args,
+        ]
+
+    def _format_storage(self) -> None:
+        command = self._java_command(
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            _cluster_id(),
+            "-c",
+            str(self._config_path),
+        )
+        _run(command, what="kafka-storage format")
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        # Probe the socket first: librdkafka logs every refused connection to stderr.
+        while not _accepts(self.port):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kafka did not open {self.bootstrap}\n{self._log_tail()}")
+            time.sleep(0.2)
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        while True:
+            self._check_alive()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError(f"Kafka on {self.bootstrap} not ready\n{self._log_tail()}")
+            try:
+                admin.list_topics(timeout=min(remaining, 5.0))
+                return
+            except KafkaException:  # the broker is up but not yet unfenced
+                time.sleep(0.2)
+
+    def _check_alive(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            code = self._process.returncode
+            raise RuntimeError(f"Kafka exited with code {code}\n{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no broker.log)"
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def _server_properties(broker: KafkaBroker) -> str:
+    port, cport = broker.port, broker.controller_port
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.bootstrap.servers": f"127.0.0.1:{cport}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(broker.state_dir / "data"),
+        "num.partitions": str(broker.partitions),
+        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": "1",
+        # The default 50 partitions make the first consumer group slow to come up.
+        "offsets.topic.num.partitions": "5",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "5",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "num.network.threads": "2",
+        "num.io.threads": "4",
+        "log.segment.bytes": str(16 * 1024 * 1024),
+        "log.retention.hours": "24",
+        "log.retention.bytes": str(256 * 1024 * 1024),
+        "log.retention.check.interval.ms": "60000",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _cluster_id() -> str:
+    # Kafka's Uuid.randomUuid() rejects ids starting with "-": they read as a CLI flag.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise RuntimeError("no java on PATH: the Kafka broker needs a JRE 17+")
+    return java
+
+
+def _run(command: list[str], *, what: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip()[-4000:]
+        raise RuntimeError(f"{what} failed with code {result.returncode}\n{output}")
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _terminate(process: subprocess.Popen[bytes], *, timeout: float) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,65 @@
+"""confluent-kafka configuration shared by every service."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from anchorline.settings import Settings
+
+
+def producer_config(settings: Settings, *, transactional_id: str | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+    if transactional_id:
+        config["transactional.id"] = transactional_id
+    return config
+
+
+def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "max.poll.interval.ms": 300_000,
+    }
+
+
+def transactional_id(service: str) -> str:
+    """Unique per process: transactions fence by producer epoch, offsets by group generation."""
+    return f"anchorline-{service}-{uuid.uuid4()}"
+
+
+def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
+    """Create every anchorline topic that is missing; returns the ones created."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [name for name in settings.topics.all() if name not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [
+            NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
+            for name in wanted
+        ],
+        operation_timeout=timeout,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+    return created

@@ -1,0 +1,86 @@
+"""Settings: a frozen object read from the environment once, in the entrypoint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from anchorline.errors import ConfigurationError
+from anchorline.topics import Topics
+
+PREFIX = "ANCHORLINE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of every service. Environment variable = ANCHORLINE_ + field name, upper case."""
+
+    state_dir: Path = Path("var")
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "anchorline"
+    partitions: int = 3
+    database_url: str = ""
+    blob_dir: Path | None = None
+    rpc_url: str = "http://127.0.0.1:8545"
+    registry_address: str = ""
+    chain_private_key: str = ""
+    prover_private_key: str = ""
+    confirmations: int = 1
+    tx_timeout_s: float = 120.0
+    batch_max_jobs: int = 1000
+    batch_max_wait_s: float = 2.0
+    poll_batch: int = 32
+    max_attempts: int = 3
+    retry_backoff_s: float = 1.0
+    chunk_size: int = 1 << 20
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            raw = source.get(PREFIX + spec.name.upper())
+            if raw is not None and raw != "":
+                values[spec.name] = _parse(spec.name, str(spec.type), raw)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.state_dir / 'anchorline.db').resolve()}"
+
+    @property
+    def blobs(self) -> Path:
+        return self.blob_dir or self.state_dir / "blobs"
+
+    def as_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if value is not None:
+                env[PREFIX + spec.name.upper()] = str(value)
+        return env
+
+
+def _parse(name: str, annotation: str, raw: str) -> Any:
+    try:
+        if annotation.startswith("int"):
+            return int(raw)
+        if annotation.startswith("float"):
+            return float(raw)
+        if "Path" in annotation:
+            return Path(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{PREFIX}{name.upper()}={raw!r}: {exc}") from exc
+    return raw

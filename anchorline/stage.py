@@ -1,0 +1,26 @@
+"""What a stage is: a handler that turns input events into output events, with no Kafka in it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from anchorline.events import Event, JobRef, Stage
+
+Report = Callable[[JobRef, int], None]
+"""Report a job's progress (percent of the stage) while the handler works."""
+
+
+class StageHandler(Protocol):
+    """One stage's logic. `handle` returns status events and the next stage's requests.
+
+    It raises Retryable for transient failures and Permanent for bad input; the runner
+    maps those to retries, `failed` jobs and dead letters. `batched` handlers get every
+    message of a batch window at once; the others get one message at a time.
+    """
+
+    stage: Stage
+    consumes: type[Any]
+    batched: bool
+
+    def handle(self, events: Sequence[Any], report: Report) -> Sequence[Event]: ...

@@ -1,0 +1,69 @@
+"""Topic names: part of the public contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from anchorline.events import (
+    AnchorRequested,
+    Event,
+    JobRequested,
+    JobStatus,
+    ProveRequested,
+    Stage,
+)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic anchorline uses, derived from one prefix."""
+
+    prefix: str = "anchorline"
+
+    @property
+    def jobs_requested(self) -> str:
+        return f"{self.prefix}.jobs.requested"
+
+    @property
+    def prove_requested(self) -> str:
+        return f"{self.prefix}.prove.requested"
+
+    @property
+    def anchor_requested(self) -> str:
+        return f"{self.prefix}.anchor.requested"
+
+    @property
+    def job_status(self) -> str:
+        return f"{self.prefix}.job.status"
+
+    def request_topic(self, stage: Stage) -> str:
+        return {
+            Stage.VERIFY: self.jobs_requested,
+            Stage.PROVE: self.prove_requested,
+            Stage.ANCHOR: self.anchor_requested,
+        }[stage]
+
+    def dead_letter(self, source: str) -> str:
+        return f"{source}.dlq"
+
+    def for_event(self, event: Event) -> str:
+        if isinstance(event, JobRequested):
+            return self.jobs_requested
+        if isinstance(event, ProveRequested):
+            return self.prove_requested
+        if isinstance(event, AnchorRequested):
+            return self.anchor_requested
+        if isinstance(event, JobStatus):
+            return self.job_status
+        raise TypeError(f"no topic for {type(event).__name__}")
+
+    def all(self) -> list[str]:
+        inputs = [self.request_topic(stage) for stage in Stage] + [self.job_status]
+        return inputs + [self.dead_letter(topic) for topic in inputs]
+
+
+def key_of(event: Event) -> str:
+    """The message key: the job id, or the root for a batch to anchor."""
+    if isinstance(event, AnchorRequested):
+        return event.root
+    return event.job_id

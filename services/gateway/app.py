@@ -1,0 +1,216 @@
+"""The HTTP API: accept jobs, publish them, read their records. It never does a stage's work."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from anchorline_gateway.publisher import Publisher, Unavailable
+from anchorline_gateway.reads import BadCursor, JobReader
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from anchorline.blobstore import SHA256_URI, FileBlobStore
+from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState, new_id, utcnow
+from anchorline.manifest import SIGNATURE_RE, parse_document
+
+MAX_MANIFEST_BYTES = 64 * 1024
+MAX_LIST = 200
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+RETRY_AFTER_S = 5
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """What the routes need: built once by the composition root."""
+
+    blobs: FileBlobStore
+    publisher: Publisher
+    reader: JobReader
+
+
+def problem(status: int, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": detail}, status_code=status, headers=headers or None)
+
+
+class BadRequest(HTTPException):
+    def __init__(self, detail: str, status_code: int = 400) -> None:
+        super().__init__(status_code=status_code, detail=detail)
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def upload_blob(request: Request) -> Response:
+    uri, size = await _gateway(request).blobs.put_stream(request.stream())
+    return JSONResponse({"content_uri": uri, "size": size}, status_code=201)
+
+
+async def submit_job(request: Request) -> Response:
+    gateway = _gateway(request)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        fields = await _multipart_fields(request, gateway.blobs)
+    elif content_type.startswith("application/json"):
+        fields = await _json_fields(request, gateway.blobs)
+    else:
+        raise BadRequest("send multipart/form-data or application/json", 415)
+    job = _job_request(fields)
+    queued = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant).status(
+        Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0
+    )
+    try:
+        await gateway.publisher.publish([job, queued])
+    except Unavailable as exc:
+        return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
+    status_url = str(request.url_for("get_job", job_id=job.job_id).path)
+    body = {"job_id": job.job_id, "kind": job.kind, "state": "queued", "status_url": status_url}
+    return JSONResponse(body, status_code=202, headers={"Location": status_url})
+
+
+async def _multipart_fields(request: Request, blobs: FileBlobStore) -> dict[str, Any]:
+    form = await request.form(max_files=1, max_fields=16, max_part_size=MAX_MANIFEST_BYTES)
+    fields: dict[str, Any] = {}
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if name == "content":
+                fields["content_uri"], _ = await run_in_threadpool(blobs.put_file, value.file)
+            elif name == "manifest":
+                fields["manifest"] = (await value.read(MAX_MANIFEST_BYTES + 1)).decode(
+                    "utf-8", "replace"
+                )
+            else:
+                raise BadRequest(f"unexpected file field {name!r}")
+        else:
+            fields[name] = value
+    if "content_uri" not in fields:
+        raise BadRequest("multipart body lacks the 'content' file")
+    return fields
+
+
+async def _json_fields(request: Request, blobs: FileBlobStore) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise BadRequest(f"body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    uri = body.get("content_uri")
+    if not isinstance(uri, str) or not SHA256_URI.match(uri):
+        raise BadRequest(
+            "content_uri must be sha256:<64 lowercase hex> of content uploaded to /v1/blobs"
+        )
+    if not blobs.path_of(uri.removeprefix("sha256:")).exists():
+        raise BadRequest(f"{uri} is not in the blob store; upload it with POST /v1/blobs", 422)
+    if isinstance(body.get("manifest"), dict):
+        body["manifest"] = json.dumps(body["manifest"])
+    return body
+
+
+def _job_request(fields: dict[str, Any]) -> JobRequested:
+    kind = fields.get("kind")
+    if kind not in {k.value for k in JobKind}:
+        raise BadRequest("kind must be one of verify, proof, anchor")
+    manifest = fields.get("manifest")
+    if not isinstance(manifest, str) or not manifest:
+        raise BadRequest("manifest is required (a JSON object)")
+    if len(manifest.encode()) > MAX_MANIFEST_BYTES:
+        raise BadRequest(f"manifest is larger than {MAX_MANIFEST_BYTES} bytes", 413)
+    try:
+        parse_document(manifest)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    signature = fields.get("signature")
+    if not isinstance(signature, str) or not SIGNATURE_RE.match(signature):
+        raise BadRequest("signature must be 0x followed by 130 hex digits", 422)
+    tenant = fields.get("tenant")
+    if tenant is not None and not isinstance(tenant, str):
+        raise BadRequest("tenant must be a string")
+    return JobRequested(
+        job_id=new_id(),
+        kind=JobKind(kind),
+        content_uri=fields["content_uri"],
+        manifest=manifest,
+        signature=signature,
+        submitted_at=utcnow(),
+        tenant=tenant,
+    )
+
+
+async def get_job(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    if not JOB_ID_RE.match(job_id):
+        return problem(400, "job id has characters a job id never has")
+    reader = _gateway(request).reader
+    job = await run_in_threadpool(reader.get, job_id)
+    if job is None:
+        return problem(404, f"no job {job_id} (a job just accepted appears within moments)")
+    job["history"] = await run_in_threadpool(reader.history, job_id)
+    return JSONResponse(job)
+
+
+async def list_jobs(request: Request) -> Response:
+    params = request.query_params
+    state, kind = params.get("state"), params.get("kind")
+    if state and state not in {s.value for s in StageState}:
+        return problem(400, f"state must be one of {', '.join(s.value for s in StageState)}")
+    if kind and kind not in {k.value for k in JobKind}:
+        return problem(400, "kind must be one of verify, proof, anchor")
+    try:
+        limit = int(params.get("limit", "50"))
+    except ValueError:
+        return problem(400, "limit must be an integer")
+    if not 1 <= limit <= MAX_LIST:
+        return problem(400, f"limit must be between 1 and {MAX_LIST}")
+    reader = _gateway(request).reader
+    try:
+        page, cursor = await run_in_threadpool(
+            lambda: reader.list(state=state, kind=kind, limit=limit, cursor=params.get("cursor"))
+        )
+    except BadCursor as exc:
+        return problem(400, str(exc))
+    return JSONResponse({"jobs": page, "next_cursor": cursor})
+
+
+async def stats(request: Request) -> Response:
+    return JSONResponse(await run_in_threadpool(_gateway(request).reader.stats))
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return problem(exc.status_code, exc.detail)
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.gateway = gateway
+        yield
+        gateway.publisher.close()
+
+    routes = [
+        Route("/v1/blobs", upload_blob, methods=["POST"]),
+        Route("/v1/jobs", submit_job, methods=["POST"]),
+        Route("/v1/jobs", list_jobs, methods=["GET"]),
+        Route("/v1/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
+        Route("/v1/stats", stats, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+    )

@@ -1,0 +1,32 @@
+"""Composition root of the gateway."""
+
+from __future__ import annotations
+
+import uvicorn
+from anchorline_gateway.app import Gateway, create_app
+from anchorline_gateway.publisher import KafkaPublisher
+from anchorline_gateway.reads import SqlJobReader
+from starlette.applications import Starlette
+
+from anchorline.blobstore import FileBlobStore
+from anchorline.db import make_engine
+from anchorline.settings import Settings
+
+
+def build(settings: Settings) -> Starlette:
+    gateway = Gateway(
+        blobs=FileBlobStore(settings.blobs),
+        publisher=KafkaPublisher(settings),
+        reader=SqlJobReader(make_engine(settings.db_url)),
+    )
+    return create_app(gateway)
+
+
+def serve(settings: Settings) -> None:
+    uvicorn.run(
+        build(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+    )

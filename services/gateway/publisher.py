@@ -1,0 +1,106 @@
+"""Publishing requests to Kafka from the gateway: answered only once the broker acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Protocol
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from anchorline import codec
+from anchorline.errors import Retryable
+from anchorline.events import Event
+from anchorline.kafka import producer_config
+from anchorline.settings import Settings
+from anchorline.topics import Topics, key_of
+
+
+class Unavailable(Retryable):
+    """The broker did not acknowledge in time; the client should retry."""
+
+
+class Publisher(Protocol):
+    """Publishes events and returns once every one is durably written."""
+
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class KafkaPublisher:
+    """An idempotent acks=all producer polled by its own thread."""
+
+    def __init__(self, settings: Settings, *, timeout_s: float = 5.0) -> None:
+        self.topics: Topics = settings.topics
+        self.timeout_s = timeout_s
+        config = producer_config(settings) | {
+            "message.timeout.ms": int(timeout_s * 1000),
+            "linger.ms": 1,
+        }
+        self.producer = Producer(config)
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="kafka-publisher", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.producer.poll(0.1)
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for event in events:
+            future: asyncio.Future[None] = loop.create_future()
+            futures.append(future)
+            self.producer.produce(
+                self.topics.for_event(event),
+                key=key_of(event).encode(),
+                value=codec.encode(event),
+                on_delivery=_resolver(loop, future),
+            )
+        try:
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=self.timeout_s + 1)
+        except TimeoutError as exc:
+            raise Unavailable("Kafka did not acknowledge the request in time") from exc
+
+    def close(self) -> None:
+        self._stop.set()
+        self._poller.join(5)
+        self.producer.flush(5)
+
+
+def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]):  # type: ignore[no-untyped-def]
+    def on_delivery(error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            loop.call_soon_threadsafe(_settle, future, None)
+        else:
+            loop.call_soon_threadsafe(_settle, future, Unavailable(f"Kafka refused: {error.str()}"))
+
+    return on_delivery
+
+
+def _settle(future: asyncio.Future[None], error: Exception | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+class MemoryPublisher:
+    """Keeps what was published, for unit tests; `down` makes it refuse like a dead broker."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.down = False
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if self.down:
+            raise Unavailable("Kafka did not acknowledge the request in time")
+        self.events.extend(events)
+
+    def close(self) -> None:
+        return None

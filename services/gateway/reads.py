@@ -1,0 +1,120 @@
+"""Reads of the jobs table for status, lists and stats (the gateway never writes it)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from anchorline.db import job_events, jobs
+
+
+class BadCursor(ValueError):
+    """A list cursor that this gateway did not hand out."""
+
+
+def encode_cursor(created_at: datetime, job_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), job_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, job_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(job_id)
+    except (ValueError, TypeError) as exc:
+        raise BadCursor("cursor is not one this API returned") from exc
+
+
+class JobReader(Protocol):
+    """The read side the gateway needs."""
+
+    def get(self, job_id: str) -> dict[str, Any] | None: ...
+
+    def history(self, job_id: str) -> list[dict[str, Any]]: ...
+
+    def list(
+        self, *, state: str | None, kind: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+def public(record: Any) -> dict[str, Any]:
+    row = dict(record._mapping)
+    for name in ("rank_stage", "rank_state", "generation"):
+        row.pop(name, None)
+    for name, value in row.items():
+        if isinstance(value, datetime):
+            row[name] = value.isoformat()
+    row["result"] = row["result"] or {}
+    return row
+
+
+class SqlJobReader:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            record = connection.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
+        return public(record) if record else None
+
+    def history(self, job_id: str) -> list[dict[str, Any]]:
+        query = (
+            sa.select(
+                job_events.c.stage,
+                job_events.c.state,
+                job_events.c.attempt,
+                job_events.c.applied,
+                job_events.c.error,
+                job_events.c.occurred_at,
+            )
+            .where(job_events.c.job_id == job_id)
+            .order_by(job_events.c.id)
+        )
+        with self.engine.connect() as connection:
+            rows = [dict(record._mapping) for record in connection.execute(query)]
+        for row in rows:
+            row["occurred_at"] = row["occurred_at"].isoformat()
+        return rows
+
+    def list(
+        self, *, state: str | None, kind: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        query = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc())
+        if state:
+            query = query.where(jobs.c.state == state)
+        if kind:
+            query = query.where(jobs.c.kind == kind)
+        if cursor:
+            created, job_id = decode_cursor(cursor)
+            query = query.where(
+                sa.or_(
+                    jobs.c.created_at < created,
+                    sa.and_(jobs.c.created_at == created, jobs.c.job_id < job_id),
+                )
+            )
+        with self.engine.connect() as connection:
+            records = list(connection.execute(query.limit(limit + 1)))
+        page = records[:limit]
+        more = len(records) > limit
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].job_id) if more else None
+        return [public(record) for record in page], next_cursor
+
+    def stats(self) -> dict[str, Any]:
+        query = sa.select(jobs.c.kind, jobs.c.state, sa.func.count()).group_by(
+            jobs.c.kind, jobs.c.state
+        )
+        by_state: dict[str, int] = {}
+        by_kind: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as connection:
+            for kind, state, count in connection.execute(query):
+                by_state[state] = by_state.get(state, 0) + count
+                by_kind.setdefault(kind, {})[state] = count
+        return {"total": sum(by_state.values()), "by_state": by_state, "by_kind": by_kind}

@@ -1,0 +1,114 @@
+"""apply(row, event) -> row: one status event moves one job, idempotently, never backwards."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from anchorline.events import JobStatus, StageState
+
+STAGE_RANK = {"verify": 0, "prove": 1, "anchor": 2}
+STATE_RANK = {"queued": 0, "running": 1, "retrying": 2, "succeeded": 3, "failed": 4, "dead": 5}
+TERMINAL = frozenset({"succeeded", "failed", "dead"})
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One row of the jobs table."""
+
+    job_id: str
+    kind: str
+    state: str
+    stage: str
+    created_at: datetime
+    updated_at: datetime
+    progress: int = 0
+    attempts: int = 0
+    generation: int = 0
+    rank_stage: int = 0
+    rank_state: int = 0
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    error_class: str | None = None
+    tenant: str | None = None
+    content_sha256: str | None = None
+    next_attempt_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def rank(self) -> tuple[int, int, int, int]:
+        return (self.generation, self.rank_stage, self.attempts, self.rank_state)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+def event_rank(event: JobStatus) -> tuple[int, int, int, int]:
+    return (event.generation, STAGE_RANK[event.stage], event.attempt, STATE_RANK[event.state])
+
+
+def job_state(event: JobStatus) -> str:
+    if event.state is StageState.SUCCEEDED and not event.final:
+        return "running"  # between stages: this one is done, the next has not started
+    return str(event.state)
+
+
+def is_progress_only(event: JobStatus) -> bool:
+    return event.state is StageState.RUNNING and event.progress not in (None, 0)
+
+
+def new_row(event: JobStatus) -> JobRow:
+    created = event.submitted_at or event.occurred_at
+    return JobRow(
+        job_id=event.job_id,
+        kind=str(event.kind),
+        state="queued",
+        stage=str(event.stage),
+        created_at=created,
+        updated_at=event.occurred_at,
+        rank_state=-1,
+        tenant=event.tenant,
+        content_sha256=event.content_sha256,
+    )
+
+
+def apply(row: JobRow | None, event: JobStatus) -> JobRow | None:
+    """The row after `event`, or None when the event changes nothing (late, duplicate, stale)."""
+    current = row or new_row(event)
+    if current.terminal and event.generation <= current.generation:
+        return None
+    if event_rank(event) > current.rank:
+        return _transition(current, event)
+    if event_rank(event) == current.rank and (event.progress or 0) > current.progress:
+        return replace(current, progress=event.progress or 0, updated_at=event.occurred_at)
+    return None if row is not None else current
+
+
+def _transition(row: JobRow, event: JobStatus) -> JobRow:
+    result = dict(row.result)
+    if event.result:
+        result[str(event.stage)] = json.loads(event.result)
+    state = job_state(event)
+    succeeded = event.state is StageState.SUCCEEDED
+    return replace(
+        row,
+        state=state,
+        stage=str(event.stage),
+        progress=event.progress if event.progress is not None else row.progress,
+        attempts=event.attempt,
+        generation=event.generation,
+        rank_stage=STAGE_RANK[event.stage],
+        rank_state=STATE_RANK[event.state],
+        result=result,
+        error=None if succeeded else event.error or row.error,
+        error_class=None if succeeded else event.error_class or row.error_class,
+        next_attempt_at=event.next_attempt_at,
+        content_sha256=event.content_sha256 or row.content_sha256,
+        started_at=row.started_at or (event.occurred_at if state != "queued" else None),
+        finished_at=event.occurred_at if state in TERMINAL else None,
+        updated_at=event.occurred_at,
+    )

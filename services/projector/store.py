@@ -1,0 +1,85 @@
+"""The jobs table as the projector sees it: load rows, apply events, write back, one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, fields
+from typing import Any
+
+import sqlalchemy as sa
+from anchorline_projector.apply import JobRow, apply, is_progress_only
+from sqlalchemy.engine import Connection, Engine
+
+from anchorline.db import job_events, jobs
+from anchorline.events import JobStatus
+
+ROW_FIELDS = [spec.name for spec in fields(JobRow)]
+
+
+def _row(record: Any) -> JobRow:
+    values = dict(record._mapping)
+    values["result"] = values["result"] or {}
+    return JobRow(**{name: values[name] for name in ROW_FIELDS})
+
+
+class SqlJobStore:
+    """Applies status events to the jobs table; the only writer of that table."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def apply_batch(self, events: Sequence[JobStatus]) -> int:
+        """Apply events in order in one transaction; returns how many changed a row."""
+        if not events:
+            return 0
+        with self.engine.begin() as connection:
+            rows = self._load(connection, {event.job_id for event in events})
+            existing = set(rows)
+            known = self._known_events(connection, [event.event_id for event in events])
+            changed: dict[str, JobRow] = {}
+            history: list[dict[str, Any]] = []
+            for event in events:
+                if event.event_id in known:
+                    continue
+                known.add(event.event_id)
+                after = apply(rows.get(event.job_id), event)
+                if after is not None:
+                    rows[event.job_id] = changed[event.job_id] = after
+                if not is_progress_only(event):
+                    history.append(_history(event, applied=after is not None))
+            self._save(connection, changed, existing=existing)
+            if history:
+                connection.execute(job_events.insert(), history)
+        return len(changed)
+
+    def _load(self, connection: Connection, job_ids: set[str]) -> dict[str, JobRow]:
+        query = sa.select(jobs).where(jobs.c.job_id.in_(job_ids))
+        return {record.job_id: _row(record) for record in connection.execute(query)}
+
+    def _known_events(self, connection: Connection, event_ids: list[str]) -> set[str]:
+        query = sa.select(job_events.c.event_id).where(job_events.c.event_id.in_(event_ids))
+        return set(connection.execute(query).scalars())
+
+    def _save(self, connection: Connection, changed: dict[str, JobRow], existing: set[str]) -> None:
+        inserts = [asdict(row) for job_id, row in changed.items() if job_id not in existing]
+        if inserts:
+            connection.execute(jobs.insert(), inserts)
+        for job_id, row in changed.items():
+            if job_id in existing:
+                values = asdict(row)
+                del values["job_id"]
+                connection.execute(jobs.update().where(jobs.c.job_id == job_id).values(**values))
+
+
+def _history(event: JobStatus, *, applied: bool) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "job_id": event.job_id,
+        "stage": str(event.stage),
+        "state": str(event.state),
+        "attempt": event.attempt,
+        "generation": event.generation,
+        "applied": applied,
+        "error": event.error,
+        "occurred_at": event.occurred_at,
+    }

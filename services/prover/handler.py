@@ -1,0 +1,80 @@
+"""The prove stage: a salted commitment leaf per job and a Merkle batch over a window of jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+
+from anchorline_prover.merkle import MerkleBatch, leaf_hash
+from eth_utils import keccak
+
+from anchorline.events import (
+    AnchorRequested,
+    Event,
+    JobKind,
+    ProveRequested,
+    Stage,
+    StageState,
+    new_id,
+    refs_of,
+    utcnow,
+)
+from anchorline.manifest import canonical_bytes
+from anchorline.stage import Report
+
+
+def commitment(event: ProveRequested) -> bytes:
+    """keccak256 of the canonical JSON of the job's verified facts."""
+    facts = {
+        "job_id": event.job_id,
+        "content_sha256": event.content_sha256,
+        "manifest_sha256": event.manifest_sha256,
+        "signer": event.signer,
+    }
+    return keccak(canonical_bytes(facts))
+
+
+class ProveHandler:
+    """Consumes ProveRequested in batch windows; emits each job's proof and the batch to anchor."""
+
+    stage = Stage.PROVE
+    consumes = ProveRequested
+    batched = True
+
+    def __init__(self, *, salt_key: bytes) -> None:
+        self.salt_key = salt_key
+
+    def salt(self, job_id: str) -> bytes:
+        # Derived, not random, so that a re-delivered batch produces the same root.
+        return hmac.new(self.salt_key, job_id.encode(), hashlib.sha256).digest()
+
+    def handle(self, events: Sequence[ProveRequested], report: Report) -> list[Event]:
+        unique = list({event.job_id: event for event in events}.values())
+        salts = [self.salt(event.job_id) for event in unique]
+        commitments = [commitment(event) for event in unique]
+        leaves = [leaf_hash(salt, c) for salt, c in zip(salts, commitments, strict=True)]
+        batch = MerkleBatch.build(leaves)
+        root = "0x" + batch.root.hex()
+        batch_id = new_id()
+        out: list[Event] = []
+        for index, event in enumerate(unique):
+            result = {
+                "batchId": batch_id,
+                "batchSize": len(unique),
+                "index": index,
+                "salt": "0x" + salts[index].hex(),
+                "commitment": "0x" + commitments[index].hex(),
+                "leaf": "0x" + leaves[index].hex(),
+                "root": root,
+                "path": [step.as_json() for step in batch.path(index)],
+            }
+            status = refs_of(event)[0].status(
+                self.stage, StageState.SUCCEEDED, progress=100, result=json.dumps(result)
+            )
+            out.append(status)
+        anchored = [event.job_id for event in unique if event.kind is JobKind.ANCHOR]
+        if anchored:
+            out.append(AnchorRequested(batch_id, root, anchored, utcnow()))
+        return out

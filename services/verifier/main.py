@@ -1,0 +1,14 @@
+"""Composition root of the verifier."""
+
+from __future__ import annotations
+
+from anchorline_verifier.handler import VerifyHandler
+
+from anchorline.blobstore import FileBlobStore
+from anchorline.runner import StageRunner
+from anchorline.settings import Settings
+
+
+def build(settings: Settings) -> StageRunner:
+    handler = VerifyHandler(FileBlobStore(settings.blobs), chunk_size=settings.chunk_size)
+    return StageRunner(handler, settings, service="verifier")

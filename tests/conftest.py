@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain, ensure_node_tools
+from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
+from anchorline.infra.ports import free_ports
+from anchorline.infra.postgres import PostgresServer, ensure_postgres_installed
+
+with warnings.catch_warnings():
+    # web3 imports websockets.legacy, which warns on import; once cached it is quiet for good.
+    warnings.filterwarnings("ignore", "websockets.legacy is deprecated", DeprecationWarning)
+    from anchorline.registry import deploy_registry
+
+TESTS_DIR = Path(__file__).parent
+SUITES = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        suite = (
+            item.path.relative_to(TESTS_DIR).parts[0] if item.path.is_relative_to(TESTS_DIR) else ""
+        )
+        if suite in SUITES:
+            item.add_marker(getattr(pytest.mark, suite))
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip on a laptop without the service; in CI a missing service is a failure."""
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    try:
+        ensure_kafka_jars()
+    except (RuntimeError, OSError) as exc:
+        unavailable(f"Kafka broker unavailable: {exc}")
+    port, controller_port = free_ports(2)
+    state_dir = tmp_path_factory.mktemp("kafka")
+    with KafkaBroker(state_dir=state_dir, port=port, controller_port=controller_port) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    try:
+        ensure_postgres_installed()
+    except (RuntimeError, OSError) as exc:
+        unavailable(f"PostgreSQL unavailable: {exc}")
+    (port,) = free_ports(1)
+    server = PostgresServer(state_dir=tmp_path_factory.mktemp("postgres"), port=port)
+    try:
+        with server:
+            yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilChain]:
+    try:
+        ensure_node_tools()
+    except (RuntimeError, OSError) as exc:
+        unavailable(f"anvil unavailable: {exc}")
+    (port,) = free_ports(1)
+    with AnvilChain(state_dir=tmp_path_factory.mktemp("anvil"), port=port) as chain:
+        yield chain
+
+
+@pytest.fixture(scope="session")
+def registry_address(anvil: AnvilChain) -> str:
+    return deploy_registry(anvil.url, DEV_PRIVATE_KEYS[0])
