@@ -56,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("up", help="start Kafka, anvil and every service locally")
     run = commands.add_parser("run", help="run one service in the foreground")
     run.add_argument("service", choices=SERVICES)
+    setup = commands.add_parser("setup", help="install the Kafka jars and anvil (and PostgreSQL)")
+    setup.add_argument("--postgres", action="store_true", help="also install PostgreSQL")
     commands.add_parser("topics", help="create the anchorline topics that are missing")
     commands.add_parser("migrate", help="bring the jobs database to the newest schema")
     deploy = commands.add_parser("deploy", help="deploy the registry contract, print its address")
@@ -88,6 +90,10 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from anchorline.up import up
 
         up(settings, stop_on_signals())
+    elif args.command == "setup":
+        from anchorline.infra.setup import install
+
+        install(postgres=args.postgres)
     elif args.command == "topics":
         from anchorline.kafka import ensure_topics
 

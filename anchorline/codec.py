@@ -49,8 +49,14 @@ class _Schemas:
         self.fingerprints: dict[type[Any], bytes] = {}
         for event_type in EVENT_TYPES:
             raw = json.loads((SCHEMAS_DIR / f"{event_type.__name__}.avsc").read_text())
+            # Fingerprint the schema as it stands on its own, with the named types it borrows
+            # from earlier files written out in full: that is the schema other Avro libraries
+            # see, and a bare name in the canonical form would give a fingerprint only we use.
+            standalone = fastavro.parse_schema(raw, named_schemas=dict(named), expand=True)
             parsed = fastavro.parse_schema(raw, named_schemas=named)
-            digest = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+            digest = bytes.fromhex(
+                fingerprint(to_parsing_canonical_form(standalone), "CRC-64-AVRO")
+            )
             self.by_type[event_type] = parsed
             self.by_fingerprint[digest] = (event_type, parsed)
             self.fingerprints[event_type] = digest
@@ -106,7 +112,8 @@ def decode(data: bytes | None, expect: type[E]) -> E:
 def _to_event(event_type: type[E], record: Any) -> E:
     if not isinstance(record, dict):
         raise SerializationError(f"{event_type.__name__} body is not a record")
-    values: dict[str, Any] = {f.name: record[f.name] for f in fields(event_type) if f.name in record}
+    names = [spec.name for spec in fields(event_type)]
+    values: dict[str, Any] = {name: record[name] for name in names if name in record}
     for name, enum_type in _ENUMS.items():
         if name in values:
             values[name] = enum_type(values[name])

@@ -41,7 +41,9 @@ def is_last_stage(kind: JobKind, stage: Stage) -> bool:
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, to the millisecond: the precision of the schemas' timestamp-millis."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def new_id() -> str:

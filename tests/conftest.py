@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -12,11 +11,7 @@ from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain, ensure_node_too
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.ports import free_ports
 from anchorline.infra.postgres import PostgresServer, ensure_postgres_installed
-
-with warnings.catch_warnings():
-    # web3 imports websockets.legacy, which warns on import; once cached it is quiet for good.
-    warnings.filterwarnings("ignore", "websockets.legacy is deprecated", DeprecationWarning)
-    from anchorline.registry import deploy_registry
+from anchorline.registry import deploy_registry
 
 TESTS_DIR = Path(__file__).parent
 SUITES = ("unit", "integration", "e2e")

@@ -86,6 +86,7 @@ class KafkaBroker:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.state_dir,
+            start_new_session=True,  # Ctrl-C must reach the launcher first, not this
         )
         try:
             self._wait_ready(timeout)

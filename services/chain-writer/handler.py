@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from anchorline_chain_writer.chain import RegistryChain
-
 from anchorline.errors import Permanent
 from anchorline.events import AnchorRequested, Event, Stage, StageState, refs_of
 from anchorline.stage import Report
+from anchorline_chain_writer.chain import RegistryChain
 
 
 def parse_root(root: str) -> bytes:

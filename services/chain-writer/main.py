@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from anchorline_chain_writer.chain import Web3Registry
-from anchorline_chain_writer.handler import AnchorHandler
-
 from anchorline.errors import ConfigurationError
 from anchorline.runner import StageRunner
 from anchorline.settings import Settings
+from anchorline_chain_writer.chain import Web3Registry
+from anchorline_chain_writer.handler import AnchorHandler
 
 
 def build(settings: Settings) -> StageRunner:

@@ -9,8 +9,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from anchorline_gateway.publisher import Publisher, Unavailable
-from anchorline_gateway.reads import BadCursor, JobReader
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -22,6 +20,8 @@ from starlette.routing import Route
 from anchorline.blobstore import SHA256_URI, FileBlobStore
 from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState, new_id, utcnow
 from anchorline.manifest import SIGNATURE_RE, parse_document
+from anchorline_gateway.publisher import Publisher, Unavailable
+from anchorline_gateway.reads import BadCursor, JobReader
 
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_LIST = 200

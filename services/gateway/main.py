@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uvicorn
-from anchorline_gateway.app import Gateway, create_app
-from anchorline_gateway.publisher import KafkaPublisher
-from anchorline_gateway.reads import SqlJobReader
 from starlette.applications import Starlette
 
 from anchorline.blobstore import FileBlobStore
 from anchorline.db import make_engine
 from anchorline.settings import Settings
+from anchorline_gateway.app import Gateway, create_app
+from anchorline_gateway.publisher import KafkaPublisher
+from anchorline_gateway.reads import SqlJobReader
 
 
 def build(settings: Settings) -> Starlette:

@@ -73,10 +73,11 @@ class KafkaPublisher:
 
 def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]):  # type: ignore[no-untyped-def]
     def on_delivery(error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            loop.call_soon_threadsafe(_settle, future, None)
-        else:
-            loop.call_soon_threadsafe(_settle, future, Unavailable(f"Kafka refused: {error.str()}"))
+        outcome = None if error is None else Unavailable(f"Kafka refused: {error.str()}")
+        try:
+            loop.call_soon_threadsafe(_settle, future, outcome)
+        except RuntimeError:
+            pass  # the request already ended (timed out) and its event loop is gone
 
     return on_delivery
 

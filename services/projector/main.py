@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from anchorline_projector.service import Projector
-from anchorline_projector.store import SqlJobStore
-
 from anchorline.db import make_engine
 from anchorline.migrate import upgrade
 from anchorline.settings import Settings
+from anchorline_projector.service import Projector
+from anchorline_projector.store import SqlJobStore
 
 
 def build(settings: Settings) -> Projector:

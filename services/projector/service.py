@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 
-from anchorline_projector.store import SqlJobStore
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -16,6 +15,7 @@ from anchorline.events import JobStatus
 from anchorline.kafka import consumer_config, producer_config
 from anchorline.runner import dead_letter_headers, incoming
 from anchorline.settings import Settings
+from anchorline_projector.store import SqlJobStore
 
 log = logging.getLogger(__name__)
 BATCH = 500

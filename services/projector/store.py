@@ -7,11 +7,11 @@ from dataclasses import asdict, fields
 from typing import Any
 
 import sqlalchemy as sa
-from anchorline_projector.apply import JobRow, apply, is_progress_only
 from sqlalchemy.engine import Connection, Engine
 
 from anchorline.db import job_events, jobs
 from anchorline.events import JobStatus
+from anchorline_projector.apply import JobRow, apply, is_progress_only
 
 ROW_FIELDS = [spec.name for spec in fields(JobRow)]
 

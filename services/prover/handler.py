@@ -7,7 +7,6 @@ import hmac
 import json
 from collections.abc import Sequence
 
-from anchorline_prover.merkle import MerkleBatch, leaf_hash
 from eth_utils import keccak
 
 from anchorline.events import (
@@ -23,6 +22,7 @@ from anchorline.events import (
 )
 from anchorline.manifest import canonical_bytes
 from anchorline.stage import Report
+from anchorline_prover.merkle import MerkleBatch, leaf_hash
 
 
 def commitment(event: ProveRequested) -> bytes:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from anchorline_prover.handler import ProveHandler
-
 from anchorline.errors import ConfigurationError
 from anchorline.runner import StageRunner
 from anchorline.settings import Settings
+from anchorline_prover.handler import ProveHandler
 
 
 def build(settings: Settings) -> StageRunner:

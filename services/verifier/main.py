@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from anchorline_verifier.handler import VerifyHandler
-
 from anchorline.blobstore import FileBlobStore
 from anchorline.runner import StageRunner
 from anchorline.settings import Settings
+from anchorline_verifier.handler import VerifyHandler
 
 
 def build(settings: Settings) -> StageRunner:

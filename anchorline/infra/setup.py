@@ -1,0 +1,14 @@
+"""`anchorline setup`: everything the local run and the tests need that pip does not bring."""
+
+from __future__ import annotations
+
+from anchorline.infra.anvil import ensure_node_tools
+from anchorline.infra.kafka import ensure_kafka_jars
+from anchorline.infra.postgres import ensure_postgres_installed
+
+
+def install(*, postgres: bool) -> None:
+    print(f"Kafka jars in {ensure_kafka_jars()}", flush=True)
+    print(f"anvil and solc in {ensure_node_tools()}", flush=True)
+    if postgres:
+        print(f"PostgreSQL binaries in {ensure_postgres_installed()}", flush=True)

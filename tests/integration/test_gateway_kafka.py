@@ -1,0 +1,43 @@
+"""The gateway's publisher on the real broker: acknowledged writes, and a quick 503 without one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+import pytest
+from kafka_helpers import read_topic
+
+from anchorline import codec
+from anchorline.events import JobKind, JobRequested, new_id, utcnow
+from anchorline.infra.ports import free_port
+from anchorline.settings import Settings
+from anchorline_gateway.publisher import KafkaPublisher, Unavailable
+
+
+def request() -> JobRequested:
+    return JobRequested(new_id(), JobKind.VERIFY, "sha256:" + "00" * 32, "{}", "0x", utcnow())
+
+
+def test_publish_returns_after_the_broker_has_the_message(settings: Settings) -> None:
+    publisher = KafkaPublisher(settings)
+    job = request()
+    try:
+        asyncio.run(publisher.publish([job]))
+    finally:
+        publisher.close()
+    messages = read_topic(settings, settings.topics.jobs_requested, until=lambda m: len(m) >= 1)
+    assert codec.decode(messages[0].value(), JobRequested) == job  # type: ignore[attr-defined]
+
+
+def test_publish_without_a_broker_fails_fast(settings: Settings) -> None:
+    nowhere = replace(settings, kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    publisher = KafkaPublisher(nowhere, timeout_s=1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Unavailable):
+            asyncio.run(publisher.publish([request()]))
+    finally:
+        publisher.close()
+    assert time.monotonic() - started < 5.0
