@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from anchorline.errors import ConfigurationError
 from anchorline.settings import Settings
@@ -58,6 +59,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("service", choices=SERVICES)
     setup = commands.add_parser("setup", help="install the Kafka jars and anvil (and PostgreSQL)")
     setup.add_argument("--postgres", action="store_true", help="also install PostgreSQL")
+    sign = commands.add_parser("sign", help="write a manifest for a file and sign it (EIP-191)")
+    sign.add_argument("file", type=Path)
+    sign.add_argument("--key", help="creator's private key (default: a new random key)")
+    sign.add_argument("--out", type=Path, default=Path("."), help="folder for manifest.json/.sig")
     commands.add_parser("topics", help="create the anchorline topics that are missing")
     commands.add_parser("migrate", help="bring the jobs database to the newest schema")
     deploy = commands.add_parser("deploy", help="deploy the registry contract, print its address")
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return dispatch(args, settings)
-    except ConfigurationError as exc:
+    except (ConfigurationError, OSError) as exc:
         print(f"anchorline: {exc}", file=sys.stderr)
         return 2
 
@@ -94,6 +99,11 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from anchorline.infra.setup import install
 
         install(postgres=args.postgres)
+    elif args.command == "sign":
+        from anchorline.manifest import write_signed
+
+        creator = write_signed(args.file, key=args.key, out=args.out)
+        print(f"signed by {creator}: {args.out / 'manifest.json'} {args.out / 'manifest.sig'}")
     elif args.command == "topics":
         from anchorline.kafka import ensure_topics
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import UTC, datetime
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import is_address, to_checksum_address
+from eth_utils import (
+    is_address,
+    is_checksum_address,
+    is_checksum_formatted_address,
+    to_checksum_address,
+)
 
 HASH_RE = re.compile(r"^0x[0-9a-f]{64}$")
 SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130}$")
@@ -58,6 +65,9 @@ def validate(document: dict[str, Any]) -> Manifest:
     creator = document["creator"]
     if not isinstance(creator, str) or not is_address(creator):
         raise ValueError("creator must be an Ethereum address")
+    # eth_utils' is_address no longer checks EIP-55, so a mistyped mixed-case address passed.
+    if is_checksum_formatted_address(creator) and not is_checksum_address(creator):
+        raise ValueError("creator must be an Ethereum address (its EIP-55 checksum is wrong)")
     if document.get("hash_alg", "sha256") != "sha256":
         raise ValueError("hash_alg must be sha256")
     metadata = document.get("metadata", {})
@@ -89,3 +99,28 @@ def sign_eip191(document: dict[str, Any], private_key: str) -> str:
     """Sign a manifest the way a creator's wallet does (personal_sign of the canonical bytes)."""
     signed = Account.sign_message(encode_defunct(primitive=canonical_bytes(document)), private_key)
     return "0x" + bytes(signed.signature).hex()
+
+
+def describe_file(path: Path, creator: str) -> dict[str, Any]:
+    """A manifest for a local file, its hash computed in fixed memory."""
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+    return {
+        "content_hash": "0x" + hasher.hexdigest(),
+        "creator": creator,
+        "hash_alg": "sha256",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "metadata": {"filename": path.name},
+    }
+
+
+def write_signed(path: Path, *, key: str | None, out: Path) -> str:
+    """Write out/manifest.json and out/manifest.sig for a file; returns the creator's address."""
+    account = Account.from_key(key) if key else Account.create()
+    document = describe_file(path, account.address)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").write_bytes(canonical_bytes(document))
+    (out / "manifest.sig").write_text(sign_eip191(document, account.key.hex()))
+    return str(account.address)

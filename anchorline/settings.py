@@ -20,6 +20,7 @@ class Settings:
 
     state_dir: Path = Path("var")
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_controller_port: int = 9093
     topic_prefix: str = "anchorline"
     partitions: int = 3
     database_url: str = ""

@@ -82,7 +82,7 @@ def up(settings: Settings, stop: threading.Event) -> None:
         broker = KafkaBroker(
             state_dir=settings.state_dir / "kafka",
             port=kafka_port,
-            controller_port=kafka_port + 1,
+            controller_port=settings.kafka_controller_port,
             partitions=settings.partitions,
         )
         print(f"starting Kafka on {broker.bootstrap} …", flush=True)
