@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account import Account

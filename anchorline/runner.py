@@ -60,7 +60,7 @@ class RetryPolicy:
 def dead_letter_headers(message: Incoming, exc: BaseException, *, attempts: int) -> list[Header]:
     """Spring Kafka's dead-letter header names, values as UTF-8 text."""
     return [
-        ("kafka_dlt-exception-fqcn", type(exc).__name__.encode()),
+        ("kafka_dlt-exception-fqcn", f"{type(exc).__module__}.{type(exc).__qualname__}".encode()),
         ("kafka_dlt-exception-message", str(exc).encode()),
         ("kafka_dlt-original-topic", message.topic.encode()),
         ("kafka_dlt-original-partition", str(message.partition).encode()),

@@ -56,7 +56,7 @@ class AnvilChain:
         chain_id: int = 31337,
         block_time: float | None = None,
     ) -> None:
-        self.state_dir = state_dir
+        self.state_dir = state_dir.resolve()  # the process runs with it as cwd
         self.port = port
         self.chain_id = chain_id
         self.block_time = block_time

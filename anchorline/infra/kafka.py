@@ -56,7 +56,7 @@ class KafkaBroker:
     def __init__(
         self, *, state_dir: Path, port: int, controller_port: int, partitions: int = 3
     ) -> None:
-        self.state_dir = state_dir
+        self.state_dir = state_dir.resolve()  # the process runs with it as cwd
         self.port = port
         self.controller_port = controller_port
         self.partitions = partitions

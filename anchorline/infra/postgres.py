@@ -41,7 +41,7 @@ class PostgresServer:
     """One PostgreSQL cluster with an `anchorline` superuser role and database."""
 
     def __init__(self, *, state_dir: Path, port: int) -> None:
-        self.state_dir = state_dir
+        self.state_dir = state_dir.resolve()  # the process runs with it as cwd
         self.port = port
 
     @property

@@ -80,20 +80,22 @@ async def submit_job(request: Request) -> Response:
 
 
 async def _multipart_fields(request: Request, blobs: FileBlobStore) -> dict[str, Any]:
-    form = await request.form(max_files=1, max_fields=16, max_part_size=MAX_MANIFEST_BYTES)
     fields: dict[str, Any] = {}
-    for name, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            if name == "content":
-                fields["content_uri"], _ = await run_in_threadpool(blobs.put_file, value.file)
-            elif name == "manifest":
-                fields["manifest"] = (await value.read(MAX_MANIFEST_BYTES + 1)).decode(
-                    "utf-8", "replace"
-                )
+    # The content and, optionally, the manifest may come as files; closing the form on the way
+    # out releases their spooled temporary files.
+    async with request.form(max_files=2, max_fields=16, max_part_size=MAX_MANIFEST_BYTES) as form:
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if name == "content":
+                    fields["content_uri"], _ = await run_in_threadpool(blobs.put_file, value.file)
+                elif name == "manifest":
+                    fields["manifest"] = (await value.read(MAX_MANIFEST_BYTES + 1)).decode(
+                        "utf-8", "replace"
+                    )
+                else:
+                    raise BadRequest(f"unexpected file field {name!r}")
             else:
-                raise BadRequest(f"unexpected file field {name!r}")
-        else:
-            fields[name] = value
+                fields[name] = value
     if "content_uri" not in fields:
         raise BadRequest("multipart body lacks the 'content' file")
     return fields

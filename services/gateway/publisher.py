@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Sequence
 from typing import Protocol
@@ -74,10 +75,9 @@ class KafkaPublisher:
 def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]):  # type: ignore[no-untyped-def]
     def on_delivery(error: KafkaError | None, message: Message) -> None:
         outcome = None if error is None else Unavailable(f"Kafka refused: {error.str()}")
-        try:
+        # RuntimeError: the request already ended (timed out) and its event loop is gone.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_settle, future, outcome)
-        except RuntimeError:
-            pass  # the request already ended (timed out) and its event loop is gone
 
     return on_delivery
 

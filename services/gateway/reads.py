@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -51,9 +51,14 @@ def public(record: Any) -> dict[str, Any]:
         row.pop(name, None)
     for name, value in row.items():
         if isinstance(value, datetime):
-            row[name] = value.isoformat()
+            row[name] = as_utc(value).isoformat()
     row["result"] = row["result"] or {}
     return row
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; every one we store is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class SqlJobReader:
@@ -81,7 +86,7 @@ class SqlJobReader:
         with self.engine.connect() as connection:
             rows = [dict(record._mapping) for record in connection.execute(query)]
         for row in rows:
-            row["occurred_at"] = row["occurred_at"].isoformat()
+            row["occurred_at"] = as_utc(row["occurred_at"]).isoformat()
         return rows
 
     def list(

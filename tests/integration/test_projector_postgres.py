@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest

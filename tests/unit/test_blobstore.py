@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from anchorline.blobstore import FileBlobStore, MemoryBlobStore
+from anchorline.errors import Permanent, Retryable
+
+DATA = b"0123456789" * 100
+URI = f"sha256:{hashlib.sha256(DATA).hexdigest()}"
+
+
+async def _stream(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def _broken_stream() -> AsyncIterator[bytes]:
+    yield b"half of it"
+    raise ConnectionResetError("client went away")
+
+
+def test_put_file_stores_content_under_its_digest(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    uri, size = store.put_file(io.BytesIO(DATA), chunk_size=64)
+    digest = hashlib.sha256(DATA).hexdigest()
+    assert (uri, size) == (URI, len(DATA))
+    assert (tmp_path / "sha256" / digest[:2] / digest).read_bytes() == DATA
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_put_stream_hashes_as_it_stores(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    uri, size = asyncio.run(store.put_stream(_stream(DATA[:300], DATA[300:])))
+    assert (uri, size) == (URI, len(DATA))
+    assert b"".join(store.chunks(uri, chunk_size=128)) == DATA
+    assert store.size(uri) == len(DATA)
+
+
+def test_a_failed_stream_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(store.put_stream(_broken_stream()))
+    assert list((tmp_path / "staging").iterdir()) == []
+    assert not (tmp_path / "sha256").exists()
+
+
+def test_storing_the_same_content_twice_keeps_one_blob(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    first = store.put_file(io.BytesIO(DATA))
+    second = store.put_file(io.BytesIO(DATA))
+    assert first == second
+    assert len(list((tmp_path / "sha256").rglob("*"))) == 2  # one folder, one file
+
+
+def test_chunks_are_at_most_chunk_size(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    uri, _ = store.put_file(io.BytesIO(DATA))
+    sizes = [len(chunk) for chunk in store.chunks(uri, chunk_size=300)]
+    assert sizes == [300, 300, 300, 100]
+
+
+def test_empty_content_is_a_blob_too(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    uri, size = store.put_file(io.BytesIO(b""))
+    assert uri == f"sha256:{hashlib.sha256(b'').hexdigest()}"
+    assert size == 0
+    assert store.size(uri) == 0
+    assert list(store.chunks(uri, chunk_size=10)) == []
+
+
+def test_file_uri_is_read_in_place_and_percent_decoded(tmp_path: Path) -> None:
+    path = tmp_path / "my file.bin"
+    path.write_bytes(DATA)
+    store = FileBlobStore(tmp_path / "blobs")
+    uri = "file://" + str(path).replace(" ", "%20")
+    assert store.resolve(uri) == path
+    assert store.size(uri) == len(DATA)
+    assert b"".join(store.chunks(uri, chunk_size=7)) == DATA
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://example.com/x",
+        "sha256:" + "AB" * 32,
+        "sha256:" + "ab" * 31,
+        "file://",
+        "s3://bucket/key",
+        "/absolute/path/without/scheme",
+    ],
+)
+def test_unsupported_uri_is_permanent(tmp_path: Path, uri: str) -> None:
+    store = FileBlobStore(tmp_path)
+    with pytest.raises(Permanent, match="unsupported content_uri"):
+        store.size(uri)
+
+
+def test_missing_blob_is_retryable(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    with pytest.raises(Retryable, match="not in the blob store yet"):
+        store.size(URI)
+    with pytest.raises(Retryable, match="not in the blob store yet"):
+        next(store.chunks(URI, chunk_size=10))
+    with pytest.raises(Retryable):
+        store.size(f"file://{tmp_path / 'absent'}")
+
+
+def test_memory_store_serves_what_was_added() -> None:
+    store = MemoryBlobStore()
+    uri = store.add(DATA)
+    assert uri == URI
+    assert store.size(uri) == len(DATA)
+    assert [len(c) for c in store.chunks(uri, chunk_size=400)] == [400, 400, 200]
+    assert b"".join(store.chunks(uri, chunk_size=400)) == DATA
+
+
+def test_memory_store_missing_blob_is_retryable() -> None:
+    store = MemoryBlobStore()
+    with pytest.raises(Retryable):
+        store.size(URI)
+    with pytest.raises(Retryable):
+        next(store.chunks(URI, chunk_size=10))

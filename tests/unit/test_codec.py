@@ -1,0 +1,313 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from anchorline import codec
+from anchorline.errors import Poison, SerializationError
+from anchorline.events import (
+    AnchorRequested,
+    Event,
+    JobKind,
+    JobRequested,
+    JobStatus,
+    ProveRequested,
+    Stage,
+    StageState,
+)
+from anchorline.paths import SCHEMAS_DIR
+
+# Whole milliseconds: the schemas carry timestamp-millis.
+AT = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
+LATER = datetime(2024, 5, 1, 12, 31, 0, 456000, tzinfo=UTC)
+
+EXAMPLES: list[Event] = [
+    JobRequested(
+        job_id="job-1",
+        kind=JobKind.ANCHOR,
+        content_uri="sha256:" + "ab" * 32,
+        manifest='{"a":1}',
+        signature="0x" + "11" * 65,
+        submitted_at=AT,
+        signature_scheme="eip712",
+        tenant="acme",
+        attributes={"team": "ledger", "ticket": "42"},
+    ),
+    JobRequested(
+        job_id="job-2",
+        kind=JobKind.VERIFY,
+        content_uri="file:///tmp/x",
+        manifest="{}",
+        signature="0x",
+        submitted_at=AT,
+    ),
+    ProveRequested(
+        job_id="job-1",
+        kind=JobKind.PROOF,
+        content_sha256="0x" + "cd" * 32,
+        manifest_sha256="0x" + "ef" * 32,
+        signer="0x" + "12" * 20,
+        submitted_at=AT,
+        tenant="acme",
+    ),
+    AnchorRequested(batch_id="b-1", root="0x" + "77" * 32, job_ids=["a", "b"], requested_at=AT),
+    AnchorRequested(batch_id="b-2", root="0x" + "78" * 32, job_ids=[], requested_at=AT),
+    JobStatus(
+        job_id="job-1",
+        kind=JobKind.ANCHOR,
+        stage=Stage.PROVE,
+        state=StageState.RETRYING,
+        occurred_at=AT,
+        event_id="ev-1",
+        final=False,
+        attempt=2,
+        generation=3,
+        progress=40,
+        result='{"x":1}',
+        error="rpc down",
+        error_class="Retryable",
+        next_attempt_at=LATER,
+        submitted_at=AT,
+        tenant="acme",
+        content_sha256="0x" + "cd" * 32,
+    ),
+    JobStatus(
+        job_id="job-3",
+        kind=JobKind.VERIFY,
+        stage=Stage.VERIFY,
+        state=StageState.SUCCEEDED,
+        occurred_at=AT,
+        event_id="ev-2",
+        final=True,
+    ),
+]
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_every_event_type_round_trips(event: Event) -> None:
+    decoded = codec.decode(codec.encode(event), type(event))
+    assert decoded == event
+    assert type(decoded) is type(event)
+
+
+def test_enum_fields_decode_to_the_enum_types() -> None:
+    decoded = codec.decode_any(codec.encode(EXAMPLES[5]))
+    assert isinstance(decoded, JobStatus)
+    assert type(decoded.kind) is JobKind
+    assert type(decoded.stage) is Stage
+    assert type(decoded.state) is StageState
+
+
+def test_every_event_type_is_covered_by_the_examples() -> None:
+    assert {type(event) for event in EXAMPLES} == set(codec.EVENT_TYPES)
+
+
+# --- the single-object framing, checked against the Avro specification -------------------------
+
+EMPTY = 0xC15D213AA4D7A795  # the CRC-64-AVRO seed, from the specification's reference code
+
+
+def _rabin_table() -> list[int]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (EMPTY & -(fp & 1))
+        table.append(fp)
+    return table
+
+
+RABIN_TABLE = _rabin_table()
+
+
+def rabin_fingerprint(data: bytes) -> int:
+    fp = EMPTY
+    for byte in data:
+        fp = (fp >> 8) ^ RABIN_TABLE[(fp ^ byte) & 0xFF]
+    return fp
+
+
+PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
+NAMED = {"record", "enum", "fixed"}
+
+
+def _fullname(name: str, namespace: str | None) -> str:
+    return name if "." in name or not namespace else f"{namespace}.{name}"
+
+
+def _namespace_of(fullname: str) -> str | None:
+    return fullname.rpartition(".")[0] or None
+
+
+def _collect(schema: Any, namespace: str | None, out: dict[str, Any]) -> None:
+    if isinstance(schema, list):
+        for branch in schema:
+            _collect(branch, namespace, out)
+    elif isinstance(schema, dict):
+        kind = schema["type"]
+        if kind in NAMED:
+            full = _fullname(schema["name"], schema.get("namespace", namespace))
+            out[full] = schema
+            namespace = _namespace_of(full)
+        for field in schema.get("fields", []):
+            _collect(field["type"], namespace, out)
+        for key in ("items", "values"):
+            if key in schema:
+                _collect(schema[key], namespace, out)
+        if isinstance(kind, dict | list):
+            _collect(kind, namespace, out)
+
+
+def parsing_canonical_form(schema: Any, defined: dict[str, Any]) -> str:
+    """The spec's Parsing Canonical Form of a schema standing on its own: a named type is
+    written out in full where it first occurs and by its full name after that."""
+    written: set[str] = set()
+
+    def form(schema: Any, namespace: str | None) -> str:
+        if isinstance(schema, list):
+            return "[" + ",".join(form(branch, namespace) for branch in schema) + "]"
+        if isinstance(schema, str):
+            if schema in PRIMITIVES:
+                return json.dumps(schema)
+            full = _fullname(schema, namespace)
+            if full in written:
+                return json.dumps(full)
+            return form(defined[full], _namespace_of(full))
+        kind = schema["type"]
+        if not isinstance(kind, str) or kind in PRIMITIVES:
+            return form(kind, namespace)  # drops logicalType and every other attribute
+        if kind == "array":
+            return '{"type":"array","items":' + form(schema["items"], namespace) + "}"
+        if kind == "map":
+            return '{"type":"map","values":' + form(schema["values"], namespace) + "}"
+        full = _fullname(schema["name"], schema.get("namespace", namespace))
+        if full in written:
+            return json.dumps(full)
+        written.add(full)
+        head = '{"name":' + json.dumps(full) + ',"type":' + json.dumps(kind)
+        if kind == "enum":
+            return head + ',"symbols":' + json.dumps(schema["symbols"], separators=(",", ":")) + "}"
+        if kind == "fixed":
+            return head + ',"size":' + str(int(schema["size"])) + "}"
+        inner = _namespace_of(full)
+        fields = [
+            '{"name":' + json.dumps(field["name"]) + ',"type":' + form(field["type"], inner) + "}"
+            for field in schema["fields"]
+        ]
+        return head + ',"fields":[' + ",".join(fields) + "]}"
+
+    return form(schema, None)
+
+
+def all_named_types() -> dict[str, Any]:
+    defined: dict[str, Any] = {}
+    for path in SCHEMAS_DIR.glob("*.avsc"):
+        _collect(json.loads(path.read_text()), None, defined)
+    return defined
+
+
+def spec_fingerprint(event_type: type[Any]) -> bytes:
+    schema = json.loads((SCHEMAS_DIR / f"{event_type.__name__}.avsc").read_text())
+    canonical = parsing_canonical_form(schema, all_named_types())
+    return rabin_fingerprint(canonical.encode()).to_bytes(8, "little")
+
+
+def test_rabin_fingerprint_matches_the_specification_test_vector() -> None:
+    fingerprint = rabin_fingerprint(b'"int"')
+    assert fingerprint == 8247732601305521295
+    # The top bit is clear, so the vector reads the same as a signed or an unsigned 64-bit int.
+    assert fingerprint < 2**63
+    assert int.from_bytes(fingerprint.to_bytes(8, "little"), "little", signed=True) == fingerprint
+
+
+def test_a_named_type_from_another_file_is_written_out_in_full() -> None:
+    schema = json.loads((SCHEMAS_DIR / "JobStatus.avsc").read_text())
+    canonical = parsing_canonical_form(schema, all_named_types())
+    assert '"type":{"name":"io.anchorline.v1.JobKind","type":"enum"' in canonical
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_frame_is_marker_then_little_endian_fingerprint_of_the_writer_schema(event: Event) -> None:
+    data = codec.encode(event)
+    assert data[:2] == b"\xc3\x01"
+    assert data[2:10] == spec_fingerprint(type(event))
+    assert codec.schema_fingerprint(type(event)) == data[2:10]
+
+
+def test_each_event_type_has_its_own_fingerprint() -> None:
+    fingerprints = {codec.schema_fingerprint(t) for t in codec.EVENT_TYPES}
+    assert len(fingerprints) == len(codec.EVENT_TYPES)
+
+
+# --- poison ---------------------------------------------------------------------------------------
+
+GOOD = codec.encode(EXAMPLES[5])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        b"",
+        b"\xc3\x01",
+        GOOD[: codec.HEADER_SIZE - 1],
+        b"\x00\x01" + GOOD[2:],
+        b"\xc3\x02" + GOOD[2:],
+        b"\xc3\x01" + b"\x00" * 8 + GOOD[10:],
+        GOOD[:2] + bytes([GOOD[2] ^ 0xFF]) + GOOD[3:],
+        json.dumps({"job_id": "x"}).encode(),
+    ],
+    ids=[
+        "none",
+        "empty",
+        "marker-only",
+        "short-header",
+        "wrong-magic",
+        "wrong-version",
+        "zero-fingerprint",
+        "flipped-fingerprint",
+        "json",
+    ],
+)
+def test_undecodable_input_raises_serialization_error(data: bytes | None) -> None:
+    with pytest.raises(SerializationError):
+        codec.decode_any(data)
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_every_truncation_of_the_body_raises_serialization_error(event: Event) -> None:
+    data = codec.encode(event)
+    for end in range(codec.HEADER_SIZE, len(data)):
+        with pytest.raises(SerializationError):
+            codec.decode_any(data[:end])
+
+
+def test_out_of_range_enum_index_in_the_body_raises_serialization_error() -> None:
+    request = EXAMPLES[0]
+    data = codec.encode(request)
+    # job_id "job-1" is a length byte then 5 bytes; the kind enum index follows.
+    kind_at = codec.HEADER_SIZE + 1 + len(request.job_id)
+    assert data[kind_at] == 2 * 2  # zig-zag of index 2, "anchor"
+    with pytest.raises(SerializationError):
+        codec.decode_any(data[:kind_at] + bytes([2 * 9]) + data[kind_at + 1 :])
+
+
+def test_decoding_as_the_wrong_type_raises_serialization_error() -> None:
+    with pytest.raises(SerializationError, match="expected JobRequested, got JobStatus"):
+        codec.decode(GOOD, JobRequested)
+
+
+def test_serialization_error_is_poison() -> None:
+    with pytest.raises(Poison):
+        codec.decode_any(b"nonsense!!")
+
+
+def test_an_event_that_breaks_its_schema_cannot_be_encoded() -> None:
+    broken = JobStatus(
+        job_id="j", kind=JobKind.VERIFY, stage=Stage.VERIFY, state=StageState.QUEUED, attempt="one"
+    )  # type: ignore[arg-type]
+    with pytest.raises(SerializationError, match="cannot encode JobStatus"):
+        codec.encode(broken)

@@ -1,0 +1,441 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from anchorline import codec
+from anchorline.blobstore import FileBlobStore
+from anchorline.events import JobKind, JobRequested, JobStatus, Stage, StageState
+from anchorline_gateway.app import Gateway, create_app
+from anchorline_gateway.publisher import MemoryPublisher
+from anchorline_gateway.reads import SqlJobReader, encode_cursor
+from anchorline_projector.store import SqlJobStore
+
+with warnings.catch_warnings():
+    # Starlette's TestClient now prefers httpx2 and warns on import when it falls back to the
+    # httpx the project depends on; the fallback works, so only that one warning is silenced.
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient` is deprecated")
+    from starlette.testclient import TestClient
+
+SignManifest = Callable[..., Any]
+MakeStatus = Callable[..., JobStatus]
+At = Callable[[float], datetime]
+
+
+@pytest.fixture
+def publisher() -> MemoryPublisher:
+    return MemoryPublisher()
+
+
+@pytest.fixture
+def blobs(tmp_path: Path) -> FileBlobStore:
+    return FileBlobStore(tmp_path / "blobs")
+
+
+@pytest.fixture
+def client(
+    blobs: FileBlobStore, publisher: MemoryPublisher, engine: Engine
+) -> Iterator[TestClient]:
+    with TestClient(create_app(Gateway(blobs, publisher, SqlJobReader(engine)))) as client:
+        yield client
+
+
+def multipart(signed: Any, **fields: str) -> dict[str, Any]:
+    data = {"kind": "verify", "manifest": signed.text, "signature": signed.signature}
+    data.update(fields)
+    return {"files": {"content": ("doc.bin", signed.content)}, "data": data}
+
+
+def error_of(response: Any) -> str:
+    body: dict[str, str] = response.json()
+    return body["error"]
+
+
+# --- submitting ----------------------------------------------------------------------------------
+
+
+def test_multipart_submission_is_accepted_and_published(
+    client: TestClient,
+    publisher: MemoryPublisher,
+    blobs: FileBlobStore,
+    sign_manifest: SignManifest,
+) -> None:
+    signed = sign_manifest(b"the document")
+    response = client.post("/v1/jobs", **multipart(signed, kind="anchor", tenant="acme"))
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status_url"] == f"/v1/jobs/{body['job_id']}"
+    assert response.headers["location"] == body["status_url"]
+    assert (body["kind"], body["state"]) == ("anchor", "queued")
+
+    request, queued = publisher.events
+    assert isinstance(request, JobRequested) and isinstance(queued, JobStatus)
+    digest = hashlib.sha256(b"the document").hexdigest()
+    assert request.job_id == body["job_id"]
+    assert request.kind is JobKind.ANCHOR
+    assert request.content_uri == f"sha256:{digest}"
+    assert (request.manifest, request.signature, request.tenant) == (
+        signed.text,
+        signed.signature,
+        "acme",
+    )
+    assert blobs.path_of(digest).read_bytes() == b"the document"
+    assert (queued.job_id, queued.stage, queued.state) == (
+        body["job_id"],
+        Stage.VERIFY,
+        StageState.QUEUED,
+    )
+    assert (queued.attempt, queued.progress, queued.final) == (1, 0, False)
+    assert queued.submitted_at == request.submitted_at
+    # What the gateway publishes keeps to the Avro contract.
+    assert codec.decode(codec.encode(request), JobRequested).job_id == body["job_id"]
+
+
+def test_json_submission_refers_to_an_uploaded_blob(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest
+) -> None:
+    signed = sign_manifest(b"uploaded first")
+    upload = client.post("/v1/blobs", content=b"uploaded first")
+    assert upload.status_code == 201
+    uri = upload.json()["content_uri"]
+    assert upload.json() == {
+        "content_uri": f"sha256:{hashlib.sha256(b'uploaded first').hexdigest()}",
+        "size": len(b"uploaded first"),
+    }
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "kind": "proof",
+            "content_uri": uri,
+            "manifest": signed.document,
+            "signature": signed.signature,
+        },
+    )
+    assert response.status_code == 202
+    request = publisher.events[0]
+    assert isinstance(request, JobRequested)
+    assert request.kind is JobKind.PROOF
+    assert request.content_uri == uri
+    assert json.loads(request.manifest) == signed.document
+
+
+def test_json_submission_takes_the_manifest_as_text_too(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest
+) -> None:
+    signed = sign_manifest(b"abc")
+    uri = client.post("/v1/blobs", content=b"abc").json()["content_uri"]
+    body = {"kind": "verify", "content_uri": uri, "manifest": signed.text}
+    response = client.post("/v1/jobs", json={**body, "signature": signed.signature})
+    assert response.status_code == 202
+    assert publisher.events[0].manifest == signed.text  # type: ignore[union-attr]
+
+
+def test_manifest_may_be_uploaded_as_a_file_beside_the_content(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest
+) -> None:
+    signed = sign_manifest(b"two files")
+    response = client.post(
+        "/v1/jobs",
+        files={
+            "content": ("doc.bin", signed.content),
+            "manifest": ("manifest.json", signed.text.encode()),
+        },
+        data={"kind": "verify", "signature": signed.signature},
+    )
+    assert response.status_code == 202
+    assert publisher.events[0].manifest == signed.text  # type: ignore[union-attr]
+
+
+def test_an_unexpected_file_is_400(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest
+) -> None:
+    request = multipart(sign_manifest())
+    request["files"]["extra"] = ("x.bin", b"x")
+    response = client.post("/v1/jobs", **request)
+    assert response.status_code == 400
+    assert error_of(response) == "unexpected file field 'extra'"
+    assert publisher.events == []
+
+
+@pytest.mark.parametrize("kind", ["", "prove", "VERIFY", "delete"])
+def test_unknown_kind_is_400(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest, kind: str
+) -> None:
+    response = client.post("/v1/jobs", **multipart(sign_manifest(), kind=kind))
+    assert response.status_code == 400
+    assert error_of(response) == "kind must be one of verify, proof, anchor"
+    assert publisher.events == []
+
+
+@pytest.mark.parametrize("manifest", ["{not json", "[1, 2]"])
+def test_manifest_that_is_not_a_json_object_is_400(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest, manifest: str
+) -> None:
+    response = client.post("/v1/jobs", **multipart(sign_manifest(), manifest=manifest))
+    assert response.status_code == 400
+    assert "manifest" in error_of(response)
+    assert publisher.events == []
+
+
+def test_missing_manifest_is_400(client: TestClient, sign_manifest: SignManifest) -> None:
+    request = multipart(sign_manifest())
+    del request["data"]["manifest"]
+    response = client.post("/v1/jobs", **request)
+    assert response.status_code == 400
+    assert error_of(response) == "manifest is required (a JSON object)"
+
+
+def test_multipart_without_content_is_400(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest
+) -> None:
+    signed = sign_manifest()
+    response = client.post(
+        "/v1/jobs",
+        files={"other": ("x.txt", b"x")},
+        data={"kind": "verify", "manifest": signed.text, "signature": signed.signature},
+    )
+    assert response.status_code == 400
+    assert publisher.events == []
+    response = client.post(
+        "/v1/jobs",
+        files={"manifest": ("m.json", signed.text.encode())},
+        data={"kind": "verify", "signature": signed.signature},
+    )
+    assert response.status_code == 400
+    assert error_of(response) == "multipart body lacks the 'content' file"
+
+
+@pytest.mark.parametrize(
+    "content_uri", [None, "sha256:xyz", "file:///etc/passwd", "sha256:" + "AB" * 32]
+)
+def test_json_submission_without_a_blob_uri_is_400(
+    client: TestClient, sign_manifest: SignManifest, content_uri: str | None
+) -> None:
+    signed = sign_manifest()
+    body = {"kind": "verify", "manifest": signed.text, "signature": signed.signature}
+    if content_uri is not None:
+        body["content_uri"] = content_uri
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 400
+    assert "content_uri must be sha256:" in error_of(response)
+
+
+def test_json_body_that_is_not_an_object_is_400(client: TestClient) -> None:
+    response = client.post("/v1/jobs", json=["kind", "verify"])
+    assert response.status_code == 400
+    response = client.post(
+        "/v1/jobs", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert error_of(response).startswith("body is not JSON")
+
+
+@pytest.mark.parametrize("signature", ["", "0x1234", "11" * 65, "0x" + "zz" * 65])
+def test_malformed_signature_is_422(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest, signature: str
+) -> None:
+    response = client.post("/v1/jobs", **multipart(sign_manifest(), signature=signature))
+    assert response.status_code == 422
+    assert error_of(response) == "signature must be 0x followed by 130 hex digits"
+    assert publisher.events == []
+
+
+def test_unknown_blob_is_422(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest
+) -> None:
+    signed = sign_manifest(b"never uploaded")
+    uri = f"sha256:{hashlib.sha256(b'never uploaded').hexdigest()}"
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "kind": "verify",
+            "content_uri": uri,
+            "manifest": signed.text,
+            "signature": signed.signature,
+        },
+    )
+    assert response.status_code == 422
+    assert "is not in the blob store" in error_of(response)
+    assert publisher.events == []
+
+
+def test_other_content_types_are_415(client: TestClient) -> None:
+    response = client.post(
+        "/v1/jobs", content=b"kind=verify", headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 415
+    assert error_of(response) == "send multipart/form-data or application/json"
+
+
+def test_broker_down_is_503_with_retry_after(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest
+) -> None:
+    publisher.down = True
+    response = client.post("/v1/jobs", **multipart(sign_manifest()))
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) > 0
+    assert "did not acknowledge" in error_of(response)
+    assert publisher.events == []
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(engine: Engine) -> SqlJobStore:
+    return SqlJobStore(engine)
+
+
+@pytest.fixture
+def five_jobs(store: SqlJobStore, make_status: MakeStatus, at: At) -> list[str]:
+    """job-0 .. job-4, submitted a minute apart; even ones are anchor jobs; job-1, job-3 failed."""
+    events = []
+    for i in range(5):
+        kind = JobKind.ANCHOR if i % 2 == 0 else JobKind.VERIFY
+        common = {"job_id": f"job-{i}", "kind": kind, "submitted_at": at(60 * i)}
+        events.append(make_status(StageState.QUEUED, at=60 * i, **common))
+        if i % 2:
+            events.append(make_status(StageState.FAILED, at=60 * i + 1, final=True, **common))
+    store.apply_batch(events)
+    return [f"job-{i}" for i in range(5)]
+
+
+def test_unknown_job_is_404(client: TestClient) -> None:
+    response = client.get("/v1/jobs/no-such-job")
+    assert response.status_code == 404
+    assert "no job no-such-job" in error_of(response)
+
+
+def test_job_id_with_odd_characters_is_400(client: TestClient) -> None:
+    assert client.get("/v1/jobs/a%20b").status_code == 400
+
+
+def test_a_job_reads_with_its_history(
+    client: TestClient, store: SqlJobStore, make_status: MakeStatus
+) -> None:
+    store.apply_batch(
+        [
+            make_status(StageState.QUEUED, at=0),
+            make_status(StageState.RUNNING, at=1, progress=0),
+            make_status(StageState.RUNNING, at=2, progress=50),
+            make_status(StageState.SUCCEEDED, at=3, progress=100, result='{"status": "OK"}'),
+        ]
+    )
+    response = client.get("/v1/jobs/job-1")
+    assert response.status_code == 200
+    job = response.json()
+    assert (job["job_id"], job["kind"], job["state"], job["stage"]) == (
+        "job-1",
+        "proof",
+        "running",
+        "verify",
+    )
+    assert job["result"] == {"verify": {"status": "OK"}}
+    assert "rank_state" not in job and "generation" not in job
+    assert [(entry["state"], entry["applied"]) for entry in job["history"]] == [
+        ("queued", True),
+        ("running", True),
+        ("succeeded", True),
+    ]
+
+
+def test_list_is_newest_first(client: TestClient, five_jobs: list[str]) -> None:
+    response = client.get("/v1/jobs")
+    assert response.status_code == 200
+    body = response.json()
+    assert [job["job_id"] for job in body["jobs"]] == list(reversed(five_jobs))
+    assert body["next_cursor"] is None
+
+
+def test_list_filters_by_state_and_kind(client: TestClient, five_jobs: list[str]) -> None:
+    def ids(query: str) -> list[str]:
+        return [job["job_id"] for job in client.get(f"/v1/jobs?{query}").json()["jobs"]]
+
+    assert ids("state=failed") == ["job-3", "job-1"]
+    assert ids("state=queued") == ["job-4", "job-2", "job-0"]
+    assert ids("kind=anchor") == ["job-4", "job-2", "job-0"]
+    assert ids("kind=verify&state=failed") == ["job-3", "job-1"]
+    assert ids("kind=anchor&state=failed") == []
+
+
+def test_list_pages_with_a_cursor(client: TestClient, five_jobs: list[str]) -> None:
+    seen: list[str] = []
+    pages = 0
+    url = "/v1/jobs?limit=2"
+    while True:
+        body = client.get(url).json()
+        pages += 1
+        assert len(body["jobs"]) <= 2
+        seen.extend(job["job_id"] for job in body["jobs"])
+        if body["next_cursor"] is None:
+            break
+        url = f"/v1/jobs?limit=2&cursor={body['next_cursor']}"
+    assert seen == list(reversed(five_jobs))
+    assert pages == 3
+
+
+def test_cursor_pages_keep_the_filter(client: TestClient, five_jobs: list[str]) -> None:
+    first = client.get("/v1/jobs?kind=anchor&limit=2").json()
+    assert [job["job_id"] for job in first["jobs"]] == ["job-4", "job-2"]
+    second = client.get(f"/v1/jobs?kind=anchor&limit=2&cursor={first['next_cursor']}").json()
+    assert [job["job_id"] for job in second["jobs"]] == ["job-0"]
+    assert second["next_cursor"] is None
+
+
+def test_a_full_last_page_has_no_cursor(client: TestClient, five_jobs: list[str]) -> None:
+    assert client.get("/v1/jobs?limit=5").json()["next_cursor"] is None
+    assert client.get("/v1/jobs?limit=4").json()["next_cursor"] is not None
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-a-cursor",
+        "!!!",
+        encode_cursor(datetime(2024, 1, 1), "x")[:-3],
+        "WzEsMl0",  # [1,2]
+        "Ik5vcGUi",  # "Nope"
+    ],
+)
+def test_a_cursor_we_did_not_hand_out_is_400(client: TestClient, cursor: str) -> None:
+    response = client.get(f"/v1/jobs?cursor={cursor}")
+    assert response.status_code == 400
+    assert error_of(response) == "cursor is not one this API returned"
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "201", "ten", "1.5"])
+def test_a_bad_limit_is_400(client: TestClient, limit: str) -> None:
+    response = client.get(f"/v1/jobs?limit={limit}")
+    assert response.status_code == 400
+    assert error_of(response).startswith("limit must be")
+
+
+@pytest.mark.parametrize("query", ["state=finished", "kind=prove"])
+def test_a_bad_filter_is_400(client: TestClient, query: str) -> None:
+    assert client.get(f"/v1/jobs?{query}").status_code == 400
+
+
+def test_stats_count_jobs_by_state_and_kind(client: TestClient, five_jobs: list[str]) -> None:
+    response = client.get("/v1/stats")
+    assert response.status_code == 200
+    assert response.json() == {
+        "total": 5,
+        "by_state": {"queued": 3, "failed": 2},
+        "by_kind": {"anchor": {"queued": 3}, "verify": {"failed": 2}},
+    }
+
+
+def test_stats_of_an_empty_table(client: TestClient) -> None:
+    assert client.get("/v1/stats").json() == {"total": 0, "by_state": {}, "by_kind": {}}
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}

@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from anchorline.events import JobKind, JobStatus, Stage, StageState
+from anchorline_projector.apply import JobRow, apply, is_progress_only, job_state
+
+MakeStatus = Callable[..., JobStatus]
+At = Callable[[float], datetime]
+
+VERIFIED = json.dumps({"status": "OK"})
+PROVEN = json.dumps({"root": "0x01"})
+
+
+def fold(events: Sequence[JobStatus]) -> JobRow:
+    row: JobRow | None = None
+    for event in events:
+        row = apply(row, event) or row
+    assert row is not None
+    return row
+
+
+def test_first_event_creates_the_row(make_status: MakeStatus, at: At) -> None:
+    row = apply(None, make_status(StageState.QUEUED, attempt=1, progress=0, tenant="acme"))
+    assert row is not None
+    assert (row.job_id, row.kind, row.state, row.stage) == ("job-1", "proof", "queued", "verify")
+    assert row.created_at == at(0)
+    assert row.tenant == "acme"
+    assert row.started_at is None and row.finished_at is None
+
+
+def test_a_proof_job_runs_through_its_stages(make_status: MakeStatus, at: At) -> None:
+    events = [
+        make_status(StageState.QUEUED, at=0),
+        make_status(StageState.RUNNING, at=1, progress=0),
+        make_status(StageState.SUCCEEDED, at=2, progress=100, result=VERIFIED),
+        make_status(StageState.RUNNING, stage=Stage.PROVE, at=3, progress=0),
+        make_status(
+            StageState.SUCCEEDED, stage=Stage.PROVE, at=4, progress=100, result=PROVEN, final=True
+        ),
+    ]
+    row = fold(events)
+    assert (row.state, row.stage, row.progress) == ("succeeded", "prove", 100)
+    assert row.result == {"verify": {"status": "OK"}, "prove": {"root": "0x01"}}
+    assert row.started_at == at(1)
+    assert row.finished_at == at(4)
+    assert row.updated_at == at(4)
+    assert row.created_at == at(0)
+
+
+def test_a_stage_that_succeeded_but_is_not_the_last_shows_running(make_status: MakeStatus) -> None:
+    event = make_status(StageState.SUCCEEDED, at=2, progress=100, result=VERIFIED, final=False)
+    assert job_state(event) == "running"
+    row = fold([make_status(StageState.QUEUED), event])
+    assert row.state == "running"
+    assert row.stage == "verify"
+    assert row.finished_at is None
+    assert not row.terminal
+
+
+def test_a_late_running_after_succeeded_is_ignored(make_status: MakeStatus) -> None:
+    row = fold(
+        [make_status(StageState.QUEUED), make_status(StageState.SUCCEEDED, at=2, result=VERIFIED)]
+    )
+    assert apply(row, make_status(StageState.RUNNING, at=1, progress=0)) is None
+    assert apply(row, make_status(StageState.QUEUED, at=0)) is None
+
+
+def test_a_duplicate_event_is_ignored(make_status: MakeStatus) -> None:
+    event = make_status(StageState.RUNNING, at=1, progress=40)
+    row = fold([make_status(StageState.QUEUED), event])
+    assert apply(row, event) is None
+
+
+def test_progress_only_goes_up(make_status: MakeStatus, at: At) -> None:
+    row = fold([make_status(StageState.QUEUED), make_status(StageState.RUNNING, at=1, progress=0)])
+    higher = apply(row, make_status(StageState.RUNNING, at=2, progress=50))
+    assert higher is not None
+    assert (higher.progress, higher.updated_at, higher.state) == (50, at(2), "running")
+    assert apply(higher, make_status(StageState.RUNNING, at=3, progress=30)) is None
+    assert apply(higher, make_status(StageState.RUNNING, at=3, progress=50)) is None
+
+
+def test_progress_restarts_with_a_new_attempt(make_status: MakeStatus, at: At) -> None:
+    row = fold(
+        [
+            make_status(StageState.RUNNING, at=1, progress=0),
+            make_status(StageState.RUNNING, at=2, progress=60),
+            make_status(StageState.RETRYING, at=3, error="rpc down", next_attempt_at=at(5)),
+        ]
+    )
+    assert (row.state, row.progress, row.error, row.next_attempt_at) == (
+        "retrying",
+        60,
+        "rpc down",
+        at(5),
+    )
+    again = apply(row, make_status(StageState.RUNNING, at=5, attempt=2, progress=0))
+    assert again is not None
+    assert (again.state, again.attempts, again.progress, again.next_attempt_at) == (
+        "running",
+        2,
+        0,
+        None,
+    )
+
+
+def test_success_clears_the_error_of_an_earlier_attempt(make_status: MakeStatus) -> None:
+    row = fold(
+        [
+            make_status(StageState.RETRYING, at=1, error="rpc down", error_class="Retryable"),
+            make_status(StageState.RUNNING, at=2, attempt=2, progress=0),
+            make_status(StageState.SUCCEEDED, at=3, attempt=2, result=VERIFIED),
+        ]
+    )
+    assert (row.error, row.error_class) == (None, None)
+    assert row.attempts == 2
+
+
+def test_a_terminal_row_is_sticky(make_status: MakeStatus, at: At) -> None:
+    failed = fold(
+        [
+            make_status(StageState.RUNNING, at=1, progress=0),
+            make_status(StageState.FAILED, at=2, final=True, error="bad signature"),
+        ]
+    )
+    assert failed.terminal and failed.finished_at == at(2)
+    later = [
+        make_status(StageState.RUNNING, stage=Stage.PROVE, at=3, progress=0),
+        make_status(StageState.SUCCEEDED, stage=Stage.ANCHOR, at=4, final=True, attempt=9),
+        make_status(StageState.DEAD, at=5, attempt=3),
+    ]
+    for event in later:
+        assert apply(failed, event) is None
+
+
+def test_a_succeeded_job_is_sticky_too(make_status: MakeStatus) -> None:
+    done = fold([make_status(StageState.SUCCEEDED, kind=JobKind.VERIFY, at=1, final=True)])
+    assert done.state == "succeeded"
+    assert apply(done, make_status(StageState.RETRYING, kind=JobKind.VERIFY, attempt=2)) is None
+
+
+def test_a_higher_generation_reopens_a_terminal_row(make_status: MakeStatus, at: At) -> None:
+    failed = fold(
+        [
+            make_status(StageState.RUNNING, at=1, progress=0),
+            make_status(StageState.FAILED, at=2, final=True, error="boom"),
+        ]
+    )
+    replay = apply(failed, make_status(StageState.QUEUED, at=10, generation=1))
+    assert replay is not None
+    assert (replay.state, replay.generation, replay.finished_at) == ("queued", 1, None)
+    assert replay.started_at == at(1)
+    assert apply(replay, make_status(StageState.FAILED, at=11, final=True, error="old")) is None
+
+
+def test_results_are_kept_per_stage(make_status: MakeStatus) -> None:
+    row = fold(
+        [
+            make_status(StageState.SUCCEEDED, at=1, result=json.dumps({"try": 1})),
+            make_status(StageState.SUCCEEDED, stage=Stage.PROVE, at=2, result=PROVEN),
+            make_status(StageState.SUCCEEDED, at=3, generation=1, result=json.dumps({"try": 2})),
+        ]
+    )
+    assert row.result == {"verify": {"try": 2}, "prove": {"root": "0x01"}}
+
+
+def test_content_hash_is_kept_once_known(make_status: MakeStatus) -> None:
+    row = fold(
+        [
+            make_status(StageState.SUCCEEDED, at=1, content_sha256="0xabc"),
+            make_status(StageState.RUNNING, stage=Stage.PROVE, at=2),
+        ]
+    )
+    assert row.content_sha256 == "0xabc"
+
+
+def test_out_of_order_arrival_ends_in_the_same_row(make_status: MakeStatus) -> None:
+    events = [
+        make_status(StageState.QUEUED, at=0),
+        make_status(StageState.RUNNING, at=1, progress=0),
+        make_status(StageState.SUCCEEDED, at=2, result=VERIFIED),
+        make_status(StageState.RUNNING, stage=Stage.PROVE, at=3, progress=0),
+        make_status(StageState.SUCCEEDED, stage=Stage.PROVE, at=4, final=True, result=PROVEN),
+    ]
+    in_order = fold(events)
+    # Results reach the topic in stage order (each stage's result is in the transaction that
+    # starts the next); the statuses published outside a transaction can come late.
+    shuffled = fold([events[1], events[0], events[2], events[4], events[3]])
+    assert shuffled == in_order
+
+
+def test_progress_only_events_are_running_with_some_progress(make_status: MakeStatus) -> None:
+    assert is_progress_only(make_status(StageState.RUNNING, progress=40))
+    assert not is_progress_only(make_status(StageState.RUNNING, progress=0))
+    assert not is_progress_only(make_status(StageState.RUNNING, progress=None))
+    assert not is_progress_only(make_status(StageState.SUCCEEDED, progress=100))

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from eth_utils import keccak
+
+from anchorline.events import (
+    AnchorRequested,
+    Event,
+    JobKind,
+    JobRef,
+    JobStatus,
+    ProveRequested,
+    Stage,
+    StageState,
+)
+from anchorline.manifest import canonical_bytes
+from anchorline_prover.handler import ProveHandler, commitment
+from anchorline_prover.merkle import ProofStep, leaf_hash, root_from_path
+
+SUBMITTED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def prove(job_id: str, kind: JobKind = JobKind.ANCHOR, **changes: Any) -> ProveRequested:
+    facts: dict[str, Any] = {
+        "content_sha256": "0x" + keccak(b"content " + job_id.encode()).hex(),
+        "manifest_sha256": "0x" + keccak(b"manifest " + job_id.encode()).hex(),
+        "signer": "0x" + "12" * 20,
+        "submitted_at": SUBMITTED,
+        "tenant": "acme",
+    }
+    facts.update(changes)
+    return ProveRequested(job_id=job_id, kind=kind, **facts)
+
+
+def no_report(ref: JobRef, percent: int) -> None:
+    raise AssertionError("the prover has nothing to report")
+
+
+def statuses(out: list[Event]) -> list[JobStatus]:
+    return [event for event in out if isinstance(event, JobStatus)]
+
+
+def anchors(out: list[Event]) -> list[AnchorRequested]:
+    return [event for event in out if isinstance(event, AnchorRequested)]
+
+
+def results(out: list[Event]) -> dict[str, dict[str, Any]]:
+    return {s.job_id: json.loads(s.result or "") for s in statuses(out)}
+
+
+def root_of(out: list[Event]) -> str:
+    roots = {result["root"] for result in results(out).values()}
+    assert len(roots) == 1
+    return roots.pop()
+
+
+def test_each_job_gets_a_status_and_anchor_jobs_get_one_batch() -> None:
+    events = [prove("a"), prove("p", JobKind.PROOF), prove("b"), prove("q", JobKind.PROOF)]
+    out = ProveHandler(salt_key=b"key").handle(events, no_report)
+    done = statuses(out)
+    assert [s.job_id for s in done] == ["a", "p", "b", "q"]
+    assert all(s.stage is Stage.PROVE and s.state is StageState.SUCCEEDED for s in done)
+    assert all(s.progress == 100 for s in done)
+    # Proving is the last stage of a proof job, not of an anchor job.
+    assert {s.job_id: s.final for s in done} == {"a": False, "p": True, "b": False, "q": True}
+    assert {s.job_id: s.content_sha256 for s in done} == {
+        e.job_id: e.content_sha256 for e in events
+    }
+    (anchor,) = anchors(out)
+    assert anchor.job_ids == ["a", "b"]
+    assert anchor.root == root_of(out)
+    assert {r["batchId"] for r in results(out).values()} == {anchor.batch_id}
+
+
+def test_a_window_of_proof_jobs_asks_for_no_anchor() -> None:
+    out = ProveHandler(salt_key=b"key").handle(
+        [prove("p", JobKind.PROOF), prove("q", JobKind.PROOF)], no_report
+    )
+    assert anchors(out) == []
+    assert len(statuses(out)) == 2
+
+
+def test_every_result_proves_its_job_into_the_root() -> None:
+    events = [prove(f"job-{i}", JobKind.PROOF if i % 3 else JobKind.ANCHOR) for i in range(7)]
+    handler = ProveHandler(salt_key=b"key")
+    out = handler.handle(events, no_report)
+    root = root_of(out)
+    for index, event in enumerate(events):
+        result = results(out)[event.job_id]
+        assert result["index"] == index
+        assert result["batchSize"] == 7
+        assert result["salt"] == "0x" + handler.salt(event.job_id).hex()
+        facts = {
+            "job_id": event.job_id,
+            "content_sha256": event.content_sha256,
+            "manifest_sha256": event.manifest_sha256,
+            "signer": event.signer,
+        }
+        assert result["commitment"] == "0x" + keccak(canonical_bytes(facts)).hex()
+        leaf = leaf_hash(bytes.fromhex(result["salt"][2:]), bytes.fromhex(result["commitment"][2:]))
+        assert result["leaf"] == "0x" + leaf.hex()
+        path = [
+            ProofStep(bytes.fromhex(step["hash"][2:]), sibling_on_left=step["position"] == "left")
+            for step in result["path"]
+        ]
+        assert "0x" + root_from_path(leaf, path).hex() == root
+
+
+def test_the_same_window_gives_the_same_root() -> None:
+    events = [prove("a"), prove("b"), prove("c", JobKind.PROOF)]
+    first = ProveHandler(salt_key=b"key").handle(events, no_report)
+    again = ProveHandler(salt_key=b"key").handle(list(events), no_report)
+    assert root_of(first) == root_of(again)
+    assert anchors(first)[0].root == anchors(again)[0].root
+    assert results(first)["a"]["salt"] == results(again)["a"]["salt"]
+
+
+def test_the_salt_key_changes_every_root() -> None:
+    events = [prove("a"), prove("b")]
+    one = ProveHandler(salt_key=b"key-1").handle(events, no_report)
+    two = ProveHandler(salt_key=b"key-2").handle(events, no_report)
+    assert root_of(one) != root_of(two)
+
+
+def test_different_jobs_get_different_salts() -> None:
+    handler = ProveHandler(salt_key=b"key")
+    salts = {handler.salt(f"job-{i}") for i in range(100)}
+    assert len(salts) == 100
+    assert all(len(salt) == 32 for salt in salts)
+    assert handler.salt("job-1") == handler.salt("job-1")
+
+
+def test_a_job_repeated_in_a_window_is_counted_once() -> None:
+    events = [prove("a"), prove("b"), prove("a")]
+    out = ProveHandler(salt_key=b"key").handle(events, no_report)
+    assert [s.job_id for s in statuses(out)] == ["a", "b"]
+    assert {r["batchSize"] for r in results(out).values()} == {2}
+    assert anchors(out)[0].job_ids == ["a", "b"]
+    single = ProveHandler(salt_key=b"key").handle([prove("a"), prove("b")], no_report)
+    assert root_of(out) == root_of(single)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"content_sha256": "0x" + "00" * 32},
+        {"manifest_sha256": "0x" + "00" * 32},
+        {"signer": "0x" + "34" * 20},
+    ],
+)
+def test_the_commitment_binds_every_verified_fact(changes: dict[str, str]) -> None:
+    assert commitment(prove("a", **changes)) != commitment(prove("a"))
+
+
+def test_the_commitment_does_not_depend_on_tenant_or_time() -> None:
+    assert commitment(prove("a", tenant="other", submitted_at=datetime.now(UTC))) == commitment(
+        prove("a")
+    )

@@ -1,0 +1,294 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from anchorline import codec
+from anchorline.errors import Permanent, Poison, Retryable
+from anchorline.events import (
+    Event,
+    JobKind,
+    JobRequested,
+    JobStatus,
+    ProveRequested,
+    Stage,
+    StageState,
+    refs_of,
+)
+from anchorline.runner import (
+    Incoming,
+    MessageProcessor,
+    Outgoing,
+    RetryPolicy,
+    dead_letter_headers,
+)
+from anchorline.stage import Report
+from anchorline.topics import Topics
+
+TOPICS = Topics("t")
+SOURCE = TOPICS.jobs_requested
+SUBMITTED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def requested(job_id: str) -> JobRequested:
+    return JobRequested(
+        job_id=job_id,
+        kind=JobKind.PROOF,
+        content_uri="sha256:" + "00" * 32,
+        manifest="{}",
+        signature="0x",
+        submitted_at=SUBMITTED,
+    )
+
+
+def message(value: bytes | None, *, offset: int = 7, key: bytes | None = b"k") -> Incoming:
+    return Incoming(SOURCE, 2, offset, key, value, timestamp_ms=1714564800000)
+
+
+def message_of(job_id: str, offset: int = 7) -> Incoming:
+    return message(codec.encode(requested(job_id)), offset=offset, key=job_id.encode())
+
+
+class FakeHandler:
+    """A verify stage that raises the queued errors, one per call, then succeeds."""
+
+    stage = Stage.VERIFY
+    consumes = JobRequested
+
+    def __init__(self, *errors: Exception, batched: bool = False, progress: int | None = None):
+        self.errors = list(errors)
+        self.batched = batched
+        self.progress = progress
+        self.calls: list[list[str]] = []
+
+    def handle(self, events: Sequence[JobRequested], report: Report) -> list[Event]:
+        self.calls.append([event.job_id for event in events])
+        if self.progress is not None:
+            for event in events:
+                report(refs_of(event)[0], self.progress)
+        if self.errors:
+            raise self.errors.pop(0)
+        out: list[Event] = []
+        for event in events:
+            ref = refs_of(event)[0]
+            out.append(ref.status(self.stage, StageState.SUCCEEDED, progress=100))
+            out.append(
+                ProveRequested(event.job_id, event.kind, "0x", "0x", "0xsigner", event.submitted_at)
+            )
+        return out
+
+
+class Harness:
+    def __init__(self, handler: FakeHandler, *, max_attempts: int = 3) -> None:
+        self.published: list[JobStatus] = []
+        self.sleeps: list[float] = []
+        self.processor = MessageProcessor(
+            handler,
+            topics=TOPICS,
+            retry=RetryPolicy(max_attempts=max_attempts, backoff_s=1.0),
+            publish_now=self.published.append,
+            sleep=self.sleeps.append,
+        )
+
+    def process(self, *batch: Incoming) -> list[Outgoing]:
+        return self.processor.process(list(batch))
+
+
+def decoded(out: list[Outgoing], topic: str) -> list[Any]:
+    return [codec.decode_any(item.value) for item in out if item.topic == topic]
+
+
+def headers_of(item: Outgoing) -> dict[str, str]:
+    return {
+        name: value.decode() if isinstance(value, bytes) else str(value)
+        for name, value in item.headers
+    }
+
+
+def test_success_produces_the_handlers_events_on_their_topics() -> None:
+    handler = FakeHandler()
+    harness = Harness(handler)
+    out = harness.process(message_of("a"))
+    assert [item.topic for item in out] == [TOPICS.job_status, TOPICS.prove_requested]
+    assert [item.key for item in out] == [b"a", b"a"]
+    (status,) = decoded(out, TOPICS.job_status)
+    assert (status.job_id, status.state) == ("a", StageState.SUCCEEDED)
+    assert [(s.state, s.attempt, s.progress) for s in harness.published] == [
+        (StageState.RUNNING, 1, 0)
+    ]
+    assert harness.sleeps == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, b"", b"garbage", codec.encode(requested("a"))[:-3]],
+    ids=["none", "empty", "garbage", "truncated"],
+)
+def test_poison_goes_to_the_dead_letter_topic_untouched(value: bytes | None) -> None:
+    handler = FakeHandler()
+    harness = Harness(handler)
+    out = harness.process(message(value))
+    (dead,) = out
+    assert dead.topic == f"{SOURCE}.dlq"
+    assert dead.key == b"k"
+    assert dead.value == (value or b"")
+    headers = headers_of(dead)
+    assert headers["kafka_dlt-original-topic"] == SOURCE
+    assert headers["kafka_dlt-original-partition"] == "2"
+    assert headers["kafka_dlt-original-offset"] == "7"
+    assert headers["kafka_dlt-original-timestamp"] == "1714564800000"
+    assert headers["kafka_dlt-exception-fqcn"] == "anchorline.errors.SerializationError"
+    assert headers["kafka_dlt-exception-message"]
+    assert headers["anchorline-attempts"] == "0"
+    assert handler.calls == []
+    assert harness.published == []
+
+
+def test_a_message_of_the_wrong_type_is_poison() -> None:
+    status = JobStatus("a", JobKind.PROOF, Stage.VERIFY, StageState.QUEUED)
+    out = Harness(FakeHandler()).process(message(codec.encode(status)))
+    assert [item.topic for item in out] == [f"{SOURCE}.dlq"]
+    assert "expected JobRequested" in headers_of(out[0])["kafka_dlt-exception-message"]
+
+
+def test_poison_does_not_hold_up_the_rest_of_the_batch() -> None:
+    handler = FakeHandler()
+    out = Harness(handler).process(message(b"junk", offset=1), message_of("a", offset=2))
+    assert handler.calls == [["a"]]
+    assert [item.topic for item in out] == [
+        f"{SOURCE}.dlq",
+        TOPICS.job_status,
+        TOPICS.prove_requested,
+    ]
+
+
+def test_permanent_error_fails_the_job_without_retrying() -> None:
+    handler = FakeHandler(Permanent("content_uri is not supported"))
+    harness = Harness(handler)
+    out = harness.process(message_of("a"))
+    (failed,) = decoded(out, TOPICS.job_status)
+    assert [item.topic for item in out] == [TOPICS.job_status]
+    assert (failed.job_id, failed.state, failed.final) == ("a", StageState.FAILED, True)
+    assert failed.error == "content_uri is not supported"
+    assert failed.error_class == "Permanent"
+    assert handler.calls == [["a"]]
+    assert harness.sleeps == []
+
+
+def test_retryable_twice_then_success() -> None:
+    handler = FakeHandler(Retryable("blob not there yet"), Retryable("still not"))
+    harness = Harness(handler, max_attempts=3)
+    out = harness.process(message_of("a"))
+    assert [(s.state, s.attempt) for s in harness.published] == [
+        (StageState.RUNNING, 1),
+        (StageState.RETRYING, 1),
+        (StageState.RUNNING, 2),
+        (StageState.RETRYING, 2),
+        (StageState.RUNNING, 3),
+    ]
+    retrying = [s for s in harness.published if s.state is StageState.RETRYING]
+    assert [s.error for s in retrying] == ["blob not there yet", "still not"]
+    assert {s.error_class for s in retrying} == {"Retryable"}
+    assert all(s.next_attempt_at is not None and s.final is False for s in retrying)
+    assert harness.sleeps == [1.0, 2.0]
+    assert handler.calls == [["a"], ["a"], ["a"]]
+    (done,) = decoded(out, TOPICS.job_status)
+    assert done.state is StageState.SUCCEEDED
+    assert not [item for item in out if item.topic.endswith(".dlq")]
+
+
+def test_exhausted_retries_dead_letter_the_message_and_kill_the_job() -> None:
+    handler = FakeHandler(Retryable("down"), Retryable("down"), Retryable("still down"))
+    harness = Harness(handler, max_attempts=3)
+    raw = message_of("a")
+    out = harness.process(raw)
+    assert handler.calls == [["a"], ["a"], ["a"]]
+    assert harness.sleeps == [1.0, 2.0]
+    dead_letters = [item for item in out if item.topic == f"{SOURCE}.dlq"]
+    assert [item.value for item in dead_letters] == [raw.value]
+    headers = headers_of(dead_letters[0])
+    assert headers["anchorline-attempts"] == "3"
+    assert headers["kafka_dlt-exception-message"] == "still down"
+    assert headers["kafka_dlt-exception-fqcn"] == "anchorline.errors.Retryable"
+    (dead,) = decoded(out, TOPICS.job_status)
+    assert (dead.state, dead.final, dead.attempt, dead.error) == (
+        StageState.DEAD,
+        True,
+        3,
+        "still down",
+    )
+
+
+def test_an_unexpected_exception_is_retried_like_a_retryable_one() -> None:
+    handler = FakeHandler(KeyError("bug"))
+    harness = Harness(handler, max_attempts=2)
+    out = harness.process(message_of("a"))
+    assert handler.calls == [["a"], ["a"]]
+    assert decoded(out, TOPICS.job_status)[0].state is StageState.SUCCEEDED
+    assert [s.error_class for s in harness.published if s.state is StageState.RETRYING] == [
+        "KeyError"
+    ]
+
+
+def test_poison_raised_by_the_handler_dead_letters_at_once() -> None:
+    handler = FakeHandler(Poison("breaks the contract"))
+    harness = Harness(handler)
+    out = harness.process(message_of("a"))
+    assert handler.calls == [["a"]]
+    assert [item.topic for item in out] == [f"{SOURCE}.dlq", TOPICS.job_status]
+    assert headers_of(out[0])["anchorline-attempts"] == "1"
+    assert decoded(out, TOPICS.job_status)[0].state is StageState.DEAD
+
+
+def test_a_batched_handler_gets_every_message_at_once() -> None:
+    handler = FakeHandler(batched=True)
+    harness = Harness(handler)
+    out = harness.process(*(message_of(job, offset) for offset, job in enumerate("abc")))
+    assert handler.calls == [["a", "b", "c"]]
+    assert [s.job_id for s in decoded(out, TOPICS.job_status)] == ["a", "b", "c"]
+    assert [s.job_id for s in harness.published] == ["a", "b", "c"]
+
+
+def test_an_unbatched_handler_gets_one_message_at_a_time() -> None:
+    handler = FakeHandler()
+    Harness(handler).process(*(message_of(job, offset) for offset, job in enumerate("abc")))
+    assert handler.calls == [["a"], ["b"], ["c"]]
+
+
+def test_a_batch_fails_together() -> None:
+    handler = FakeHandler(Permanent("bad window"), batched=True)
+    out = Harness(handler).process(message_of("a", 1), message_of("b", 2))
+    assert [(s.job_id, s.state) for s in decoded(out, TOPICS.job_status)] == [
+        ("a", StageState.FAILED),
+        ("b", StageState.FAILED),
+    ]
+
+
+def test_reported_progress_is_published_at_once() -> None:
+    harness = Harness(FakeHandler(progress=40))
+    harness.process(message_of("a"))
+    assert [(s.state, s.progress) for s in harness.published] == [
+        (StageState.RUNNING, 0),
+        (StageState.RUNNING, 40),
+    ]
+
+
+def test_retry_delay_doubles() -> None:
+    policy = RetryPolicy(max_attempts=5, backoff_s=0.5)
+    assert [policy.delay(attempt) for attempt in range(1, 5)] == [0.5, 1.0, 2.0, 4.0]
+
+
+def test_dead_letter_headers_name_where_the_message_came_from() -> None:
+    headers = dict(dead_letter_headers(message(b"x", offset=42), ValueError("nope"), attempts=2))
+    assert headers == {
+        "kafka_dlt-exception-fqcn": b"builtins.ValueError",
+        "kafka_dlt-exception-message": b"nope",
+        "kafka_dlt-original-topic": SOURCE.encode(),
+        "kafka_dlt-original-partition": b"2",
+        "kafka_dlt-original-offset": b"42",
+        "kafka_dlt-original-timestamp": b"1714564800000",
+        "anchorline-attempts": b"2",
+    }

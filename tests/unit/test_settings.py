@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anchorline.errors import ConfigurationError
+from anchorline.settings import Settings
+
+
+def other_value(spec: dataclasses.Field[Any], default: Any) -> Any:
+    """A value of the field's type that differs from its default."""
+    kind = str(spec.type)
+    if kind.startswith("int"):
+        return default + 7
+    if kind.startswith("float"):
+        return default + 0.25
+    if "Path" in kind:
+        return Path("/srv/anchorline") / spec.name
+    return f"{spec.name}-value"
+
+
+def test_no_environment_means_the_defaults() -> None:
+    assert Settings.from_env({}) == Settings()
+
+
+def test_values_are_read_from_prefixed_variables_and_typed() -> None:
+    settings = Settings.from_env(
+        {
+            "ANCHORLINE_PARTITIONS": "6",
+            "ANCHORLINE_TX_TIMEOUT_S": "2.5",
+            "ANCHORLINE_STATE_DIR": "/srv/state",
+            "ANCHORLINE_BLOB_DIR": "/srv/blobs",
+            "ANCHORLINE_TOPIC_PREFIX": "staging",
+            "PARTITIONS": "99",
+            "ANCHORLINE_UNKNOWN": "ignored",
+        }
+    )
+    assert settings.partitions == 6
+    assert settings.tx_timeout_s == 2.5
+    assert settings.state_dir == Path("/srv/state")
+    assert settings.blob_dir == Path("/srv/blobs")
+    assert settings.topic_prefix == "staging"
+
+
+def test_an_empty_variable_keeps_the_default() -> None:
+    settings = Settings.from_env({"ANCHORLINE_PARTITIONS": "", "ANCHORLINE_LOG_LEVEL": ""})
+    assert (settings.partitions, settings.log_level) == (3, "INFO")
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("ANCHORLINE_PARTITIONS", "three"), ("ANCHORLINE_RETRY_BACKOFF_S", "soon")],
+)
+def test_a_malformed_number_is_a_configuration_error(name: str, raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"{name}='{raw}'"):
+        Settings.from_env({name: raw})
+
+
+def test_overrides_win_over_the_environment() -> None:
+    settings = Settings.from_env({"ANCHORLINE_PARTITIONS": "6"}, partitions=1, http_port=9)
+    assert (settings.partitions, settings.http_port) == (1, 9)
+
+
+def test_the_process_environment_is_read_when_no_mapping_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ANCHORLINE_MAX_ATTEMPTS", "9")
+    assert Settings.from_env().max_attempts == 9
+    assert Settings.from_env({}).max_attempts == 3
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().partitions = 5  # type: ignore[misc]
+
+
+def test_as_env_reproduces_every_setting() -> None:
+    defaults = Settings()
+    changed = {
+        spec.name: other_value(spec, getattr(defaults, spec.name))
+        for spec in dataclasses.fields(Settings)
+    }
+    settings = Settings(**changed)
+    assert all(getattr(settings, name) != getattr(defaults, name) for name in changed)
+    assert Settings.from_env(settings.as_env()) == settings
+
+
+def test_as_env_leaves_out_what_is_unset() -> None:
+    env = Settings().as_env()
+    assert "ANCHORLINE_BLOB_DIR" not in env
+    assert env["ANCHORLINE_PARTITIONS"] == "3"
+    assert Settings.from_env(env) == Settings()
+
+
+def test_topics_carry_the_prefix() -> None:
+    topics = Settings(topic_prefix="staging").topics
+    assert topics.jobs_requested == "staging.jobs.requested"
+    assert topics.job_status == "staging.job.status"
+
+
+def test_database_defaults_to_sqlite_in_the_state_dir(tmp_path: Path) -> None:
+    assert Settings(state_dir=tmp_path).db_url == f"sqlite:///{tmp_path.resolve()}/anchorline.db"
+    assert Settings(state_dir=tmp_path, database_url="postgresql://db/x").db_url == (
+        "postgresql://db/x"
+    )
+
+
+def test_blobs_default_to_the_state_dir(tmp_path: Path) -> None:
+    assert Settings(state_dir=tmp_path).blobs == tmp_path / "blobs"
+    assert Settings(state_dir=tmp_path, blob_dir=Path("/srv/blobs")).blobs == Path("/srv/blobs")

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from anchorline.events import (
+    AnchorRequested,
+    JobKind,
+    JobRequested,
+    JobStatus,
+    ProveRequested,
+    Stage,
+    StageState,
+)
+from anchorline.topics import Topics, key_of
+
+AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+REQUEST = JobRequested("job-1", JobKind.VERIFY, "sha256:x", "{}", "0x", AT)
+PROVE = ProveRequested("job-2", JobKind.PROOF, "0xc", "0xm", "0xs", AT)
+ANCHOR = AnchorRequested("batch-1", "0x" + "ab" * 32, ["job-3"], AT)
+STATUS = JobStatus("job-4", JobKind.VERIFY, Stage.VERIFY, StageState.QUEUED)
+
+
+def test_names_derive_from_the_prefix() -> None:
+    topics = Topics("p")
+    assert [topics.request_topic(stage) for stage in Stage] == [
+        "p.jobs.requested",
+        "p.prove.requested",
+        "p.anchor.requested",
+    ]
+    assert topics.job_status == "p.job.status"
+    assert topics.dead_letter("p.job.status") == "p.job.status.dlq"
+
+
+def test_default_prefix_is_anchorline() -> None:
+    assert Topics().jobs_requested == "anchorline.jobs.requested"
+
+
+def test_all_lists_every_input_and_its_dead_letter_topic_once() -> None:
+    names = Topics("p").all()
+    assert len(names) == len(set(names)) == 8
+    inputs = [name for name in names if not name.endswith(".dlq")]
+    assert sorted(f"{name}.dlq" for name in inputs) == sorted(set(names) - set(inputs))
+
+
+@pytest.mark.parametrize(
+    ("event", "topic", "key"),
+    [
+        (REQUEST, "p.jobs.requested", "job-1"),
+        (PROVE, "p.prove.requested", "job-2"),
+        (ANCHOR, "p.anchor.requested", "0x" + "ab" * 32),
+        (STATUS, "p.job.status", "job-4"),
+    ],
+)
+def test_each_event_has_its_topic_and_key(event: object, topic: str, key: str) -> None:
+    assert Topics("p").for_event(event) == topic  # type: ignore[arg-type]
+    assert key_of(event) == key  # type: ignore[arg-type]
+
+
+def test_an_unknown_event_has_no_topic() -> None:
+    with pytest.raises(TypeError, match="no topic for str"):
+        Topics("p").for_event("not an event")  # type: ignore[arg-type]
