@@ -311,3 +311,12 @@ def test_an_event_that_breaks_its_schema_cannot_be_encoded() -> None:
     )  # type: ignore[arg-type]
     with pytest.raises(SerializationError, match="cannot encode JobStatus"):
         codec.encode(broken)
+
+
+def test_contract_document_lists_the_current_fingerprints() -> None:
+    from anchorline.paths import ROOT
+
+    document = (ROOT / "docs" / "contract.md").read_text()
+    for event_type in codec.EVENT_TYPES:
+        row = f"| {event_type.__name__} | `{codec.schema_fingerprint(event_type).hex()}` |"
+        assert row in document, f"docs/contract.md lacks {row}"
