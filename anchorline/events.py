@@ -115,6 +115,7 @@ class JobRef:
     submitted_at: datetime | None = None
     tenant: str | None = None
     content_sha256: str | None = None
+    generation: int = 0
 
     def status(self, stage: Stage, state: StageState, **changes: object) -> JobStatus:
         final = state in (StageState.FAILED, StageState.DEAD) or (
@@ -129,7 +130,7 @@ class JobRef:
             submitted_at=self.submitted_at,
             tenant=self.tenant,
             content_sha256=self.content_sha256,
-            **changes,  # type: ignore[arg-type]
+            **{"generation": self.generation, **changes},  # type: ignore[arg-type]
         )
 
 

@@ -10,24 +10,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from anchorline import codec
+from anchorline import codec, headers
+from anchorline.delay import DelayForwarder
 from anchorline.errors import Permanent, Poison
 from anchorline.events import Event, JobRef, JobStatus, StageState, refs_of, utcnow
-from anchorline.kafka import consumer_config, producer_config, transactional_id
+from anchorline.exactly_once import ExactlyOnce, Outgoing
+from anchorline.headers import Header
+from anchorline.kafka import producer_config
 from anchorline.settings import Settings
 from anchorline.stage import StageHandler
 from anchorline.topics import Topics, key_of
 
 log = logging.getLogger(__name__)
-
-Header = tuple[str, str | bytes | None]
 
 
 @dataclass(frozen=True)
@@ -38,35 +39,51 @@ class Incoming:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int = 0
+    headers: dict[str, bytes] = field(default_factory=dict)
 
+    @property
+    def attempt(self) -> int:
+        return max(1, headers.number(self.headers, headers.ATTEMPTS, 1))
 
-@dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[Header] = field(default_factory=list)
+    def origin(self) -> list[Header]:
+        """Where the message first came from: kept across retries, as Spring does."""
+        if headers.ORIGINAL_TOPIC in self.headers:
+            return [(name, self.headers[name]) for name in headers.ORIGIN if name in self.headers]
+        return [
+            (headers.ORIGINAL_TOPIC, self.topic.encode()),
+            (headers.ORIGINAL_PARTITION, str(self.partition).encode()),
+            (headers.ORIGINAL_OFFSET, str(self.offset).encode()),
+            (headers.DLT_ORIGINAL_TIMESTAMP, str(self.timestamp_ms).encode()),
+        ]
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 3
-    backoff_s: float = 1.0
+    """How often a message is tried, and how long it waits in a delay topic before each retry."""
+
+    max_attempts: int = 4
+    ladder: tuple[float, ...] = (5.0, 30.0, 300.0)
+
+    def level(self, attempt: int) -> int:
+        """The delay topic (1-based) a message goes to after failing `attempt`."""
+        return min(attempt, len(self.ladder))
 
     def delay(self, attempt: int) -> float:
-        return self.backoff_s * 2 ** (attempt - 1)
+        return self.ladder[self.level(attempt) - 1]
 
 
 def dead_letter_headers(message: Incoming, exc: BaseException, *, attempts: int) -> list[Header]:
     """Spring Kafka's dead-letter header names, values as UTF-8 text."""
+    carried = (
+        [(headers.GENERATIONS, message.headers[headers.GENERATIONS])]
+        if (headers.GENERATIONS in message.headers)
+        else []
+    )
     return [
-        ("kafka_dlt-exception-fqcn", f"{type(exc).__module__}.{type(exc).__qualname__}".encode()),
-        ("kafka_dlt-exception-message", str(exc).encode()),
-        ("kafka_dlt-original-topic", message.topic.encode()),
-        ("kafka_dlt-original-partition", str(message.partition).encode()),
-        ("kafka_dlt-original-offset", str(message.offset).encode()),
-        ("kafka_dlt-original-timestamp", str(message.timestamp_ms).encode()),
-        ("anchorline-attempts", str(attempts).encode()),
+        *headers.failure(exc),
+        *message.origin(),
+        (headers.ATTEMPTS, str(attempts).encode()),
+        *carried,
     ]
 
 
@@ -80,13 +97,13 @@ class MessageProcessor:
         topics: Topics,
         retry: RetryPolicy,
         publish_now: Callable[[JobStatus], None],
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.handler = handler
         self.topics = topics
         self.retry = retry
         self.publish_now = publish_now
-        self.sleep = sleep
+        self.clock = clock
 
     def process(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -96,7 +113,7 @@ class MessageProcessor:
                 decoded.append((message, codec.decode(message.value, self.handler.consumes)))
             except Poison as exc:
                 log.warning("dead-lettering undecodable message at %s", _where(message))
-                out.extend(self._dead_letter([(message, None)], exc, attempts=0))
+                out.extend(self._dead_letter([(message, None)], exc))
         groups = [decoded] if self.handler.batched else [[item] for item in decoded]
         for group in groups:
             if group:
@@ -104,35 +121,48 @@ class MessageProcessor:
         return out
 
     def _run(self, group: list[tuple[Incoming, Any]]) -> list[Outgoing]:
-        refs = [ref for _, event in group for ref in refs_of(event)]
+        jobs = {
+            ref.job_id: (message, ref)
+            for message, event in group
+            for ref in self._refs(message, event)
+        }
         stage = self.handler.stage
-        attempt = 1
-        while True:
-            for ref in refs:
-                self.publish_now(ref.status(stage, StageState.RUNNING, attempt=attempt, progress=0))
-            try:
-                results = self.handler.handle(
-                    [event for _, event in group], self._reporter(attempt)
-                )
-                return [self.encode(event) for event in results]
-            except Permanent as exc:
-                return [self.encode(self._failed(ref, exc, attempt)) for ref in refs]
-            except Poison as exc:
-                return self._dead_letter(group, exc, attempts=attempt)
-            except Exception as exc:  # Retryable, and whatever a bug or a library throws
-                if attempt >= self.retry.max_attempts:
-                    log.warning("dead-lettering after %d attempts: %s", attempt, exc)
-                    return self._dead_letter(group, exc, attempts=attempt)
-                delay = self.retry.delay(attempt)
-                log.info("attempt %d failed (%s); retrying in %.1fs", attempt, exc, delay)
-                for ref in refs:
-                    self.publish_now(self._retrying(ref, exc, attempt, delay))
-                self.sleep(delay)
-                attempt += 1
+        for message, ref in jobs.values():
+            self.publish_now(
+                ref.status(stage, StageState.RUNNING, attempt=message.attempt, progress=0)
+            )
+        try:
+            results = self.handler.handle([event for _, event in group], self._reporter(jobs))
+        except Permanent as exc:
+            return [
+                self.encode(self._failed(ref, exc, message.attempt))
+                for message, ref in jobs.values()
+            ]
+        except Poison as exc:
+            return self._dead_letter(group, exc)
+        except Exception as exc:  # Retryable, and whatever a bug or a library throws
+            out: list[Outgoing] = []
+            for message, event in group:
+                out.extend(self._retry_or_die(message, event, exc))
+            return out
+        generation = {job_id: ref.generation for job_id, (_, ref) in jobs.items()}
+        return [self.encode(self._stamp(event, generation), generation) for event in results]
 
-    def _reporter(self, attempt: int) -> Callable[[JobRef, int], None]:
+    def _refs(self, message: Incoming, event: Any) -> list[JobRef]:
+        known = headers.generations(message.headers)
+        return [replace(ref, generation=known.get(ref.job_id, 0)) for ref in refs_of(event)]
+
+    @staticmethod
+    def _stamp(event: Event, generation: dict[str, int]) -> Event:
+        if isinstance(event, JobStatus):
+            return replace(event, generation=generation.get(event.job_id, event.generation))
+        return event
+
+    def _reporter(self, jobs: dict[str, tuple[Incoming, JobRef]]) -> Callable[[JobRef, int], None]:
         def report(ref: JobRef, percent: int) -> None:
-            status = ref.status(
+            message, known = jobs.get(ref.job_id, (None, ref))
+            attempt = message.attempt if message else 1
+            status = known.status(
                 self.handler.stage, StageState.RUNNING, attempt=attempt, progress=percent
             )
             self.publish_now(status)
@@ -148,43 +178,83 @@ class MessageProcessor:
             error_class=type(exc).__name__,
         )
 
-    def _retrying(self, ref: JobRef, exc: Exception, attempt: int, delay: float) -> JobStatus:
-        return ref.status(
-            self.handler.stage,
-            StageState.RETRYING,
-            attempt=attempt,
-            error=str(exc),
-            error_class=type(exc).__name__,
-            next_attempt_at=utcnow() + timedelta(seconds=delay),
-        )
+    def _retry_or_die(self, message: Incoming, event: Any, exc: Exception) -> list[Outgoing]:
+        attempt = message.attempt
+        if attempt >= self.retry.max_attempts:
+            log.warning("dead-lettering %s after %d attempts: %s", _where(message), attempt, exc)
+            return self._dead_letter([(message, event)], exc)
+        due = self.clock() + timedelta(seconds=self.retry.delay(attempt))
+        log.info("attempt %d of %s failed (%s); next at %s", attempt, _where(message), exc, due)
+        retry_headers = [
+            *headers.failure(exc),
+            *message.origin(),
+            (headers.ATTEMPTS, str(attempt + 1).encode()),
+            (headers.DUE, str(int(due.timestamp() * 1000)).encode()),
+            *[
+                (name, message.headers[name])
+                for name in (headers.GENERATIONS,)
+                if name in message.headers
+            ],
+        ]
+        source = self.topics.request_topic(self.handler.stage)
+        out = [
+            Outgoing(
+                self.topics.retry(source, self.retry.level(attempt)),
+                message.key,
+                message.value or b"",
+                retry_headers,
+            )
+        ]
+        for ref in self._refs(message, event):
+            retrying = ref.status(
+                self.handler.stage,
+                StageState.RETRYING,
+                attempt=attempt,
+                error=str(exc),
+                error_class=type(exc).__name__,
+                next_attempt_at=due,
+            )
+            out.append(self.encode(retrying))
+        return out
 
     def _dead_letter(
-        self, group: Sequence[tuple[Incoming, Any]], exc: BaseException, *, attempts: int
+        self, group: Sequence[tuple[Incoming, Any]], exc: BaseException
     ) -> list[Outgoing]:
         out: list[Outgoing] = []
         for message, event in group:
-            headers = dead_letter_headers(message, exc, attempts=attempts)
+            letter_headers = dead_letter_headers(message, exc, attempts=message.attempt)
             out.append(
                 Outgoing(
-                    self.topics.dead_letter(message.topic),
+                    self.topics.dead_letter(self.topics.request_topic(self.handler.stage)),
                     message.key,
                     message.value or b"",
-                    headers,
+                    letter_headers,
                 )
             )
-            for ref in refs_of(event) if event is not None else []:
+            for ref in self._refs(message, event) if event is not None else []:
                 dead = ref.status(
                     self.handler.stage,
                     StageState.DEAD,
-                    attempt=max(attempts, 1),
+                    attempt=message.attempt,
                     error=str(exc),
                     error_class=type(exc).__name__,
                 )
                 out.append(self.encode(dead))
         return out
 
-    def encode(self, event: Event) -> Outgoing:
-        return Outgoing(self.topics.for_event(event), key_of(event).encode(), codec.encode(event))
+    def encode(self, event: Event, generation: Mapping[str, int] | None = None) -> Outgoing:
+        """The message for an event, its jobs' replay generations in a header."""
+        if isinstance(event, JobStatus):
+            carried = {event.job_id: event.generation}
+        else:
+            known = generation or {}
+            carried = {ref.job_id: known.get(ref.job_id, 0) for ref in refs_of(event)}
+        return Outgoing(
+            self.topics.for_event(event),
+            key_of(event).encode(),
+            codec.encode(event),
+            headers.encode_generations(carried),
+        )
 
 
 def _where(message: Incoming) -> str:
@@ -200,29 +270,31 @@ def incoming(message: Message) -> Incoming:
         key=message.key(),
         value=message.value(),
         timestamp_ms=timestamp,
+        headers=headers.as_map(message.headers()),
     )
 
 
 class StageRunner:
-    """Runs one stage against Kafka until `stop` is set, exactly once per batch."""
+    """Runs one stage against Kafka until `stop` is set, exactly once per batch.
+
+    Beside the stage's own consumer runs its delay forwarder, which returns messages
+    from the stage's retry topics to the stage when they are due.
+    """
 
     def __init__(self, handler: StageHandler, settings: Settings, *, service: str) -> None:
         self.handler = handler
-        self.settings = settings
         self.service = service
         self.topics = settings.topics
         self.source = self.topics.request_topic(handler.stage)
         self.max_batch = settings.batch_max_jobs if handler.batched else settings.poll_batch
         self.max_wait = settings.batch_max_wait_s if handler.batched else 0.0
-        self.consumer = Consumer(consumer_config(settings, group_id=f"anchorline-{service}"))
-        self.producer = Producer(
-            producer_config(settings, transactional_id=transactional_id(service))
-        )
+        self.loop = ExactlyOnce(settings, group_id=f"anchorline-{service}", service=service)
         self.status_producer = Producer(producer_config(settings))
+        self.forwarder = DelayForwarder(settings, service=service, source=self.source)
         self.processor = MessageProcessor(
             handler,
             topics=self.topics,
-            retry=RetryPolicy(settings.max_attempts, settings.retry_backoff_s),
+            retry=RetryPolicy(settings.max_attempts, settings.retry_ladder),
             publish_now=self._publish_now,
         )
         self.pending: list[Message] = []
@@ -230,13 +302,17 @@ class StageRunner:
 
     def _publish_now(self, status: JobStatus) -> None:
         self.status_producer.produce(
-            self.topics.job_status, key=status.job_id.encode(), value=codec.encode(status)
+            self.topics.job_status,
+            key=status.job_id.encode(),
+            value=codec.encode(status),
+            headers=headers.encode_generations({status.job_id: status.generation}),
         )
         self.status_producer.poll(0)
 
     def run(self, stop: threading.Event) -> None:
-        self.producer.init_transactions(30)
-        self.consumer.subscribe([self.source], on_revoke=self._on_revoke)
+        forwarder = threading.Thread(target=self.forwarder.run, args=(stop,), name="delay")
+        forwarder.start()
+        self.loop.start([self.source], on_revoke=self._on_revoke)
         log.info("%s consuming %s", self.service, self.source)
         try:
             while not stop.is_set():
@@ -244,19 +320,15 @@ class StageRunner:
             self.flush()
         finally:
             self.status_producer.flush(10)
-            self.consumer.close()
+            self.loop.close()
+            forwarder.join(30)
 
     def _poll_once(self) -> None:
         room = max(1, self.max_batch - len(self.pending))
-        for message in self.consumer.consume(num_messages=room, timeout=0.2):
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error: %s", error)
-                continue
-            if not self.pending:
-                self.pending_since = time.monotonic()
-            self.pending.append(message)
+        messages = self.loop.poll(limit=room, timeout=0.2)
+        if messages and not self.pending:
+            self.pending_since = time.monotonic()
+        self.pending.extend(messages)
         due = time.monotonic() - self.pending_since >= self.max_wait
         if self.pending and (len(self.pending) >= self.max_batch or due):
             self.flush()
@@ -271,41 +343,4 @@ class StageRunner:
         batch, self.pending = self.pending, []
         outgoing = self.processor.process([incoming(message) for message in batch])
         self.status_producer.flush(30)
-        try:
-            self._commit(batch, outgoing)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if not error.txn_requires_abort():
-                raise
-            log.warning("transaction aborted (%s); rewinding the batch", error)
-            self.producer.abort_transaction(30)
-            self._rewind(batch)
-
-    def _commit(self, batch: list[Message], outgoing: list[Outgoing]) -> None:
-        self.producer.begin_transaction()
-        for message in outgoing:
-            self.producer.produce(
-                message.topic, key=message.key, value=message.value, headers=message.headers
-            )
-        self.producer.send_offsets_to_transaction(
-            _next_offsets(batch), self.consumer.consumer_group_metadata(), 30
-        )
-        self.producer.commit_transaction(60)
-
-    def _rewind(self, batch: list[Message]) -> None:
-        first: dict[tuple[str, int], int] = {}
-        for message in batch:
-            place = (message.topic() or "", message.partition() or 0)
-            first[place] = min(first.get(place, message.offset() or 0), message.offset() or 0)
-        for (topic, partition), offset in first.items():
-            self.consumer.seek(TopicPartition(topic, partition, offset))
-
-
-def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
-    last: dict[tuple[str, int], int] = {}
-    for message in batch:
-        place = (message.topic() or "", message.partition() or 0)
-        last[place] = max(last.get(place, -1), message.offset() or 0)
-    return [
-        TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()
-    ]
+        self.loop.commit(batch, outgoing)

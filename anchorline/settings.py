@@ -34,8 +34,8 @@ class Settings:
     batch_max_jobs: int = 1000
     batch_max_wait_s: float = 2.0
     poll_batch: int = 32
-    max_attempts: int = 3
-    retry_backoff_s: float = 1.0
+    max_attempts: int = 4
+    retry_delays_s: str = "5,30,300"
     chunk_size: int = 1 << 20
     http_host: str = "127.0.0.1"
     http_port: int = 8000
@@ -53,8 +53,19 @@ class Settings:
         return cls(**values)
 
     @property
+    def retry_ladder(self) -> tuple[float, ...]:
+        """The delay before attempt 2, 3, …; attempts past its end wait its last delay."""
+        try:
+            ladder = tuple(float(step) for step in self.retry_delays_s.split(",") if step.strip())
+        except ValueError as exc:
+            raise ConfigurationError(f"{PREFIX}RETRY_DELAYS_S={self.retry_delays_s!r}") from exc
+        if not ladder or min(ladder) < 0:
+            raise ConfigurationError(f"{PREFIX}RETRY_DELAYS_S needs delays >= 0 seconds")
+        return ladder
+
+    @property
     def topics(self) -> Topics:
-        return Topics(self.topic_prefix)
+        return Topics(self.topic_prefix, retry_levels=len(self.retry_ladder))
 
     @property
     def db_url(self) -> str:

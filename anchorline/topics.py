@@ -19,6 +19,7 @@ class Topics:
     """Every topic anchorline uses, derived from one prefix."""
 
     prefix: str = "anchorline"
+    retry_levels: int = 3
 
     @property
     def jobs_requested(self) -> str:
@@ -46,6 +47,16 @@ class Topics:
     def dead_letter(self, source: str) -> str:
         return f"{source}.dlq"
 
+    def retry(self, source: str, level: int) -> str:
+        """The delay topic of one rung of the retry ladder (1-based)."""
+        return f"{source}.retry.{level}"
+
+    def retries(self, source: str) -> list[str]:
+        return [self.retry(source, level) for level in range(1, self.retry_levels + 1)]
+
+    def stage_inputs(self) -> list[str]:
+        return [self.request_topic(stage) for stage in Stage]
+
     def for_event(self, event: Event) -> str:
         if isinstance(event, JobRequested):
             return self.jobs_requested
@@ -58,8 +69,9 @@ class Topics:
         raise TypeError(f"no topic for {type(event).__name__}")
 
     def all(self) -> list[str]:
-        inputs = [self.request_topic(stage) for stage in Stage] + [self.job_status]
-        return inputs + [self.dead_letter(topic) for topic in inputs]
+        inputs = [*self.stage_inputs(), self.job_status]
+        delays = [topic for source in self.stage_inputs() for topic in self.retries(source)]
+        return inputs + delays + [self.dead_letter(topic) for topic in inputs]
 
 
 def key_of(event: Event) -> str:

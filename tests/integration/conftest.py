@@ -20,7 +20,7 @@ def settings(kafka: KafkaBroker, tmp_path: Path) -> Settings:
         kafka_bootstrap=kafka.bootstrap,
         topic_prefix=f"t{uuid.uuid4().hex[:10]}",
         partitions=2,
-        retry_backoff_s=0.05,
+        retry_delays_s="0.2,0.4",
         batch_max_wait_s=0.5,
     )
     ensure_topics(configured)

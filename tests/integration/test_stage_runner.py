@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from typing import Any
 
+from confluent_kafka import Producer
 from eth_account import Account
 from kafka_helpers import publish, read_topic
 
 from anchorline import codec
 from anchorline.blobstore import FileBlobStore
+from anchorline.delay import DelayForwarder
 from anchorline.events import (
     JobKind,
     JobRequested,
@@ -121,3 +124,36 @@ def test_missing_content_retries_then_dies(settings: Settings, running) -> None:
         until=lambda m: len(m) >= 1,
     )
     assert codec.decode(letters[0].value(), JobRequested).job_id == job.job_id  # type: ignore[attr-defined]
+
+
+def test_a_held_retry_does_not_hold_up_other_partitions(settings: Settings, running) -> None:
+    """A message due in a minute sits in partition 0 while one due now passes on partition 1."""
+    late = signed_job(settings, JobKind.VERIFY, b"late")
+    ready = signed_job(settings, JobKind.VERIFY, b"ready")
+    delay_topic = settings.topics.retry(settings.topics.jobs_requested, 1)
+    now_ms = int(time.time() * 1000)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all"})
+    for partition, job, due in ((0, late, now_ms + 60_000), (1, ready, now_ms)):
+        producer.produce(
+            delay_topic,
+            partition=partition,
+            key=job.job_id.encode(),
+            value=codec.encode(job),
+            headers=[
+                ("retry_topic-attempts", b"2"),
+                ("retry_topic-backoff-timestamp", str(due).encode()),
+            ],
+        )
+    assert producer.flush(30) == 0
+    running(DelayForwarder(settings, service="verifier", source=settings.topics.jobs_requested).run)
+
+    returned = read_topic(
+        settings, settings.topics.jobs_requested, until=lambda m: len(m) >= 1, timeout=20
+    )
+    time.sleep(2)  # give the held one every chance to leak through
+    returned = read_topic(
+        settings, settings.topics.jobs_requested, until=lambda m: False, timeout=3
+    )
+    ids = [codec.decode(m.value(), JobRequested).job_id for m in returned]  # type: ignore[attr-defined]
+    assert ids == [ready.job_id]
+    assert dict(returned[0].headers())["retry_topic-attempts"] == b"2"  # type: ignore[attr-defined]

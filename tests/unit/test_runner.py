@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -81,16 +81,18 @@ class FakeHandler:
         return out
 
 
+NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+
+
 class Harness:
     def __init__(self, handler: FakeHandler, *, max_attempts: int = 3) -> None:
         self.published: list[JobStatus] = []
-        self.sleeps: list[float] = []
         self.processor = MessageProcessor(
             handler,
             topics=TOPICS,
-            retry=RetryPolicy(max_attempts=max_attempts, backoff_s=1.0),
+            retry=RetryPolicy(max_attempts=max_attempts, ladder=(5.0, 30.0)),
             publish_now=self.published.append,
-            sleep=self.sleeps.append,
+            clock=lambda: NOW,
         )
 
     def process(self, *batch: Incoming) -> list[Outgoing]:
@@ -119,7 +121,6 @@ def test_success_produces_the_handlers_events_on_their_topics() -> None:
     assert [(s.state, s.attempt, s.progress) for s in harness.published] == [
         (StageState.RUNNING, 1, 0)
     ]
-    assert harness.sleeps == []
 
 
 @pytest.mark.parametrize(
@@ -142,7 +143,7 @@ def test_poison_goes_to_the_dead_letter_topic_untouched(value: bytes | None) -> 
     assert headers["kafka_dlt-original-timestamp"] == "1714564800000"
     assert headers["kafka_dlt-exception-fqcn"] == "anchorline.errors.SerializationError"
     assert headers["kafka_dlt-exception-message"]
-    assert headers["anchorline-attempts"] == "0"
+    assert headers["retry_topic-attempts"] == "1"
     assert handler.calls == []
     assert harness.published == []
 
@@ -175,42 +176,73 @@ def test_permanent_error_fails_the_job_without_retrying() -> None:
     assert failed.error == "content_uri is not supported"
     assert failed.error_class == "Permanent"
     assert handler.calls == [["a"]]
-    assert harness.sleeps == []
 
 
-def test_retryable_twice_then_success() -> None:
+def forwarded(item: Outgoing) -> Incoming:
+    """What the delay forwarder hands back to the stage: the same bytes and headers."""
+    return Incoming(SOURCE, 2, 99, item.key, item.value, 1714564800000, dict(item.headers))  # type: ignore[arg-type]
+
+
+def test_retryable_goes_to_the_delay_topic_of_its_rung() -> None:
     handler = FakeHandler(Retryable("blob not there yet"), Retryable("still not"))
     harness = Harness(handler, max_attempts=3)
-    out = harness.process(message_of("a"))
+    raw = message_of("a")
+
+    first = harness.process(raw)
+    (delay_1,) = [item for item in first if item.topic.startswith(f"{SOURCE}.retry")]
+    assert delay_1.topic == f"{SOURCE}.retry.1"
+    assert (delay_1.key, delay_1.value) == (raw.key, raw.value)
+    sent = headers_of(delay_1)
+    assert sent["retry_topic-attempts"] == "2"
+    assert sent["retry_topic-backoff-timestamp"] == str(int(NOW.timestamp() * 1000) + 5000)
+    assert sent["kafka_dlt-original-offset"] == "7"
+    assert sent["kafka_dlt-exception-message"] == "blob not there yet"
+    (retrying,) = decoded(first, TOPICS.job_status)
+    assert (retrying.state, retrying.attempt, retrying.final) == (StageState.RETRYING, 1, False)
+    assert retrying.next_attempt_at == NOW + timedelta(seconds=5)
+
+    second = harness.process(forwarded(delay_1))
+    (delay_2,) = [item for item in second if item.topic.startswith(f"{SOURCE}.retry")]
+    assert delay_2.topic == f"{SOURCE}.retry.2"
+    assert headers_of(delay_2)["retry_topic-attempts"] == "3"
+    assert headers_of(delay_2)["kafka_dlt-original-offset"] == "7", "the first origin is kept"
+    assert decoded(second, TOPICS.job_status)[0].next_attempt_at == NOW + timedelta(seconds=30)
+
+    third = harness.process(forwarded(delay_2))
+    (done,) = decoded(third, TOPICS.job_status)
+    assert (done.state, done.attempt) == (StageState.SUCCEEDED, 1)
     assert [(s.state, s.attempt) for s in harness.published] == [
         (StageState.RUNNING, 1),
-        (StageState.RETRYING, 1),
         (StageState.RUNNING, 2),
-        (StageState.RETRYING, 2),
         (StageState.RUNNING, 3),
     ]
-    retrying = [s for s in harness.published if s.state is StageState.RETRYING]
-    assert [s.error for s in retrying] == ["blob not there yet", "still not"]
-    assert {s.error_class for s in retrying} == {"Retryable"}
-    assert all(s.next_attempt_at is not None and s.final is False for s in retrying)
-    assert harness.sleeps == [1.0, 2.0]
     assert handler.calls == [["a"], ["a"], ["a"]]
-    (done,) = decoded(out, TOPICS.job_status)
-    assert done.state is StageState.SUCCEEDED
-    assert not [item for item in out if item.topic.endswith(".dlq")]
 
 
 def test_exhausted_retries_dead_letter_the_message_and_kill_the_job() -> None:
-    handler = FakeHandler(Retryable("down"), Retryable("down"), Retryable("still down"))
+    handler = FakeHandler(Retryable("still down"))
     harness = Harness(handler, max_attempts=3)
     raw = message_of("a")
-    out = harness.process(raw)
-    assert handler.calls == [["a"], ["a"], ["a"]]
-    assert harness.sleeps == [1.0, 2.0]
+    last_try = Incoming(
+        SOURCE,
+        2,
+        50,
+        raw.key,
+        raw.value,
+        0,
+        {
+            "retry_topic-attempts": b"3",
+            "kafka_dlt-original-offset": b"7",
+            "kafka_dlt-original-topic": SOURCE.encode(),
+        },
+    )
+    out = harness.process(last_try)
     dead_letters = [item for item in out if item.topic == f"{SOURCE}.dlq"]
     assert [item.value for item in dead_letters] == [raw.value]
+    assert not [item for item in out if ".retry." in item.topic]
     headers = headers_of(dead_letters[0])
-    assert headers["anchorline-attempts"] == "3"
+    assert headers["retry_topic-attempts"] == "3"
+    assert headers["kafka_dlt-original-offset"] == "7"
     assert headers["kafka_dlt-exception-message"] == "still down"
     assert headers["kafka_dlt-exception-fqcn"] == "anchorline.errors.Retryable"
     (dead,) = decoded(out, TOPICS.job_status)
@@ -224,13 +256,20 @@ def test_exhausted_retries_dead_letter_the_message_and_kill_the_job() -> None:
 
 def test_an_unexpected_exception_is_retried_like_a_retryable_one() -> None:
     handler = FakeHandler(KeyError("bug"))
-    harness = Harness(handler, max_attempts=2)
-    out = harness.process(message_of("a"))
-    assert handler.calls == [["a"], ["a"]]
-    assert decoded(out, TOPICS.job_status)[0].state is StageState.SUCCEEDED
-    assert [s.error_class for s in harness.published if s.state is StageState.RETRYING] == [
-        "KeyError"
-    ]
+    out = Harness(handler, max_attempts=2).process(message_of("a"))
+    assert [item.topic for item in out] == [f"{SOURCE}.retry.1", TOPICS.job_status]
+    assert decoded(out, TOPICS.job_status)[0].error_class == "KeyError"
+
+
+def test_replay_generation_travels_with_the_job() -> None:
+    raw = message_of("a")
+    replayed = Incoming(SOURCE, 2, 8, raw.key, raw.value, 0, {"anchorline-generations": b'{"a":2}'})
+    harness = Harness(FakeHandler())
+    out = harness.process(replayed)
+    assert [s.generation for s in harness.published] == [2]
+    assert [s.generation for s in decoded(out, TOPICS.job_status)] == [2]
+    (prove,) = [item for item in out if item.topic == TOPICS.prove_requested]
+    assert headers_of(prove)["anchorline-generations"] == '{"a":2}'
 
 
 def test_poison_raised_by_the_handler_dead_letters_at_once() -> None:
@@ -239,7 +278,7 @@ def test_poison_raised_by_the_handler_dead_letters_at_once() -> None:
     out = harness.process(message_of("a"))
     assert handler.calls == [["a"]]
     assert [item.topic for item in out] == [f"{SOURCE}.dlq", TOPICS.job_status]
-    assert headers_of(out[0])["anchorline-attempts"] == "1"
+    assert headers_of(out[0])["retry_topic-attempts"] == "1"
     assert decoded(out, TOPICS.job_status)[0].state is StageState.DEAD
 
 
@@ -276,9 +315,10 @@ def test_reported_progress_is_published_at_once() -> None:
     ]
 
 
-def test_retry_delay_doubles() -> None:
-    policy = RetryPolicy(max_attempts=5, backoff_s=0.5)
-    assert [policy.delay(attempt) for attempt in range(1, 5)] == [0.5, 1.0, 2.0, 4.0]
+def test_attempts_past_the_ladder_wait_on_its_last_rung() -> None:
+    policy = RetryPolicy(max_attempts=6, ladder=(5.0, 30.0, 300.0))
+    assert [policy.delay(attempt) for attempt in range(1, 6)] == [5.0, 30.0, 300.0, 300.0, 300.0]
+    assert [policy.level(attempt) for attempt in range(1, 6)] == [1, 2, 3, 3, 3]
 
 
 def test_dead_letter_headers_name_where_the_message_came_from() -> None:
@@ -290,5 +330,5 @@ def test_dead_letter_headers_name_where_the_message_came_from() -> None:
         "kafka_dlt-original-partition": b"2",
         "kafka_dlt-original-offset": b"42",
         "kafka_dlt-original-timestamp": b"1714564800000",
-        "anchorline-attempts": b"2",
+        "retry_topic-attempts": b"2",
     }

@@ -52,7 +52,7 @@ def test_an_empty_variable_keeps_the_default() -> None:
 
 @pytest.mark.parametrize(
     ("name", "raw"),
-    [("ANCHORLINE_PARTITIONS", "three"), ("ANCHORLINE_RETRY_BACKOFF_S", "soon")],
+    [("ANCHORLINE_PARTITIONS", "three"), ("ANCHORLINE_BATCH_MAX_WAIT_S", "soon")],
 )
 def test_a_malformed_number_is_a_configuration_error(name: str, raw: str) -> None:
     with pytest.raises(ConfigurationError, match=f"{name}='{raw}'"):
@@ -69,7 +69,7 @@ def test_the_process_environment_is_read_when_no_mapping_is_given(
 ) -> None:
     monkeypatch.setenv("ANCHORLINE_MAX_ATTEMPTS", "9")
     assert Settings.from_env().max_attempts == 9
-    assert Settings.from_env({}).max_attempts == 3
+    assert Settings.from_env({}).max_attempts == 4
 
 
 def test_settings_are_frozen() -> None:
@@ -111,3 +111,15 @@ def test_database_defaults_to_sqlite_in_the_state_dir(tmp_path: Path) -> None:
 def test_blobs_default_to_the_state_dir(tmp_path: Path) -> None:
     assert Settings(state_dir=tmp_path).blobs == tmp_path / "blobs"
     assert Settings(state_dir=tmp_path, blob_dir=Path("/srv/blobs")).blobs == Path("/srv/blobs")
+
+
+@pytest.mark.parametrize("ladder", ["soon", "", "5,-1"])
+def test_a_malformed_retry_ladder_is_a_configuration_error(ladder: str) -> None:
+    with pytest.raises(ConfigurationError):
+        _ = Settings(retry_delays_s=ladder).retry_ladder
+
+
+def test_the_retry_ladder_sizes_the_delay_topics() -> None:
+    settings = Settings(retry_delays_s="1, 2.5")
+    assert settings.retry_ladder == (1.0, 2.5)
+    assert settings.topics.retries("x") == ["x.retry.1", "x.retry.2"]

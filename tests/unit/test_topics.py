@@ -37,11 +37,17 @@ def test_default_prefix_is_anchorline() -> None:
     assert Topics().jobs_requested == "anchorline.jobs.requested"
 
 
-def test_all_lists_every_input_and_its_dead_letter_topic_once() -> None:
-    names = Topics("p").all()
-    assert len(names) == len(set(names)) == 8
-    inputs = [name for name in names if not name.endswith(".dlq")]
-    assert sorted(f"{name}.dlq" for name in inputs) == sorted(set(names) - set(inputs))
+def test_all_lists_every_input_its_delay_topics_and_dead_letter_topic_once() -> None:
+    names = Topics("p", retry_levels=2).all()
+    assert len(names) == len(set(names)) == 4 + 3 * 2 + 4
+    inputs = [name for name in names if not name.endswith(".dlq") and ".retry." not in name]
+    letters = sorted(name for name in names if name.endswith(".dlq"))
+    assert sorted(f"{name}.dlq" for name in inputs) == letters
+    assert "p.job.status.retry.1" not in names, "the projector retries in place, not via topics"
+    assert [n for n in names if n.startswith("p.prove.requested.retry.")] == [
+        "p.prove.requested.retry.1",
+        "p.prove.requested.retry.2",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,115 @@
+"""The delay forwarder: holds each message of a stage's retry topics until it is due.
+
+A message not yet due pauses its partition and seeks back to itself; the consumer keeps
+polling (so it never exceeds max.poll.interval.ms), other partitions flow on, and the
+partition resumes when its head is due. Due messages return to the stage's input topic,
+headers intact, in one transaction with the consumed offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from anchorline import headers
+from anchorline.exactly_once import ExactlyOnce, Outgoing
+from anchorline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Place = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A partition held at `offset` until `due` (epoch seconds)."""
+
+    offset: int
+    due: float
+
+
+def due_of(message: Message) -> float:
+    return headers.number(headers.as_map(message.headers()), headers.DUE, 0) / 1000
+
+
+def split_due(
+    messages: Sequence[Message], *, now: float, held: set[Place]
+) -> tuple[list[Message], dict[Place, Hold]]:
+    """The messages to forward now, and the partitions to hold at their first early message."""
+    ready: list[Message] = []
+    holds: dict[Place, Hold] = {}
+    for message in messages:
+        place = (message.topic() or "", message.partition() or 0)
+        if place in held or place in holds:
+            continue  # behind a held message: it is fetched again after the resume
+        due = due_of(message)
+        if due > now:
+            holds[place] = Hold(message.offset() or 0, due)
+        else:
+            ready.append(message)
+    return ready, holds
+
+
+class DelayForwarder:
+    """Returns a stage's retry-topic messages to the stage when each is due."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        service: str,
+        source: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.retry_topics = settings.topics.retries(source)
+        self.loop = ExactlyOnce(
+            settings, group_id=f"anchorline-{service}-delay", service=f"{service}-delay"
+        )
+        self.held: dict[Place, Hold] = {}
+        self.clock = clock
+
+    def run(self, stop: threading.Event) -> None:
+        self.loop.start(self.retry_topics, on_revoke=self._forget)
+        try:
+            while not stop.is_set():
+                self.poll_once()
+        finally:
+            self.loop.close()
+
+    def poll_once(self) -> None:
+        self._resume_due()
+        messages = self.loop.poll(limit=500, timeout=0.2)
+        ready, holds = split_due(messages, now=self.clock(), held=set(self.held))
+        for place, hold in holds.items():
+            partition = TopicPartition(place[0], place[1], hold.offset)
+            self.loop.consumer.pause([partition])
+            self.loop.consumer.seek(partition)
+            self.held[place] = hold
+        if ready:
+            out = [
+                Outgoing(
+                    self.source,
+                    m.key(),
+                    m.value() or b"",
+                    list(headers.as_map(m.headers()).items()),
+                )
+                for m in ready
+            ]
+            self.loop.commit(ready, out)
+
+    def _resume_due(self) -> None:
+        now = self.clock()
+        for place, hold in list(self.held.items()):
+            if hold.due <= now:
+                self.loop.consumer.resume([TopicPartition(place[0], place[1])])
+                del self.held[place]
+
+    def _forget(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for partition in partitions:
+            self.held.pop((partition.topic, partition.partition), None)

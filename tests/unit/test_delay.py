@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from anchorline.delay import Hold, split_due
+
+
+@dataclass
+class FakeMessage:
+    _topic: str
+    _partition: int
+    _offset: int
+    due_ms: int | None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        if self.due_ms is None:
+            return []
+        return [("retry_topic-backoff-timestamp", str(self.due_ms).encode())]
+
+
+def test_due_messages_go_and_an_early_one_holds_only_its_partition() -> None:
+    now = 1_000.0
+    messages = [
+        FakeMessage("r", 0, 10, 999_000),  # due
+        FakeMessage("r", 0, 11, 1_005_000),  # early: holds partition 0 here
+        FakeMessage("r", 0, 12, 999_500),  # behind the held one: waits for the resume
+        FakeMessage("r", 1, 40, 1_000_000),  # due exactly now, on another partition
+        FakeMessage("r", 1, 41, None),  # no due header: due at once
+    ]
+    ready, holds = split_due(messages, now=now, held=set())  # type: ignore[arg-type]
+    assert [(m.partition(), m.offset()) for m in ready] == [(0, 10), (1, 40), (1, 41)]
+    assert holds == {("r", 0): Hold(offset=11, due=1_005.0)}
+
+
+def test_an_already_held_partition_forwards_nothing() -> None:
+    messages = [FakeMessage("r", 0, 11, 0), FakeMessage("r", 1, 3, 0)]
+    ready, holds = split_due(messages, now=5.0, held={("r", 0)})  # type: ignore[arg-type]
+    assert [(m.partition(), m.offset()) for m in ready] == [(1, 3)]
+    assert holds == {}
