@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from anchorline import dlq_cli
 from anchorline.errors import ConfigurationError
 from anchorline.settings import Settings
 
@@ -63,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
     sign.add_argument("file", type=Path)
     sign.add_argument("--key", help="creator's private key (default: a new random key)")
     sign.add_argument("--out", type=Path, default=Path("."), help="folder for manifest.json/.sig")
+    dlq_cli.add_parser(commands)
     commands.add_parser("topics", help="create the anchorline topics that are missing")
     commands.add_parser("migrate", help="bring the jobs database to the newest schema")
     deploy = commands.add_parser("deploy", help="deploy the registry contract, print its address")
@@ -104,6 +106,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         creator = write_signed(args.file, key=args.key, out=args.out)
         print(f"signed by {creator}: {args.out / 'manifest.json'} {args.out / 'manifest.sig'}")
+    elif args.command == "dlq":
+        return dlq_cli.run(args, settings)
     elif args.command == "topics":
         from anchorline.kafka import ensure_topics
 

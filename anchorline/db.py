@@ -51,6 +51,7 @@ job_events = sa.Table(
     sa.Column("generation", sa.Integer, nullable=False),
     sa.Column("applied", sa.Boolean, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
 )
 

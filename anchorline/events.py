@@ -101,6 +101,7 @@ class JobStatus:
     submitted_at: datetime | None = None
     tenant: str | None = None
     content_sha256: str | None = None
+    note: str | None = None
 
 
 Event = JobRequested | ProveRequested | AnchorRequested | JobStatus

@@ -47,9 +47,15 @@ def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
     wanted = [name for name in settings.topics.all() if name not in existing]
     if not wanted:
         return []
+    compacted = {settings.topics.replay_log: {"cleanup.policy": "compact"}}
     futures = admin.create_topics(
         [
-            NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
+            NewTopic(
+                name,
+                num_partitions=settings.partitions,
+                replication_factor=1,
+                config=compacted.get(name, {}),
+            )
             for name in wanted
         ],
         operation_timeout=timeout,

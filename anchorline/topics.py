@@ -37,6 +37,11 @@ class Topics:
     def job_status(self) -> str:
         return f"{self.prefix}.job.status"
 
+    @property
+    def replay_log(self) -> str:
+        """Compacted record of replayed dead letters, keyed by their coordinates."""
+        return f"{self.prefix}.dlq.replays"
+
     def request_topic(self, stage: Stage) -> str:
         return {
             Stage.VERIFY: self.jobs_requested,
@@ -71,7 +76,8 @@ class Topics:
     def all(self) -> list[str]:
         inputs = [*self.stage_inputs(), self.job_status]
         delays = [topic for source in self.stage_inputs() for topic in self.retries(source)]
-        return inputs + delays + [self.dead_letter(topic) for topic in inputs]
+        letters = [self.dead_letter(topic) for topic in inputs]
+        return [*inputs, *delays, *letters, self.replay_log]
 
 
 def key_of(event: Event) -> str:

@@ -78,6 +78,7 @@ class SqlJobReader:
                 job_events.c.attempt,
                 job_events.c.applied,
                 job_events.c.error,
+                job_events.c.note,
                 job_events.c.occurred_at,
             )
             .where(job_events.c.job_id == job_id)

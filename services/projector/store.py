@@ -81,5 +81,6 @@ def _history(event: JobStatus, *, applied: bool) -> dict[str, Any]:
         "generation": event.generation,
         "applied": applied,
         "error": event.error,
+        "note": event.note,
         "occurred_at": event.occurred_at,
     }

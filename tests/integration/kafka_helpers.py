@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import threading
 import uuid
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, Producer
+from eth_account import Account
 
 from anchorline import codec
-from anchorline.events import Event
+from anchorline.blobstore import FileBlobStore
+from anchorline.events import Event, JobKind, JobRequested, new_id, utcnow
+from anchorline.manifest import sign_eip191
 from anchorline.settings import Settings
 from anchorline.topics import key_of
 
@@ -56,3 +62,20 @@ def read_topic(
         timer.cancel()
         consumer.close()
     return messages
+
+
+def signed_job(settings: Settings, kind: JobKind, content: bytes) -> JobRequested:
+    account = Account.create()
+    uri, _ = FileBlobStore(settings.blobs).put_file(io.BytesIO(content))
+    document = {
+        "content_hash": "0x" + hashlib.sha256(content).hexdigest(),
+        "creator": account.address,
+    }
+    return JobRequested(
+        job_id=new_id(),
+        kind=kind,
+        content_uri=uri,
+        manifest=json.dumps(document),
+        signature=sign_eip191(document, account.key.hex()),
+        submitted_at=utcnow(),
+    )

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from typing import Any
 
 from confluent_kafka import Producer
-from eth_account import Account
-from kafka_helpers import publish, read_topic
+from kafka_helpers import publish, read_topic, signed_job
 
 from anchorline import codec
 from anchorline.blobstore import FileBlobStore
@@ -23,29 +21,10 @@ from anchorline.events import (
     Stage,
     StageState,
     new_id,
-    utcnow,
 )
-from anchorline.manifest import sign_eip191
 from anchorline.runner import StageRunner
 from anchorline.settings import Settings
 from anchorline_verifier.handler import VerifyHandler
-
-
-def signed_job(settings: Settings, kind: JobKind, content: bytes) -> JobRequested:
-    account = Account.create()
-    uri, _ = FileBlobStore(settings.blobs).put_file(io.BytesIO(content))
-    document = {
-        "content_hash": "0x" + hashlib.sha256(content).hexdigest(),
-        "creator": account.address,
-    }
-    return JobRequested(
-        job_id=new_id(),
-        kind=kind,
-        content_uri=uri,
-        manifest=json.dumps(document),
-        signature=sign_eip191(document, account.key.hex()),
-        submitted_at=utcnow(),
-    )
 
 
 def statuses(messages: list[Any]) -> list[JobStatus]:
