@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -24,6 +25,8 @@ from anchorline_gateway.publisher import Publisher, Unavailable
 from anchorline_gateway.reads import BadCursor, JobReader
 
 MAX_MANIFEST_BYTES = 64 * 1024
+MAX_IDEMPOTENCY_KEY = 255
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3c52-8d1e-4a8e-9a59-3c1f0f6b2a10")
 MAX_LIST = 200
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 RETRY_AFTER_S = 5
@@ -67,6 +70,12 @@ async def submit_job(request: Request) -> Response:
     else:
         raise BadRequest("send multipart/form-data or application/json", 415)
     job = _job_request(fields)
+    key = request.headers.get("idempotency-key")
+    if key is not None:
+        job = replace(job, job_id=idempotent_job_id(key, job.tenant))
+        known = await run_in_threadpool(gateway.reader.get, job.job_id)
+        if known is not None:
+            return _accepted(request, job.job_id, known["kind"], known["state"], status_code=200)
     queued = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant).status(
         Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0
     )
@@ -74,9 +83,22 @@ async def submit_job(request: Request) -> Response:
         await gateway.publisher.publish([job, queued])
     except Unavailable as exc:
         return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
-    status_url = str(request.url_for("get_job", job_id=job.job_id).path)
-    body = {"job_id": job.job_id, "kind": job.kind, "state": "queued", "status_url": status_url}
-    return JSONResponse(body, status_code=202, headers={"Location": status_url})
+    return _accepted(request, job.job_id, job.kind, "queued", status_code=202)
+
+
+def idempotent_job_id(key: str, tenant: str | None) -> str:
+    """The same key (per tenant) always names the same job, so a client's retry finds it."""
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{tenant or ''}\n{key}"))
+
+
+def _accepted(
+    request: Request, job_id: str, kind: str, state: str, *, status_code: int
+) -> Response:
+    status_url = str(request.url_for("get_job", job_id=job_id).path)
+    body = {"job_id": job_id, "kind": kind, "state": state, "status_url": status_url}
+    return JSONResponse(body, status_code=status_code, headers={"Location": status_url})
 
 
 async def _multipart_fields(request: Request, blobs: FileBlobStore) -> dict[str, Any]:

@@ -439,3 +439,49 @@ def test_stats_of_an_empty_table(client: TestClient) -> None:
 
 def test_health(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+# --- idempotency ---------------------------------------------------------------------------------
+
+
+def test_an_idempotency_key_returns_the_same_job_on_retry(
+    client: TestClient,
+    publisher: MemoryPublisher,
+    engine: Engine,
+    sign_manifest: SignManifest,
+) -> None:
+    signed = sign_manifest(b"retried upload")
+    first = client.post("/v1/jobs", headers={"Idempotency-Key": "order-17"}, **multipart(signed))
+    assert first.status_code == 202
+    SqlJobStore(engine).apply_batch([e for e in publisher.events if isinstance(e, JobStatus)])
+
+    again = client.post("/v1/jobs", headers={"Idempotency-Key": "order-17"}, **multipart(signed))
+
+    assert again.status_code == 200
+    assert again.json()["job_id"] == first.json()["job_id"]
+    assert again.json()["status_url"] == first.json()["status_url"]
+    assert len([e for e in publisher.events if isinstance(e, JobRequested)]) == 1
+
+
+def test_an_idempotency_key_names_one_job_per_tenant(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest
+) -> None:
+    signed = sign_manifest(b"two tenants")
+    ids = [
+        client.post(
+            "/v1/jobs", headers={"Idempotency-Key": "k"}, **multipart(signed, tenant=tenant)
+        ).json()["job_id"]
+        for tenant in ("a", "a", "b")
+    ]
+    assert ids[0] == ids[1] != ids[2]
+    assert client.post("/v1/jobs", **multipart(signed)).json()["job_id"] not in ids
+
+
+def test_an_overlong_idempotency_key_is_400(
+    client: TestClient, sign_manifest: SignManifest
+) -> None:
+    response = client.post(
+        "/v1/jobs", headers={"Idempotency-Key": "x" * 256}, **multipart(sign_manifest(b"x"))
+    )
+    assert response.status_code == 400
+    assert "Idempotency-Key" in error_of(response)
