@@ -1,4 +1,4 @@
-"""The signed manifest: its canonical form, its validation and its signer."""
+"""The signed manifest: its canonical form, its validation and its signer (EIP-191 or EIP-712)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,25 @@ from eth_utils import (
     is_address,
     is_checksum_address,
     is_checksum_formatted_address,
+    keccak,
     to_checksum_address,
 )
+
+from anchorline import eip712
 
 HASH_RE = re.compile(r"^0x[0-9a-f]{64}$")
 SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130}$")
 REQUIRED = ("content_hash", "creator")
+SCHEMES = ("eip191", "eip712")
+MANIFEST_TYPE = "Manifest"
+MANIFEST_FIELDS = [
+    {"name": "contentHash", "type": "bytes32"},
+    {"name": "hashAlg", "type": "string"},
+    {"name": "creator", "type": "address"},
+    {"name": "createdAt", "type": "string"},
+    {"name": "contentUri", "type": "string"},
+    {"name": "metadataHash", "type": "bytes32"},
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,10 @@ def parse_document(text: str) -> dict[str, Any]:
         raise ValueError(f"manifest is not JSON: {exc.msg} at position {exc.pos}") from exc
     if not isinstance(document, dict):
         raise ValueError("manifest must be a JSON object")
+    try:
+        canonical_bytes(document)
+    except UnicodeEncodeError as exc:
+        raise ValueError("manifest has a lone surrogate escape, which UTF-8 cannot carry") from exc
     return document
 
 
@@ -76,6 +93,7 @@ def validate(document: dict[str, Any]) -> Manifest:
     for name in ("created_at", "content_uri"):
         if not isinstance(document.get(name, ""), str):
             raise ValueError(f"{name} must be a string")
+    _integers_only(document, "manifest")
     return Manifest(
         content_hash=content_hash.lower(),
         creator=to_checksum_address(creator),
@@ -83,6 +101,47 @@ def validate(document: dict[str, Any]) -> Manifest:
         content_uri=document.get("content_uri"),
         metadata=metadata,
     )
+
+
+def _integers_only(value: Any, where: str) -> None:
+    # Fractions have no single canonical JSON text across languages; integers and strings do.
+    if isinstance(value, float):
+        raise ValueError(f"{where} is a fraction; a manifest holds integers only (quote fractions)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _integers_only(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _integers_only(item, f"{where}[{index}]")
+
+
+def metadata_hash(metadata: dict[str, Any]) -> str:
+    """keccak256 of the metadata's canonical bytes: how EIP-712 covers the free-form part."""
+    return "0x" + keccak(canonical_bytes(metadata)).hex()
+
+
+def typed_manifest(manifest: Manifest) -> eip712.TypedData:
+    """The EIP-712 typed data a creator signs for a manifest; absent strings are signed as ""."""
+    message = {
+        "contentHash": manifest.content_hash,
+        "hashAlg": manifest.hash_alg,
+        "creator": manifest.creator,
+        "createdAt": manifest.created_at or "",
+        "contentUri": manifest.content_uri or "",
+        "metadataHash": metadata_hash(manifest.metadata),
+    }
+    return eip712.typed_data(MANIFEST_TYPE, MANIFEST_FIELDS, message)
+
+
+def recover(document: dict[str, Any], signature: str, *, scheme: str = "eip191") -> str:
+    """The checksummed address that signed the manifest under `scheme`, or ValueError."""
+    if scheme == "eip191":
+        return recover_eip191(canonical_bytes(document), signature)
+    if scheme != "eip712":
+        raise ValueError(f"signature_scheme must be one of {', '.join(SCHEMES)}, not {scheme!r}")
+    if not SIGNATURE_RE.match(signature):
+        raise ValueError("signature must be 0x followed by 130 hex digits")
+    return eip712.recover(typed_manifest(validate(document)), signature)
 
 
 def recover_eip191(message: bytes, signature: str) -> str:
@@ -101,6 +160,19 @@ def sign_eip191(document: dict[str, Any], private_key: str) -> str:
     return "0x" + bytes(signed.signature).hex()
 
 
+def sign_eip712(document: dict[str, Any], private_key: str) -> str:
+    """Sign a manifest as EIP-712 typed data (eth_signTypedData_v4 of typed_manifest)."""
+    return eip712.sign(typed_manifest(validate(document)), private_key)
+
+
+def sign(document: dict[str, Any], private_key: str, *, scheme: str = "eip191") -> str:
+    if scheme == "eip712":
+        return sign_eip712(document, private_key)
+    if scheme != "eip191":
+        raise ValueError(f"signature_scheme must be one of {', '.join(SCHEMES)}, not {scheme!r}")
+    return sign_eip191(document, private_key)
+
+
 def describe_file(path: Path, creator: str) -> dict[str, Any]:
     """A manifest for a local file, its hash computed in fixed memory."""
     hasher = hashlib.sha256()
@@ -116,11 +188,12 @@ def describe_file(path: Path, creator: str) -> dict[str, Any]:
     }
 
 
-def write_signed(path: Path, *, key: str | None, out: Path) -> str:
+def write_signed(path: Path, *, key: str | None, out: Path, scheme: str = "eip191") -> str:
     """Write out/manifest.json and out/manifest.sig for a file; returns the creator's address."""
     account = Account.from_key(key) if key else Account.create()
     document = describe_file(path, account.address)
+    signature = sign(document, account.key.hex(), scheme=scheme)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").write_bytes(canonical_bytes(document))
-    (out / "manifest.sig").write_text(sign_eip191(document, account.key.hex()))
+    (out / "manifest.sig").write_text(signature)
     return str(account.address)
