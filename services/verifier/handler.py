@@ -1,11 +1,11 @@
-"""The verify stage: hash the content, check the manifest and its signer."""
+"""The verify stage: hash the content, check the manifest and its signer, look it up on chain."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from anchorline import manifest as manifests
@@ -20,13 +20,19 @@ from anchorline.events import (
     refs_of,
 )
 from anchorline.stage import Report
+from anchorline_verifier.onchain import ContentRegistry, Registration
 
 PROGRESS_STEP = 10
 
 
 @dataclass(frozen=True)
 class Verification:
-    """The outcome of verifying one job: the seed-000 result shape plus the facts proven next."""
+    """The outcome of verifying one job: the seed-000 result shape plus the facts proven next.
+
+    FAIL when a check is false (the job fails); WARN when every check holds but the registry
+    does not have the content, or has it from another creator; OK otherwise, including when
+    no registry is configured (`onchain` is then None).
+    """
 
     file_hash: str
     size: int
@@ -34,20 +40,48 @@ class Verification:
     recovered: str | None
     checks: dict[str, bool]
     reason: str | None
+    manifest: str | None = None
+    creator: str | None = None
+    signature: str = ""
+    scheme: str = "eip191"
+    onchain: Registration | None = field(default=None)
 
     @property
     def ok(self) -> bool:
         return all(self.checks.values())
 
+    @property
+    def warnings(self) -> list[dict[str, str]]:
+        if not self.ok or self.onchain is None:
+            return []
+        if not self.onchain.registered:
+            message = f"content {self.file_hash} is not registered in {self.onchain.registry}"
+            return [{"check": "onchainRegistered", "message": message}]
+        if self.onchain.creator != self.creator:
+            message = f"registered on chain by {self.onchain.creator}, not by {self.creator}"
+            return [{"check": "onchainCreator", "message": message}]
+        return []
+
+    @property
+    def status(self) -> str:
+        if not self.ok:
+            return "FAIL"
+        return "WARN" if self.warnings else "OK"
+
     def as_result(self) -> dict[str, Any]:
         return {
-            "status": "OK" if self.ok else "FAIL",
+            "status": self.status,
             "fileHash": self.file_hash,
             "size": self.size,
             "manifestHash": self.manifest_hash,
             "recovered": self.recovered,
             "checks": self.checks,
+            "onchain": None if self.onchain is None else self.onchain.as_result(),
+            "warnings": self.warnings,
             "reason": self.reason,
+            "manifest": self.manifest,
+            "signature": self.signature,
+            "signatureScheme": self.scheme,
         }
 
 
@@ -69,24 +103,34 @@ def hash_content(
     return "0x" + hasher.hexdigest(), done
 
 
-def check_manifest(text: str, signature: str, file_hash: str, size: int) -> Verification:
+def check_manifest(
+    text: str, signature: str, file_hash: str, size: int, *, scheme: str = "eip191"
+) -> Verification:
     """Every check of one manifest against its content's hash. Never raises on bad input."""
+    signed = {"signature": signature, "scheme": scheme}
     try:
         document = manifests.parse_document(text)
     except ValueError as exc:
-        return _failed(file_hash, size, None, None, str(exc))
-    manifest_hash = manifests.sha256_hex(manifests.canonical_bytes(document))
-    recovered: str | None = None
-    reasons: list[str] = []
-    try:
-        recovered = manifests.recover_eip191(manifests.canonical_bytes(document), signature)
-    except ValueError as exc:
-        reasons.append(str(exc))
+        return _failed(file_hash, size, None, None, str(exc), **signed)
+    canonical = manifests.canonical_bytes(document)
+    manifest_hash = manifests.sha256_hex(canonical)
+    signed["manifest"] = canonical.decode()
+    manifest: manifests.Manifest | None = None
+    invalid: str | None = None
     try:
         manifest = manifests.validate(document)
     except ValueError as exc:
-        reasons.append(str(exc))
-        return _failed(file_hash, size, manifest_hash, recovered, "; ".join(reasons))
+        invalid = str(exc)
+    recovered: str | None = None
+    reasons: list[str] = []
+    if manifest is not None or scheme != "eip712":  # typed data needs a valid manifest
+        try:
+            recovered = manifests.recover(document, signature, scheme=scheme)
+        except ValueError as exc:
+            reasons.append(str(exc))
+    if manifest is None:
+        reasons.append(invalid or "manifest is invalid")
+        return _failed(file_hash, size, manifest_hash, recovered, "; ".join(reasons), **signed)
     checks = {
         "manifestOk": True,
         "manifestHashOk": manifest.content_hash == file_hash,
@@ -97,15 +141,27 @@ def check_manifest(text: str, signature: str, file_hash: str, size: int) -> Veri
     if recovered is not None and not checks["creatorOk"]:
         reasons.append(f"signed by {recovered}, not by the creator {manifest.creator}")
     return Verification(
-        file_hash, size, manifest_hash, recovered, checks, "; ".join(reasons) or None
+        file_hash,
+        size,
+        manifest_hash,
+        recovered,
+        checks,
+        "; ".join(reasons) or None,
+        creator=manifest.creator,
+        **signed,
     )
 
 
 def _failed(
-    file_hash: str, size: int, manifest_hash: str | None, recovered: str | None, reason: str
+    file_hash: str,
+    size: int,
+    manifest_hash: str | None,
+    recovered: str | None,
+    reason: str,
+    **signed: str,
 ) -> Verification:
     checks = {"manifestOk": False, "manifestHashOk": False, "creatorOk": False}
-    return Verification(file_hash, size, manifest_hash, recovered, checks, reason)
+    return Verification(file_hash, size, manifest_hash, recovered, checks, reason, **signed)
 
 
 class VerifyHandler:
@@ -115,9 +171,16 @@ class VerifyHandler:
     consumes = JobRequested
     batched = False
 
-    def __init__(self, blobs: BlobReader, *, chunk_size: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        blobs: BlobReader,
+        *,
+        chunk_size: int = 1 << 20,
+        registry: ContentRegistry | None = None,
+    ) -> None:
         self.blobs = blobs
         self.chunk_size = chunk_size
+        self.registry = registry
 
     def handle(self, events: Sequence[JobRequested], report: Report) -> list[Event]:
         out: list[Event] = []
@@ -133,7 +196,12 @@ class VerifyHandler:
             chunk_size=self.chunk_size,
             progress=lambda percent: report(ref, percent),
         )
-        verification = check_manifest(event.manifest, event.signature, file_hash, size)
+        verification = check_manifest(
+            event.manifest, event.signature, file_hash, size, scheme=event.signature_scheme
+        )
+        if self.registry is not None:
+            onchain = self.registry.lookup(bytes.fromhex(file_hash.removeprefix("0x")))
+            verification = replace(verification, onchain=onchain)
         result = json.dumps(verification.as_result())
         if not verification.ok:
             failed = ref.status(

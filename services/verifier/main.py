@@ -6,8 +6,16 @@ from anchorline.blobstore import FileBlobStore
 from anchorline.runner import StageRunner
 from anchorline.settings import Settings
 from anchorline_verifier.handler import VerifyHandler
+from anchorline_verifier.onchain import Web3ContentRegistry
 
 
 def build(settings: Settings) -> StageRunner:
-    handler = VerifyHandler(FileBlobStore(settings.blobs), chunk_size=settings.chunk_size)
+    registry = (
+        Web3ContentRegistry(settings.rpc_url, settings.registry_address)
+        if settings.registry_address
+        else None
+    )
+    handler = VerifyHandler(
+        FileBlobStore(settings.blobs), chunk_size=settings.chunk_size, registry=registry
+    )
     return StageRunner(handler, settings, service="verifier")

@@ -94,7 +94,12 @@ def test_verify_job_succeeds_and_ends(sign_manifest: SignManifest, creator: Loca
         "manifestHash": sha256_hex(canonical_bytes(signed.document)),
         "recovered": creator.address,
         "checks": {"manifestOk": True, "manifestHashOk": True, "creatorOk": True},
+        "onchain": None,
+        "warnings": [],
         "reason": None,
+        "manifest": signed.text,
+        "signature": signed.signature,
+        "signatureScheme": "eip191",
     }
 
 

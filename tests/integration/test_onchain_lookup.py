@@ -1,0 +1,72 @@
+"""The verifier's registry lookup through web3 on a real anvil chain."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from anchorline.errors import Retryable
+from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
+from anchorline.infra.ports import free_ports
+from anchorline.registry import load_artifact
+from anchorline_verifier.onchain import Web3ContentRegistry
+
+REGISTRANT_KEY = DEV_PRIVATE_KEYS[1]
+
+
+def register(anvil: AnvilChain, registry_address: str, content_hash: bytes, uri: str) -> int:
+    """registerContent from the registrant's account; returns the block it landed in."""
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    account = Account.from_key(REGISTRANT_KEY)
+    contract = w3.eth.contract(address=registry_address, abi=load_artifact().abi)
+    tx = contract.functions.registerContent(content_hash, uri).build_transaction(
+        {
+            "from": account.address,
+            "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+            "chainId": w3.eth.chain_id,
+        }
+    )
+    tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
+    assert receipt["status"] == 1
+    return int(receipt["blockNumber"])
+
+
+def test_registered_content_is_found_with_its_creator_block_and_uri(
+    anvil: AnvilChain, registry_address: str
+) -> None:
+    content_hash = hashlib.sha256(os.urandom(32)).digest()
+    block = register(anvil, registry_address, content_hash, "ipfs://bafy-manifest")
+
+    found = Web3ContentRegistry(anvil.url, registry_address).lookup(content_hash)
+
+    assert found.as_result() == {
+        "registered": True,
+        "creator": Account.from_key(REGISTRANT_KEY).address,
+        "registeredAt": block,
+        "manifestUri": "ipfs://bafy-manifest",
+        "registry": registry_address,
+    }
+
+
+def test_unregistered_content_is_reported_as_such(anvil: AnvilChain, registry_address: str) -> None:
+    found = Web3ContentRegistry(anvil.url, registry_address).lookup(os.urandom(32))
+    assert found.registered is False
+    assert found.as_result()["creator"] is None
+
+
+def test_an_rpc_endpoint_that_does_not_answer_is_retryable(registry_address: str) -> None:
+    (port,) = free_ports(1)  # nothing listens there
+    registry = Web3ContentRegistry(f"http://127.0.0.1:{port}", registry_address, timeout_s=2)
+    with pytest.raises(Retryable, match="registry lookup failed"):
+        registry.lookup(os.urandom(32))
+
+
+def test_an_address_without_the_contract_is_retryable(anvil: AnvilChain) -> None:
+    empty = Account.create().address
+    with pytest.raises(Retryable, match="registry lookup failed"):
+        Web3ContentRegistry(anvil.url, empty).lookup(os.urandom(32))
