@@ -1,4 +1,5 @@
-"""The prove stage: a salted commitment leaf per job and a Merkle batch over a window of jobs."""
+"""The prove stage: a salted commitment leaf per job, the prover's attestation of it, and a Merkle
+batch over a window of jobs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 
 from eth_utils import keccak
 
+from anchorline.attestation import AttestedFacts, Attester
 from anchorline.events import (
     AnchorRequested,
     Event,
@@ -21,30 +23,36 @@ from anchorline.events import (
     utcnow,
 )
 from anchorline.manifest import canonical_bytes
+from anchorline.merkle import MerkleBatch, leaf_hash
 from anchorline.stage import Report
-from anchorline_prover.merkle import MerkleBatch, leaf_hash
 
 
-def commitment(event: ProveRequested) -> bytes:
-    """keccak256 of the canonical JSON of the job's verified facts."""
-    facts = {
+def commitment_inputs(event: ProveRequested) -> dict[str, str]:
+    """The job's verified facts, as the commitment hashes them."""
+    return {
         "job_id": event.job_id,
         "content_sha256": event.content_sha256,
         "manifest_sha256": event.manifest_sha256,
         "signer": event.signer,
     }
-    return keccak(canonical_bytes(facts))
+
+
+def commitment(event: ProveRequested) -> bytes:
+    """keccak256 of the canonical JSON of the job's verified facts."""
+    return keccak(canonical_bytes(commitment_inputs(event)))
 
 
 class ProveHandler:
-    """Consumes ProveRequested in batch windows; emits each job's proof and the batch to anchor."""
+    """Consumes ProveRequested in batch windows; emits each job's proof, with the prover's
+    attestation, and the batch to anchor."""
 
     stage = Stage.PROVE
     consumes = ProveRequested
     batched = True
 
-    def __init__(self, *, salt_key: bytes) -> None:
+    def __init__(self, *, salt_key: bytes, attester: Attester) -> None:
         self.salt_key = salt_key
+        self.attester = attester
 
     def salt(self, job_id: str) -> bytes:
         # Derived, not random, so that a re-delivered batch produces the same root.
@@ -60,15 +68,25 @@ class ProveHandler:
         batch_id = new_id()
         out: list[Event] = []
         for index, event in enumerate(unique):
+            facts = AttestedFacts(
+                job_id=event.job_id,
+                content_sha256=event.content_sha256,
+                manifest_sha256=event.manifest_sha256,
+                signer=event.signer,
+                commitment="0x" + commitments[index].hex(),
+                leaf="0x" + leaves[index].hex(),
+            )
             result = {
                 "batchId": batch_id,
                 "batchSize": len(unique),
                 "index": index,
                 "salt": "0x" + salts[index].hex(),
-                "commitment": "0x" + commitments[index].hex(),
-                "leaf": "0x" + leaves[index].hex(),
+                "commitmentInputs": commitment_inputs(event),
+                "commitment": facts.commitment,
+                "leaf": facts.leaf,
                 "root": root,
                 "path": [step.as_json() for step in batch.path(index)],
+                "attestation": self.attester.attest(facts).as_result(),
             }
             status = refs_of(event)[0].status(
                 self.stage, StageState.SUCCEEDED, progress=100, result=json.dumps(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from anchorline.attestation import Attester
 from anchorline.errors import ConfigurationError
 from anchorline.runner import StageRunner
 from anchorline.settings import Settings
@@ -12,4 +13,6 @@ def build(settings: Settings) -> StageRunner:
     if not settings.prover_private_key:
         raise ConfigurationError("ANCHORLINE_PROVER_PRIVATE_KEY is required by the prover")
     salt_key = bytes.fromhex(settings.prover_private_key.removeprefix("0x"))
-    return StageRunner(ProveHandler(salt_key=salt_key), settings, service="prover")
+    attester = Attester(settings.prover_private_key)
+    handler = ProveHandler(salt_key=salt_key, attester=attester)
+    return StageRunner(handler, settings, service="prover")

@@ -18,8 +18,8 @@ from anchorline import codec
 from anchorline.blobstore import FileBlobStore
 from anchorline.events import JobKind, JobRequested, new_id, utcnow
 from anchorline.manifest import sign_eip191
+from anchorline.merkle import ProofStep, leaf_hash, root_from_path
 from anchorline.registry import load_artifact
-from anchorline_prover.merkle import ProofStep, leaf_hash, root_from_path
 
 TERMINAL = {"succeeded", "failed", "dead"}
 

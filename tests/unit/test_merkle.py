@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 from eth_utils import keccak
 
-from anchorline_prover.merkle import (
+from anchorline.merkle import (
     MerkleBatch,
     ProofStep,
     leaf_hash,

@@ -5,8 +5,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from eth_account import Account
 from eth_utils import keccak
 
+from anchorline.attestation import Attester, recover_prover
 from anchorline.events import (
     AnchorRequested,
     Event,
@@ -18,8 +20,8 @@ from anchorline.events import (
     StageState,
 )
 from anchorline.manifest import canonical_bytes
+from anchorline.merkle import ProofStep, leaf_hash, root_from_path
 from anchorline_prover.handler import ProveHandler, commitment
-from anchorline_prover.merkle import ProofStep, leaf_hash, root_from_path
 
 SUBMITTED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -34,6 +36,13 @@ def prove(job_id: str, kind: JobKind = JobKind.ANCHOR, **changes: Any) -> ProveR
     }
     facts.update(changes)
     return ProveRequested(job_id=job_id, kind=kind, **facts)
+
+
+PROVER_KEY = "0x" + "5e" * 32
+
+
+def make_handler(*, salt_key: bytes, chain_id: int | None = None) -> ProveHandler:
+    return ProveHandler(salt_key=salt_key, attester=Attester(PROVER_KEY, chain_id=chain_id))
 
 
 def no_report(ref: JobRef, percent: int) -> None:
@@ -60,7 +69,7 @@ def root_of(out: list[Event]) -> str:
 
 def test_each_job_gets_a_status_and_anchor_jobs_get_one_batch() -> None:
     events = [prove("a"), prove("p", JobKind.PROOF), prove("b"), prove("q", JobKind.PROOF)]
-    out = ProveHandler(salt_key=b"key").handle(events, no_report)
+    out = make_handler(salt_key=b"key").handle(events, no_report)
     done = statuses(out)
     assert [s.job_id for s in done] == ["a", "p", "b", "q"]
     assert all(s.stage is Stage.PROVE and s.state is StageState.SUCCEEDED for s in done)
@@ -77,7 +86,7 @@ def test_each_job_gets_a_status_and_anchor_jobs_get_one_batch() -> None:
 
 
 def test_a_window_of_proof_jobs_asks_for_no_anchor() -> None:
-    out = ProveHandler(salt_key=b"key").handle(
+    out = make_handler(salt_key=b"key").handle(
         [prove("p", JobKind.PROOF), prove("q", JobKind.PROOF)], no_report
     )
     assert anchors(out) == []
@@ -86,7 +95,7 @@ def test_a_window_of_proof_jobs_asks_for_no_anchor() -> None:
 
 def test_every_result_proves_its_job_into_the_root() -> None:
     events = [prove(f"job-{i}", JobKind.PROOF if i % 3 else JobKind.ANCHOR) for i in range(7)]
-    handler = ProveHandler(salt_key=b"key")
+    handler = make_handler(salt_key=b"key")
     out = handler.handle(events, no_report)
     root = root_of(out)
     for index, event in enumerate(events):
@@ -112,8 +121,8 @@ def test_every_result_proves_its_job_into_the_root() -> None:
 
 def test_the_same_window_gives_the_same_root() -> None:
     events = [prove("a"), prove("b"), prove("c", JobKind.PROOF)]
-    first = ProveHandler(salt_key=b"key").handle(events, no_report)
-    again = ProveHandler(salt_key=b"key").handle(list(events), no_report)
+    first = make_handler(salt_key=b"key").handle(events, no_report)
+    again = make_handler(salt_key=b"key").handle(list(events), no_report)
     assert root_of(first) == root_of(again)
     assert anchors(first)[0].root == anchors(again)[0].root
     assert results(first)["a"]["salt"] == results(again)["a"]["salt"]
@@ -121,13 +130,13 @@ def test_the_same_window_gives_the_same_root() -> None:
 
 def test_the_salt_key_changes_every_root() -> None:
     events = [prove("a"), prove("b")]
-    one = ProveHandler(salt_key=b"key-1").handle(events, no_report)
-    two = ProveHandler(salt_key=b"key-2").handle(events, no_report)
+    one = make_handler(salt_key=b"key-1").handle(events, no_report)
+    two = make_handler(salt_key=b"key-2").handle(events, no_report)
     assert root_of(one) != root_of(two)
 
 
 def test_different_jobs_get_different_salts() -> None:
-    handler = ProveHandler(salt_key=b"key")
+    handler = make_handler(salt_key=b"key")
     salts = {handler.salt(f"job-{i}") for i in range(100)}
     assert len(salts) == 100
     assert all(len(salt) == 32 for salt in salts)
@@ -136,11 +145,11 @@ def test_different_jobs_get_different_salts() -> None:
 
 def test_a_job_repeated_in_a_window_is_counted_once() -> None:
     events = [prove("a"), prove("b"), prove("a")]
-    out = ProveHandler(salt_key=b"key").handle(events, no_report)
+    out = make_handler(salt_key=b"key").handle(events, no_report)
     assert [s.job_id for s in statuses(out)] == ["a", "b"]
     assert {r["batchSize"] for r in results(out).values()} == {2}
     assert anchors(out)[0].job_ids == ["a", "b"]
-    single = ProveHandler(salt_key=b"key").handle([prove("a"), prove("b")], no_report)
+    single = make_handler(salt_key=b"key").handle([prove("a"), prove("b")], no_report)
     assert root_of(out) == root_of(single)
 
 
@@ -160,3 +169,63 @@ def test_the_commitment_does_not_depend_on_tenant_or_time() -> None:
     assert commitment(prove("a", tenant="other", submitted_at=datetime.now(UTC))) == commitment(
         prove("a")
     )
+
+
+def test_each_result_carries_an_attestation_that_recovers_to_the_prover() -> None:
+    events = [prove("a"), prove("b", JobKind.PROOF)]
+    out = make_handler(salt_key=b"key", chain_id=31337).handle(events, no_report)
+    prover = Account.from_key(PROVER_KEY).address
+    for event in events:
+        result = results(out)[event.job_id]
+        attestation = result["attestation"]
+        assert attestation["prover"] == prover
+        assert recover_prover(json.loads(json.dumps(attestation))) == prover
+        typed = attestation["typedData"]
+        assert typed["domain"] == {"name": "anchorline", "version": "1", "chainId": 31337}
+        assert typed["message"] == {
+            "jobId": event.job_id,
+            "contentSha256": event.content_sha256,
+            "manifestSha256": event.manifest_sha256,
+            "signer": event.signer,
+            "commitment": result["commitment"],
+            "leaf": result["leaf"],
+        }
+        assert result["commitmentInputs"] == {
+            "job_id": event.job_id,
+            "content_sha256": event.content_sha256,
+            "manifest_sha256": event.manifest_sha256,
+            "signer": event.signer,
+        }
+
+
+def test_without_a_chain_id_the_domain_has_none() -> None:
+    out = make_handler(salt_key=b"key").handle([prove("a")], no_report)
+    typed = results(out)["a"]["attestation"]["typedData"]
+    assert typed["domain"] == {"name": "anchorline", "version": "1"}
+    assert [f["name"] for f in typed["types"]["EIP712Domain"]] == ["name", "version"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("jobId", "another-job"),
+        ("contentSha256", "0x" + "00" * 32),
+        ("manifestSha256", "0x" + "00" * 32),
+        ("signer", "0x" + "34" * 20),
+        ("commitment", "0x" + "00" * 32),
+        ("leaf", "0x" + "00" * 32),
+    ],
+)
+def test_a_changed_fact_no_longer_recovers_to_the_prover(field: str, value: str) -> None:
+    out = make_handler(salt_key=b"key").handle([prove("a")], no_report)
+    attestation = json.loads(json.dumps(results(out)["a"]["attestation"]))
+    attestation["typedData"]["message"][field] = value
+    assert recover_prover(attestation) != Account.from_key(PROVER_KEY).address
+
+
+def test_an_attestation_under_another_domain_is_refused() -> None:
+    out = make_handler(salt_key=b"key").handle([prove("a")], no_report)
+    attestation = json.loads(json.dumps(results(out)["a"]["attestation"]))
+    attestation["typedData"]["domain"]["name"] = "someone-else"
+    with pytest.raises(ValueError, match="attestation domain"):
+        recover_prover(attestation)
