@@ -65,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     sign.add_argument("--key", help="creator's private key (default: a new random key)")
     sign.add_argument("--out", type=Path, default=Path("."), help="folder for manifest.json/.sig")
     dlq_cli.add_parser(commands)
+    projector = commands.add_parser("projector", help="jobs-table maintenance")
+    projector.add_argument("verb", choices=["rebuild"], help="rebuild the table from the topic")
     commands.add_parser("topics", help="create the anchorline topics that are missing")
     commands.add_parser("migrate", help="bring the jobs database to the newest schema")
     deploy = commands.add_parser("deploy", help="deploy the registry contract, print its address")
@@ -108,6 +110,10 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print(f"signed by {creator}: {args.out / 'manifest.json'} {args.out / 'manifest.sig'}")
     elif args.command == "dlq":
         return dlq_cli.run(args, settings)
+    elif args.command == "projector":
+        from anchorline_projector.main import rebuild_table
+
+        print(rebuild_table(settings))
     elif args.command == "topics":
         from anchorline.kafka import ensure_topics
 

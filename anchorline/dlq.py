@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from anchorline import codec, headers
 from anchorline.errors import Poison
@@ -23,10 +22,10 @@ from anchorline.events import Event, Stage, StageState, refs_of, utcnow
 from anchorline.headers import Header
 from anchorline.kafka import producer_config
 from anchorline.settings import Settings
+from anchorline.topic_reader import read_to_end
 from anchorline.topics import Topics
 
 STATUS = "status"
-IDLE_LIMIT_S = 10.0
 
 
 def stages(topics: Topics) -> dict[str, str]:
@@ -109,57 +108,17 @@ class LetterFilter:
         return not (self.until and letter.timestamp > self.until)
 
 
-def _reader(settings: Settings) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"anchorline-dlq-reader-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-
-
-def _read_all(settings: Settings, topic: str) -> Iterator[tuple[TopicPartition, object]]:
-    """Every committed message of a topic, from the start to the end it has now."""
-    consumer = _reader(settings)
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        ends: dict[int, int] = {}
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high > low:
-                ends[partition] = high
-        if not ends:
-            return
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        idle_since = time.monotonic()
-        # Transaction markers take offsets too, so the end is reached by position, not by message.
-        while ends and time.monotonic() - idle_since < IDLE_LIMIT_S:
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                idle_since = time.monotonic()
-                partition, offset = message.partition() or 0, message.offset() or 0
-                if offset < ends.get(partition, 0):
-                    yield TopicPartition(topic, partition, offset), message
-            for place in consumer.position([TopicPartition(topic, p) for p in ends]):
-                if place.offset >= ends[place.partition]:
-                    del ends[place.partition]
-    finally:
-        consumer.close()
-
-
 def read_letters(settings: Settings, stage: str | None = None) -> Iterator[DeadLetter]:
     for name, topic in stages(settings.topics).items():
         if stage and name != stage:
             continue
-        for place, message in _read_all(settings, topic):
+        for message in read_to_end(settings, topic):
             _, millis = message.timestamp()  # type: ignore[attr-defined]
             yield DeadLetter(
                 stage=name,
                 topic=topic,
-                partition=place.partition,
-                offset=place.offset,
+                partition=message.partition() or 0,
+                offset=message.offset() or 0,
                 key=message.key(),  # type: ignore[attr-defined]
                 value=message.value() or b"",  # type: ignore[attr-defined]
                 headers=headers.as_map(message.headers()),  # type: ignore[attr-defined]
@@ -171,7 +130,7 @@ def replayed(settings: Settings) -> set[str]:
     """Coordinates of the dead letters already replayed."""
     return {
         (message.key() or b"").decode()  # type: ignore[attr-defined]
-        for _, message in _read_all(settings, settings.topics.replay_log)
+        for message in read_to_end(settings, settings.topics.replay_log)
     }
 
 

@@ -14,3 +14,14 @@ def build(settings: Settings) -> Projector:
     engine = make_engine(settings.db_url)
     upgrade(engine)
     return Projector(settings, SqlJobStore(engine))
+
+
+def rebuild_table(settings: Settings) -> str:
+    """`anchorline projector rebuild`: the jobs table again, from the whole status topic."""
+    from anchorline_projector.rebuild import rebuild
+
+    engine = make_engine(settings.db_url)
+    upgrade(engine)
+    applied, skipped = rebuild(settings, SqlJobStore(engine))
+    engine.dispose()
+    return f"rebuilt {settings.db_url} from {applied} status events ({skipped} undecodable skipped)"

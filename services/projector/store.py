@@ -52,6 +52,12 @@ class SqlJobStore:
                 connection.execute(job_events.insert(), history)
         return len(changed)
 
+    def clear(self) -> None:
+        """Remove every job and its history (before a rebuild)."""
+        with self.engine.begin() as connection:
+            connection.execute(job_events.delete())
+            connection.execute(jobs.delete())
+
     def _load(self, connection: Connection, job_ids: set[str]) -> dict[str, JobRow]:
         query = sa.select(jobs).where(jobs.c.job_id.in_(job_ids))
         return {record.job_id: _row(record) for record in connection.execute(query)}

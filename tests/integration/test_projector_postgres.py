@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from kafka_helpers import publish
 
+from anchorline.cli import main
 from anchorline.db import job_events, jobs, make_engine
 from anchorline.events import JobKind, JobRef, Stage, StageState, new_id, utcnow
 from anchorline.infra.postgres import PostgresServer
@@ -103,3 +104,67 @@ def test_store_is_idempotent_on_postgres(engine: sa.Engine) -> None:
             .where(job_events.c.job_id == ref.job_id)
         ).scalar_one()
     assert count == 1
+
+
+def test_rebuild_from_the_topic_equals_the_live_table(
+    settings: Settings, engine: sa.Engine, postgres: PostgresServer, running, monkeypatch
+) -> None:
+    now = utcnow()
+    events = []
+    for index in range(40):
+        ref = JobRef(new_id(), JobKind.ANCHOR, submitted_at=now)
+        steps = [
+            (Stage.VERIFY, StageState.QUEUED, None),
+            (Stage.VERIFY, StageState.RUNNING, None),
+            (Stage.VERIFY, StageState.SUCCEEDED, '{"status": "OK"}'),
+            (Stage.PROVE, StageState.RETRYING, None),
+            (Stage.PROVE, StageState.SUCCEEDED, '{"root": "0x01"}'),
+            (Stage.ANCHOR, StageState.FAILED if index % 5 == 0 else StageState.SUCCEEDED, None),
+        ]
+        made = [
+            ref.status(stage, state, result=result, occurred_at=now + timedelta(seconds=second))
+            for second, (stage, state, result) in enumerate(steps)
+        ]
+        events += [*made, made[1], made[0]]  # a duplicate and a late event per job
+    publish(settings, *events)
+    running(Projector(settings, SqlJobStore(engine)).run)
+
+    def all_terminal():  # type: ignore[no-untyped-def]
+        with engine.connect() as connection:
+            return (
+                connection.execute(
+                    sa.select(sa.func.count())
+                    .select_from(jobs)
+                    .where(jobs.c.state.in_(["succeeded", "failed"]))
+                ).scalar_one()
+                == 40
+            )
+
+    wait_for(all_terminal)
+    target = f"rebuilt_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(postgres.url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {target}"))
+    admin.dispose()
+    rebuilt_url = postgres.url.rsplit("/", 1)[0] + "/" + target
+    for name, value in {**settings.as_env(), "ANCHORLINE_DATABASE_URL": rebuilt_url}.items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["projector", "rebuild"]) == 0
+
+    rebuilt = make_engine(rebuilt_url)
+    try:
+        assert table_rows(rebuilt) == table_rows(engine)
+        assert len(table_rows(rebuilt)[0]) == 40
+    finally:
+        rebuilt.dispose()
+
+
+def table_rows(engine: sa.Engine) -> tuple[list[tuple], list[tuple]]:  # type: ignore[type-arg]
+    history = [c for c in job_events.c if c.name != "id"]
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(jobs).order_by(jobs.c.job_id)).all()
+        events = connection.execute(
+            sa.select(*history).order_by(job_events.c.job_id, job_events.c.id)
+        ).all()
+    return [tuple(row) for row in rows], [tuple(row) for row in events]

@@ -1,0 +1,34 @@
+"""Rebuild the jobs table from the status topic: the table is a projection, the topic the truth."""
+
+from __future__ import annotations
+
+import logging
+
+from anchorline import codec
+from anchorline.errors import Poison
+from anchorline.events import JobStatus
+from anchorline.settings import Settings
+from anchorline.topic_reader import read_to_end
+from anchorline_projector.store import SqlJobStore
+
+log = logging.getLogger(__name__)
+BATCH = 1000
+
+
+def rebuild(settings: Settings, store: SqlJobStore) -> tuple[int, int]:
+    """Empty the tables and apply every status event; returns (events applied, undecodable)."""
+    store.clear()
+    pending: list[JobStatus] = []
+    applied = skipped = 0
+    for message in read_to_end(settings, settings.topics.job_status):
+        try:
+            pending.append(codec.decode(message.value(), JobStatus))
+        except Poison:
+            skipped += 1
+            continue
+        if len(pending) >= BATCH:
+            store.apply_batch(pending)
+            applied += len(pending)
+            pending = []
+    store.apply_batch(pending)
+    return applied + len(pending), skipped
