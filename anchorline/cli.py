@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from anchorline import dlq_cli
 from anchorline.errors import ConfigurationError
@@ -27,29 +29,40 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def run_service(service: str, settings: Settings) -> None:
+BUILDERS = {
+    "verifier": "anchorline_verifier.main",
+    "prover": "anchorline_prover.main",
+    "chain-writer": "anchorline_chain_writer.main",
+    "projector": "anchorline_projector.main",
+}
+
+
+def run_service(service: str, settings: Settings) -> int:
+    """Run `settings.concurrency` workers of a service in one consumer group until SIGTERM."""
     if service == "gateway":
         from anchorline_gateway.main import serve
 
         serve(settings)  # uvicorn installs its own signal handlers
-        return
+        return 0
     stop = stop_on_signals()
-    if service == "verifier":
-        from anchorline_verifier.main import build as build_verifier
+    build = importlib.import_module(BUILDERS[service]).build
+    workers = [build(settings) for _ in range(max(1, settings.concurrency))]
+    failed = threading.Event()
 
-        build_verifier(settings).run(stop)
-    elif service == "prover":
-        from anchorline_prover.main import build as build_prover
+    def work(worker: Any) -> None:
+        try:
+            worker.run(stop)
+        except Exception:
+            logging.getLogger(service).exception("%s worker failed; stopping the process", service)
+            failed.set()
+            stop.set()
 
-        build_prover(settings).run(stop)
-    elif service == "chain-writer":
-        from anchorline_chain_writer.main import build as build_writer
-
-        build_writer(settings).run(stop)
-    else:
-        from anchorline_projector.main import build as build_projector
-
-        build_projector(settings).run(stop)
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return 1 if failed.is_set() else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -94,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
-        run_service(args.service, settings)
+        return run_service(args.service, settings)
     elif args.command == "up":
         from anchorline.up import up
 
