@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from anchorline import codec
 from anchorline.errors import Retryable
@@ -16,6 +16,8 @@ from anchorline.events import Event
 from anchorline.kafka import producer_config
 from anchorline.settings import Settings
 from anchorline.topics import Topics, key_of
+
+PROBE_TIMEOUT_S = 0.5
 
 
 class Unavailable(Retryable):
@@ -33,12 +35,14 @@ class Publisher(Protocol):
 class KafkaPublisher:
     """An idempotent acks=all producer polled by its own thread."""
 
-    def __init__(self, settings: Settings, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, settings: Settings, *, timeout_s: float = 4.0) -> None:
         self.topics: Topics = settings.topics
         self.timeout_s = timeout_s
+        self.brokers_down = threading.Event()
         config = producer_config(settings) | {
             "message.timeout.ms": int(timeout_s * 1000),
             "linger.ms": 1,
+            "error_cb": self._on_error,
         }
         self.producer = Producer(config)
         self._stop = threading.Event()
@@ -49,7 +53,22 @@ class KafkaPublisher:
         while not self._stop.is_set():
             self.producer.poll(0.1)
 
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.brokers_down.set()
+
+    def _reachable(self) -> bool:
+        """After librdkafka said every broker is down: is one back? (asks for metadata, briefly)"""
+        try:
+            self.producer.list_topics(timeout=PROBE_TIMEOUT_S)
+        except KafkaException:
+            return False
+        self.brokers_down.clear()
+        return True
+
     async def publish(self, events: Sequence[Event]) -> None:
+        if self.brokers_down.is_set() and not await asyncio.to_thread(self._reachable):
+            raise Unavailable("Kafka is unreachable")
         loop = asyncio.get_running_loop()
         futures = []
         for event in events:
