@@ -29,6 +29,7 @@ class Settings:
     registry_address: str = ""
     chain_private_key: str = ""
     prover_private_key: str = ""
+    chain_id: int = 0  # the anchoring chain's id, signed into attestations; 0 = not known
     confirmations: int = 1
     tx_timeout_s: float = 120.0
     stuck_tx_timeout_s: float = 60.0

@@ -90,7 +90,7 @@ def up(settings: Settings, stop: threading.Event) -> None:
         chain = AnvilChain(state_dir=settings.state_dir / "anvil", port=rpc_port)
         print(f"starting anvil on {chain.url} …", flush=True)
         stack.enter_context(chain)
-        settings = prepare(settings)
+        settings = prepare(replace(settings, chain_id=settings.chain_id or chain.chain_id))
         supervisor = Supervisor(settings)
         stack.callback(supervisor.stop)
         threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()

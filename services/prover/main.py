@@ -13,6 +13,6 @@ def build(settings: Settings) -> StageRunner:
     if not settings.prover_private_key:
         raise ConfigurationError("ANCHORLINE_PROVER_PRIVATE_KEY is required by the prover")
     salt_key = bytes.fromhex(settings.prover_private_key.removeprefix("0x"))
-    attester = Attester(settings.prover_private_key)
+    attester = Attester(settings.prover_private_key, chain_id=settings.chain_id or None)
     handler = ProveHandler(salt_key=salt_key, attester=attester)
     return StageRunner(handler, settings, service="prover")
