@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO
 
 import httpx
 
+from anchorline.infra.process import LocalServer
 from anchorline.paths import INFRA_DIR
 
 NODE_DIR: Path = INFRA_DIR / "node"
 NODE_MODULES: Path = NODE_DIR / "node_modules"
 ANVIL_BIN: Path = NODE_MODULES / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 SOLC_PACKAGE: Path = NODE_MODULES / "solc" / "package.json"
-STOP_TIMEOUT: float = 10.0
 
 # Accounts 0-2 of anvil's default mnemonic "test test test test test test test test test test
 # test junk"; public knowledge, funded only on dev chains.
@@ -45,8 +42,10 @@ def ensure_node_tools() -> Path:
     return NODE_MODULES
 
 
-class AnvilChain:
+class AnvilChain(LocalServer):
     """One anvil process: a dev chain that mines on every transaction, or every block_time."""
+
+    log_name = "anvil.log"
 
     def __init__(
         self,
@@ -56,67 +55,22 @@ class AnvilChain:
         chain_id: int = 31337,
         block_time: float | None = None,
     ) -> None:
-        self.state_dir = state_dir.resolve()  # the process runs with it as cwd
+        super().__init__(state_dir)
         self.port = port
         self.chain_id = chain_id
         self.block_time = block_time
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self.name = f"anvil on {self.url}"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def log_path(self) -> Path:
-        return self.state_dir / "anvil.log"
-
     def start(self, *, timeout: float = 30.0) -> None:
         """Launch anvil and wait until it answers eth_chainId."""
-        if self._process is not None:
-            raise RuntimeError(f"anvil on {self.url} is already running")
+        super().start(timeout=timeout)
+
+    def _prepare(self) -> None:
         ensure_node_tools()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            self._command(),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=self.state_dir,
-            start_new_session=True,  # Ctrl-C must reach the launcher first, not this
-        )
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """SIGTERM anvil, and kill it if it does not exit in time."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> AnvilChain:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _command(self) -> list[str]:
         command = [str(ANVIL_BIN), "--host", "127.0.0.1", "--port", str(self.port)]
@@ -130,9 +84,7 @@ class AnvilChain:
         request = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() < deadline:
-                if self._process is not None and self._process.poll() is not None:
-                    code = self._process.returncode
-                    raise RuntimeError(f"anvil exited with code {code}\n{self._log_tail()}")
+                self._check_alive()
                 try:
                     if client.post(self.url, json=request).json().get("result"):
                         return
@@ -140,8 +92,3 @@ class AnvilChain:
                     pass
                 time.sleep(0.1)
         raise RuntimeError(f"anvil on {self.url} did not answer eth_chainId\n{self._log_tail()}")
-
-    def _log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return "(no anvil.log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import base64
 import shutil
-import signal
 import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
-from typing import IO
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from anchorline.infra.process import LocalServer
 from anchorline.paths import INFRA_DIR
 
 KAFKA_DIR: Path = INFRA_DIR / "kafka"
 LIB_DIR: Path = KAFKA_DIR / "lib"
 JVM_HEAP: tuple[str, ...] = ("-Xms256m", "-Xmx768m")
-STOP_TIMEOUT: float = 30.0
 
 LOG4J2_CONFIG = """\
 status = warn
@@ -50,70 +47,36 @@ def ensure_kafka_jars() -> Path:
     return LIB_DIR
 
 
-class KafkaBroker:
+class KafkaBroker(LocalServer):
     """One Kafka process on 127.0.0.1 acting as broker and KRaft controller."""
+
+    log_name = "broker.log"
+    stop_timeout = 30.0  # a controlled shutdown moves leadership first
 
     def __init__(
         self, *, state_dir: Path, port: int, controller_port: int, partitions: int = 3
     ) -> None:
-        self.state_dir = state_dir.resolve()  # the process runs with it as cwd
+        super().__init__(state_dir)
         self.port = port
         self.controller_port = controller_port
         self.partitions = partitions
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self.name = f"Kafka broker on {self.bootstrap}"
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def log_path(self) -> Path:
-        return self.state_dir / "broker.log"
-
     def start(self, *, timeout: float = 90.0) -> None:
         """Format the storage on first use, launch the JVM and wait until it serves metadata."""
-        if self._process is not None:
-            raise RuntimeError(f"Kafka broker on {self.bootstrap} is already running")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        super().start(timeout=timeout)
+
+    def _prepare(self) -> None:
         self._write_config()
         if not (self.state_dir / "data" / "meta.properties").exists():
             self._format_storage()
-        self._log = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            self._java_command("kafka.Kafka", str(self._config_path)),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=self.state_dir,
-            start_new_session=True,  # Ctrl-C must reach the launcher first, not this
-        )
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
 
-    def stop(self) -> None:
-        """SIGTERM the broker (a controlled shutdown), and kill it if it does not exit in time."""
-        process, self._process = self._process, None
-        if process is not None:
-            _terminate(process, timeout=STOP_TIMEOUT)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> KafkaBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _command(self) -> list[str]:
+        return self._java_command("kafka.Kafka", str(self._config_path))
 
     @property
     def _config_path(self) -> Path:
@@ -167,17 +130,6 @@ class KafkaBroker:
                 return
             except KafkaException:  # the broker is up but not yet unfenced
                 time.sleep(0.2)
-
-    def _check_alive(self) -> None:
-        if self._process is not None and self._process.poll() is not None:
-            code = self._process.returncode
-            raise RuntimeError(f"Kafka exited with code {code}\n{self._log_tail()}")
-
-    def _log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return "(no broker.log)"
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
 
 
 def _server_properties(broker: KafkaBroker) -> str:
@@ -241,14 +193,3 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _terminate(process: subprocess.Popen[bytes], *, timeout: float) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

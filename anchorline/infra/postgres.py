@@ -8,9 +8,10 @@ import pwd
 import shutil
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
 import psycopg
+
+from anchorline.infra.process import Startable
 
 DATABASE = "anchorline"
 ROLE = "anchorline"
@@ -37,7 +38,7 @@ def ensure_postgres_installed() -> Path:
     return bin_dir
 
 
-class PostgresServer:
+class PostgresServer(Startable):
     """One PostgreSQL cluster with an `anchorline` superuser role and database."""
 
     def __init__(self, *, state_dir: Path, port: int) -> None:
@@ -88,18 +89,6 @@ class PostgresServer:
         link = self.state_dir / "postgres"
         if link.is_symlink():
             link.unlink()
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _prepare_home(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,10 @@ import hashlib
 import io
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import Consumer, Producer
 from eth_account import Account
@@ -79,3 +81,14 @@ def signed_job(settings: Settings, kind: JobKind, content: bytes) -> JobRequeste
         signature=sign_eip191(document, account.key.hex()),
         submitted_at=utcnow(),
     )
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll `check` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import time
 from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
-from kafka_helpers import publish, read_topic, signed_job
+from kafka_helpers import publish, read_topic, signed_job, wait_for
 
 from anchorline import codec, dlq
 from anchorline.blobstore import FileBlobStore
@@ -22,16 +21,6 @@ from anchorline_gateway.reads import SqlJobReader
 from anchorline_projector.service import Projector
 from anchorline_projector.store import SqlJobStore
 from anchorline_verifier.handler import VerifyHandler
-
-
-def wait_for(check, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("condition not met in time")
 
 
 def test_dead_jobs_replay_once_after_the_cause_is_fixed(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from kafka_helpers import publish
+from kafka_helpers import publish, wait_for
 
 from anchorline.cli import main
 from anchorline.db import job_events, jobs, make_engine
@@ -32,16 +31,6 @@ def engine(postgres: PostgresServer) -> Iterator[sa.Engine]:
     upgrade(engine)
     yield engine
     engine.dispose()
-
-
-def wait_for(check, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def test_projector_applies_topic_in_order_and_ignores_stale(

@@ -1,0 +1,101 @@
+"""What every local server launcher shares: start/stop as a context, one child process, a log."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+
+class Startable:
+    """start() on entering the context, stop() on leaving it."""
+
+    def start(self, *, timeout: float) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()  # type: ignore[call-arg]  # subclasses give timeout a default
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LocalServer(Startable):
+    """A server run as a child in a session of its own, its output in state_dir/<log_name>."""
+
+    name = "server"
+    log_name = "server.log"
+    stop_timeout = 10.0
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir.resolve()  # the process runs with it as cwd
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / self.log_name
+
+    def _prepare(self) -> None:
+        """Anything to do before the first launch (config files, storage)."""
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _wait_ready(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        if self._process is not None:
+            raise RuntimeError(f"{self.name} is already running")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare()
+        self._log = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            self._command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.state_dir,
+            start_new_session=True,  # Ctrl-C must reach the launcher first, not this
+        )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """SIGTERM the server, and kill it if it does not exit in time."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _check_alive(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            code = self._process.returncode
+            raise RuntimeError(f"{self.name} exited with code {code}\n{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return f"(no {self.log_name})"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
