@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,14 +16,21 @@ from anchorline import dlq_cli
 from anchorline.errors import ConfigurationError
 from anchorline.settings import Settings
 
+EXIT_FORCED = 3
 SERVICES = ("gateway", "verifier", "prover", "chain-writer", "projector")
 
 
-def stop_on_signals() -> threading.Event:
+def stop_on_signals(*, deadline_s: float | None = None) -> threading.Event:
+    """An event set by SIGTERM or SIGINT; with a deadline, the process is ended that much later
+    if it has not exited by itself (its uncommitted work goes back to Kafka)."""
     stop = threading.Event()
 
     def handle(signum: int, frame: object) -> None:
         stop.set()
+        if deadline_s is not None:
+            timer = threading.Timer(deadline_s, os._exit, args=(EXIT_FORCED,))
+            timer.daemon = True
+            timer.start()
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
@@ -44,7 +52,7 @@ def run_service(service: str, settings: Settings) -> int:
 
         serve(settings)  # uvicorn installs its own signal handlers
         return 0
-    stop = stop_on_signals()
+    stop = stop_on_signals(deadline_s=settings.shutdown_timeout_s)
     build = importlib.import_module(BUILDERS[service]).build
     workers = [build(settings) for _ in range(max(1, settings.concurrency))]
     failed = threading.Event()

@@ -46,6 +46,7 @@ class Settings:
     batch_max_wait_s: float = 2.0
     poll_batch: int = 32
     concurrency: int = 1
+    shutdown_timeout_s: float = 30.0
     max_attempts: int = 4
     retry_delays_s: str = "5,30,300"
     chunk_size: int = 1 << 20
