@@ -81,11 +81,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("service", choices=SERVICES)
     setup = commands.add_parser("setup", help="install the Kafka jars and anvil (and PostgreSQL)")
     setup.add_argument("--postgres", action="store_true", help="also install PostgreSQL")
-    sign = commands.add_parser("sign", help="write a manifest for a file and sign it (EIP-191)")
+    sign = commands.add_parser("sign", help="write a manifest for a file and sign it")
     sign.add_argument("file", type=Path)
     sign.add_argument("--key", help="creator's private key (default: a new random key)")
     sign.add_argument("--out", type=Path, default=Path("."), help="folder for manifest.json/.sig")
+    sign.add_argument(
+        "--scheme", choices=("eip191", "eip712"), default="eip191", help="signature scheme"
+    )
     dlq_cli.add_parser(commands)
+    from anchorline import receipt_cli
+
+    receipt_cli.add_parser(commands)
     projector = commands.add_parser("projector", help="jobs-table maintenance")
     projector.add_argument("verb", choices=["rebuild"], help="rebuild the table from the topic")
     commands.add_parser("topics", help="create the anchorline topics that are missing")
@@ -127,10 +133,15 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "sign":
         from anchorline.manifest import write_signed
 
-        creator = write_signed(args.file, key=args.key, out=args.out)
+        creator = write_signed(args.file, key=args.key, out=args.out, scheme=args.scheme)
         print(f"signed by {creator}: {args.out / 'manifest.json'} {args.out / 'manifest.sig'}")
+        print(f"submit it with signature_scheme={args.scheme}")
     elif args.command == "dlq":
         return dlq_cli.run(args, settings)
+    elif args.command == "receipt":
+        from anchorline import receipt_cli
+
+        return receipt_cli.run(args, settings)
     elif args.command == "projector":
         from anchorline_projector.main import rebuild_table
 

@@ -20,9 +20,10 @@ from starlette.routing import Route
 
 from anchorline.blobstore import SHA256_URI, FileBlobStore
 from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState, new_id, utcnow
-from anchorline.manifest import SIGNATURE_RE, parse_document
+from anchorline.manifest import SCHEMES, SIGNATURE_RE, parse_document
 from anchorline_gateway.publisher import Publisher, Unavailable
 from anchorline_gateway.reads import BadCursor, JobReader
+from anchorline_gateway.receipts import get_receipt
 
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 255
@@ -161,12 +162,16 @@ def _job_request(fields: dict[str, Any]) -> JobRequested:
     tenant = fields.get("tenant")
     if tenant is not None and not isinstance(tenant, str):
         raise BadRequest("tenant must be a string")
+    scheme = fields.get("signature_scheme") or "eip191"
+    if scheme not in SCHEMES:
+        raise BadRequest(f"signature_scheme must be one of {', '.join(SCHEMES)}", 422)
     return JobRequested(
         job_id=new_id(),
         kind=JobKind(kind),
         content_uri=fields["content_uri"],
         manifest=manifest,
         signature=signature,
+        signature_scheme=scheme,
         submitted_at=utcnow(),
         tenant=tenant,
     )
@@ -232,6 +237,7 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/jobs", submit_job, methods=["POST"]),
         Route("/v1/jobs", list_jobs, methods=["GET"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
+        Route("/v1/jobs/{job_id}/receipt", get_receipt, methods=["GET"], name="get_receipt"),
         Route("/v1/stats", stats, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
     ]

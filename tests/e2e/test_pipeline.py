@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +20,8 @@ from web3 import Web3
 from anchorline import codec
 from anchorline.blobstore import FileBlobStore
 from anchorline.events import JobKind, JobRequested, new_id, utcnow
-from anchorline.manifest import sign_eip191
+from anchorline.infra.anvil import DEV_PRIVATE_KEYS
+from anchorline.manifest import sign, sign_eip191
 from anchorline.merkle import ProofStep, leaf_hash, root_from_path
 from anchorline.registry import load_artifact
 
@@ -33,13 +37,22 @@ def manifest_for(content: bytes, creator: str) -> dict[str, Any]:
     }
 
 
-def submit(system: System, kind: str, content: bytes, document: dict[str, Any], key: str) -> str:
+def submit(
+    system: System,
+    kind: str,
+    content: bytes,
+    document: dict[str, Any],
+    key: str,
+    *,
+    scheme: str = "eip191",
+) -> str:
     response = httpx.post(
         f"{system.base_url}/v1/jobs",
         data={
             "kind": kind,
             "manifest": json.dumps(document),
-            "signature": sign_eip191(document, key),
+            "signature": sign(document, key, scheme=scheme),
+            "signature_scheme": scheme,
         },
         files={"content": ("content.bin", content)},
         timeout=30,
@@ -182,3 +195,49 @@ def dead_letters(system: System, topic: str) -> list[Any]:
             found.append(message)
     consumer.close()
     return found
+
+
+def verify_receipt(
+    system: System, receipt: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "anchorline"), "receipt", "verify", str(receipt)]
+    command += ["--rpc", system.settings.rpc_url, *options]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_receipt_fetched_over_http_checks_against_the_chain(
+    system: System, tmp_path: Path
+) -> None:
+    creator = Account.create()
+    content = b"a receipt for this content\n" * 5_000
+    document = manifest_for(content, creator.address)
+    anchor_id = submit(system, "anchor", content, document, creator.key.hex(), scheme="eip712")
+    verify_id = submit(system, "verify", content, document, creator.key.hex())
+    jobs = wait_terminal(system, [anchor_id, verify_id])
+    assert jobs[anchor_id]["state"] == "succeeded", jobs[anchor_id]
+    assert jobs[anchor_id]["result"]["verify"]["status"] == "WARN"  # nobody registered it
+
+    response = httpx.get(f"{system.base_url}/v1/jobs/{anchor_id}/receipt", timeout=10)
+    assert response.status_code == 200, response.text
+    receipt = response.json()
+    assert receipt["manifest"]["scheme"] == "eip712"
+    assert receipt["attestation"]["typedData"]["domain"]["chainId"] == receipt["anchor"]["chainId"]
+    assert httpx.get(f"{system.base_url}/v1/jobs/{verify_id}/receipt").status_code == 409
+    assert httpx.get(f"{system.base_url}/v1/jobs/{new_id()}/receipt").status_code == 404
+
+    content_file, receipt_file = tmp_path / "content.bin", tmp_path / "receipt.json"
+    content_file.write_bytes(content)
+    receipt_file.write_text(json.dumps(receipt))
+    prover = Account.from_key(DEV_PRIVATE_KEYS[1]).address  # anchorline up's prover key
+    checked = verify_receipt(
+        system, receipt_file, "--content", str(content_file), "--prover", prover
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines()[-1] == "receipt OK"
+    assert "PASS  block" in checked.stdout
+
+    receipt["proof"]["salt"] = "0x" + "00" * 32
+    receipt_file.write_text(json.dumps(receipt))
+    tampered = verify_receipt(system, receipt_file, "--content", str(content_file))
+    assert tampered.returncode == 1, tampered.stdout + tampered.stderr
+    assert tampered.stdout.splitlines()[-1] == "receipt FAILED: leaf"
