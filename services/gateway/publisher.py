@@ -29,6 +29,8 @@ class Publisher(Protocol):
 
     async def publish(self, events: Sequence[Event]) -> None: ...
 
+    def healthy(self) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -56,6 +58,9 @@ class KafkaPublisher:
     def _on_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self.brokers_down.set()
+
+    def healthy(self) -> bool:
+        return not self.brokers_down.is_set()
 
     def _reachable(self) -> bool:
         """After librdkafka said every broker is down: is one back? (asks for metadata, briefly)"""
@@ -121,6 +126,9 @@ class MemoryPublisher:
         if self.down:
             raise Unavailable("Kafka did not acknowledge the request in time")
         self.events.extend(events)
+
+    def healthy(self) -> bool:
+        return not self.down
 
     def close(self) -> None:
         return None

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
+from starlette.testclient import TestClient
 
 from anchorline import codec
 from anchorline.blobstore import FileBlobStore
@@ -18,12 +18,6 @@ from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.publisher import MemoryPublisher
 from anchorline_gateway.reads import SqlJobReader, encode_cursor
 from anchorline_projector.store import SqlJobStore
-
-with warnings.catch_warnings():
-    # Starlette's TestClient now prefers httpx2 and warns on import when it falls back to the
-    # httpx the project depends on; the fallback works, so only that one warning is silenced.
-    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient` is deprecated")
-    from starlette.testclient import TestClient
 
 SignManifest = Callable[..., Any]
 MakeStatus = Callable[..., JobStatus]

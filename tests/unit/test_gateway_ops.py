@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from starlette.testclient import TestClient
+
+from anchorline.blobstore import FileBlobStore
+from anchorline.events import JobKind, StageState
+from anchorline_gateway.app import Gateway, create_app
+from anchorline_gateway.publisher import MemoryPublisher
+from anchorline_gateway.reads import SqlJobReader
+from anchorline_projector.store import SqlJobStore
+
+
+@pytest.fixture
+def publisher() -> MemoryPublisher:
+    return MemoryPublisher()
+
+
+@pytest.fixture
+def client(tmp_path: Path, publisher: MemoryPublisher, engine: Engine) -> Iterator[TestClient]:
+    gateway = Gateway(FileBlobStore(tmp_path / "blobs"), publisher, SqlJobReader(engine))
+    with TestClient(create_app(gateway)) as client:
+        yield client
+
+
+def test_ready_when_database_and_kafka_answer(client: TestClient) -> None:
+    assert client.get("/healthz").status_code == 200
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ready"
+
+
+def test_not_ready_without_kafka(client: TestClient, publisher: MemoryPublisher) -> None:
+    publisher.down = True
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["problems"] == ["kafka: every broker is down"]
+
+
+def test_not_ready_without_the_jobs_table(client: TestClient, engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE jobs"))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["problems"][0].startswith("jobs database")
+    assert client.get("/healthz").status_code == 200, "alive, though not ready"
+
+
+def test_metrics_count_jobs_by_kind_and_state(
+    client: TestClient, engine: Engine, make_status: Any
+) -> None:
+    events = [
+        make_status(StageState.SUCCEEDED, job_id="a", kind=JobKind.VERIFY, final=True),
+        make_status(StageState.SUCCEEDED, job_id="b", kind=JobKind.VERIFY, final=True),
+        make_status(StageState.RUNNING, job_id="c", kind=JobKind.ANCHOR),
+    ]
+    SqlJobStore(engine).apply_batch(events)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    lines = response.text.splitlines()
+    assert 'anchorline_jobs{kind="verify",state="succeeded"} 2' in lines
+    assert 'anchorline_jobs{kind="anchor",state="running"} 1' in lines
+    assert "# TYPE anchorline_jobs gauge" in lines
