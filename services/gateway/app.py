@@ -21,6 +21,7 @@ from starlette.routing import Route
 from anchorline.blobstore import SHA256_URI, FileBlobStore
 from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState, new_id, utcnow
 from anchorline.manifest import SCHEMES, SIGNATURE_RE, parse_document
+from anchorline_gateway import ops
 from anchorline_gateway.publisher import Publisher, Unavailable
 from anchorline_gateway.reads import BadCursor, JobReader
 from anchorline_gateway.receipts import get_receipt
@@ -216,10 +217,6 @@ async def stats(request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(_gateway(request).reader.stats))
 
 
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return problem(exc.status_code, exc.detail)
@@ -239,7 +236,9 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
         Route("/v1/jobs/{job_id}/receipt", get_receipt, methods=["GET"], name="get_receipt"),
         Route("/v1/stats", stats, methods=["GET"]),
-        Route("/healthz", health, methods=["GET"]),
+        Route("/healthz", ops.health, methods=["GET"]),
+        Route("/readyz", ops.ready, methods=["GET"]),
+        Route("/metrics", ops.metrics, methods=["GET"]),
     ]
     return Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
