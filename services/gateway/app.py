@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -28,6 +29,9 @@ from anchorline_gateway.receipts import get_receipt
 
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 255
+MAX_WAIT_S = 60.0
+WAIT_POLL_S = 0.1
+FINAL_STATES = frozenset({"succeeded", "failed", "dead"})
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3c52-8d1e-4a8e-9a59-3c1f0f6b2a10")
 MAX_LIST = 200
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -85,7 +89,35 @@ async def submit_job(request: Request) -> Response:
         await gateway.publisher.publish([job, queued])
     except Unavailable as exc:
         return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
+    wait_s = _preferred_wait(request)
+    if wait_s:
+        finished = await _wait_terminal(gateway.reader, job.job_id, wait_s)
+        if finished is not None:
+            return JSONResponse(finished, headers={"Preference-Applied": f"wait={wait_s:g}"})
     return _accepted(request, job.job_id, job.kind, "queued", status_code=202)
+
+
+def _preferred_wait(request: Request) -> float:
+    """Seconds from `Prefer: wait=N` (RFC 7240), capped; 0 when absent or malformed."""
+    for preference in request.headers.get("prefer", "").split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                return min(max(float(value), 0.0), MAX_WAIT_S)
+            except ValueError:
+                return 0.0
+    return 0.0
+
+
+async def _wait_terminal(reader: JobReader, job_id: str, wait_s: float) -> dict[str, Any] | None:
+    """The job's record once it is final, or None when `wait_s` passes first."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while asyncio.get_running_loop().time() < deadline:
+        job = await run_in_threadpool(reader.get, job_id)
+        if job is not None and job["state"] in FINAL_STATES:
+            return job
+        await asyncio.sleep(WAIT_POLL_S)
+    return None
 
 
 def idempotent_job_id(key: str, tenant: str | None) -> str:

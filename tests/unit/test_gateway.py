@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -479,3 +480,48 @@ def test_an_overlong_idempotency_key_is_400(
     )
     assert response.status_code == 400
     assert "Idempotency-Key" in error_of(response)
+
+
+# --- Prefer: wait --------------------------------------------------------------------------------
+
+
+class FinishingPublisher(MemoryPublisher):
+    """Publishes, and has the 'pipeline' finish each job at once in the jobs table."""
+
+    def __init__(self, store: SqlJobStore) -> None:
+        super().__init__()
+        self.store = store
+
+    async def publish(self, events: Any) -> None:
+        await super().publish(events)
+        for event in events:
+            if isinstance(event, JobStatus):
+                done = dataclasses.replace(
+                    event, event_id=event.event_id + "-done", state=StageState.SUCCEEDED, final=True
+                )
+                self.store.apply_batch([event, done])
+
+
+def test_prefer_wait_answers_with_the_finished_job(
+    tmp_path: Path, engine: Engine, sign_manifest: SignManifest
+) -> None:
+    publisher = FinishingPublisher(SqlJobStore(engine))
+    gateway = Gateway(FileBlobStore(tmp_path / "b"), publisher, SqlJobReader(engine))
+    with TestClient(create_app(gateway)) as client:
+        response = client.post(
+            "/v1/jobs", headers={"Prefer": "wait=5"}, **multipart(sign_manifest(b"quick"))
+        )
+    assert response.status_code == 200
+    assert response.headers["preference-applied"] == "wait=5"
+    assert response.json()["state"] == "succeeded"
+
+
+def test_prefer_wait_falls_back_to_202_when_the_job_is_not_done(
+    client: TestClient, sign_manifest: SignManifest
+) -> None:
+    response = client.post(
+        "/v1/jobs", headers={"Prefer": "respond-async, wait=0.3"}, **multipart(sign_manifest(b"s"))
+    )
+    assert response.status_code == 202
+    assert "preference-applied" not in response.headers
+    assert response.json()["state"] == "queued"
