@@ -2,23 +2,56 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from anchorline.errors import ConfigurationError
 from anchorline.runner import StageRunner
 from anchorline.settings import Settings
+from anchorline_chain_writer.breaker import CircuitBreaker
 from anchorline_chain_writer.chain import Web3Registry
+from anchorline_chain_writer.fees import FeePolicy, gwei
 from anchorline_chain_writer.handler import AnchorHandler
 
 
-def build(settings: Settings) -> StageRunner:
+def fee_policy(settings: Settings) -> FeePolicy:
+    return FeePolicy(
+        cap=gwei(settings.max_fee_gwei),
+        min_tip=gwei(settings.priority_fee_gwei),
+        bump_percent=settings.fee_bump_percent,
+    )
+
+
+def registry(settings: Settings) -> Web3Registry:
     if not settings.registry_address or not settings.chain_private_key:
         raise ConfigurationError(
             "the chain-writer needs ANCHORLINE_REGISTRY_ADDRESS and ANCHORLINE_CHAIN_PRIVATE_KEY"
         )
-    chain = Web3Registry(
+    if settings.fee_bump_percent < 10:
+        raise ConfigurationError("ANCHORLINE_FEE_BUMP_PERCENT below 10 is refused by nodes")
+    return Web3Registry(
         settings.rpc_url,
         settings.registry_address,
         settings.chain_private_key,
         confirmations=settings.confirmations,
         tx_timeout_s=settings.tx_timeout_s,
+        stuck_after_s=settings.stuck_tx_timeout_s,
+        poll_s=settings.chain_poll_s,
+        fees=fee_policy(settings),
+        breaker=CircuitBreaker(
+            failure_threshold=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_s
+        ),
+        rpc_rate_per_s=settings.rpc_rate_per_s,
+        send_rate_per_s=settings.send_rate_per_s,
+        rpc_timeout_s=settings.rpc_timeout_s,
     )
-    return StageRunner(AnchorHandler(chain), settings, service="chain-writer")
+
+
+@cache
+def shared_registry(settings: Settings) -> Web3Registry:
+    """The process's one registry: its workers share the wallet's nonce counter, the breaker
+    and the rate limit, as separate ones would hand out the same nonces and multiply the rate."""
+    return registry(settings)
+
+
+def build(settings: Settings) -> StageRunner:
+    return StageRunner(AnchorHandler(shared_registry(settings)), settings, service="chain-writer")
