@@ -52,6 +52,7 @@ class Settings:
     chunk_size: int = 1 << 20
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    api_keys: str = ""
     log_level: str = "INFO"
 
     @classmethod
@@ -75,6 +76,17 @@ class Settings:
         if not ladder or min(ladder) < 0:
             raise ConfigurationError(f"{PREFIX}RETRY_DELAYS_S needs delays >= 0 seconds")
         return ladder
+
+    @property
+    def api_key_tenants(self) -> dict[str, str]:
+        """API key → tenant, from `key:tenant,key:tenant`; empty means the API is open."""
+        pairs = {}
+        for entry in filter(None, (part.strip() for part in self.api_keys.split(","))):
+            key, _, tenant = entry.partition(":")
+            if not key or not tenant:
+                raise ConfigurationError(f"{PREFIX}API_KEYS entries must be key:tenant")
+            pairs[key] = tenant
+        return pairs
 
     @property
     def topics(self) -> Topics:

@@ -6,15 +6,16 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,6 +24,7 @@ from anchorline.blobstore import SHA256_URI, FileBlobStore
 from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState, new_id, utcnow
 from anchorline.manifest import SCHEMES, SIGNATURE_RE, parse_document
 from anchorline_gateway import ops
+from anchorline_gateway.auth import ApiKeys, tenant_of, visible
 from anchorline_gateway.publisher import Publisher, Unavailable
 from anchorline_gateway.reads import BadCursor, JobReader
 from anchorline_gateway.receipts import get_receipt
@@ -45,6 +47,7 @@ class Gateway:
     blobs: FileBlobStore
     publisher: Publisher
     reader: JobReader
+    api_keys: Mapping[str, str] = field(default_factory=dict)
 
 
 def problem(status: int, detail: str, **headers: str) -> JSONResponse:
@@ -75,7 +78,7 @@ async def submit_job(request: Request) -> Response:
         fields = await _json_fields(request, gateway.blobs)
     else:
         raise BadRequest("send multipart/form-data or application/json", 415)
-    job = _job_request(fields)
+    job = _bind_tenant(request, _job_request(fields))
     key = request.headers.get("idempotency-key")
     if key is not None:
         job = replace(job, job_id=idempotent_job_id(key, job.tenant))
@@ -95,6 +98,16 @@ async def submit_job(request: Request) -> Response:
         if finished is not None:
             return JSONResponse(finished, headers={"Preference-Applied": f"wait={wait_s:g}"})
     return _accepted(request, job.job_id, job.kind, "queued", status_code=202)
+
+
+def _bind_tenant(request: Request, job: JobRequested) -> JobRequested:
+    """With API keys, a job belongs to the key's tenant, whatever the body says."""
+    tenant = tenant_of(request)
+    if tenant is None:
+        return job
+    if job.tenant not in (None, tenant):
+        raise BadRequest(f"this API key submits for tenant {tenant!r} only", 403)
+    return replace(job, tenant=tenant)
 
 
 def _preferred_wait(request: Request) -> float:
@@ -216,7 +229,7 @@ async def get_job(request: Request) -> Response:
         return problem(400, "job id has characters a job id never has")
     reader = _gateway(request).reader
     job = await run_in_threadpool(reader.get, job_id)
-    if job is None:
+    if job is None or not visible(request, job):
         return problem(404, f"no job {job_id} (a job just accepted appears within moments)")
     job["history"] = await run_in_threadpool(reader.history, job_id)
     return JSONResponse(job)
@@ -238,7 +251,13 @@ async def list_jobs(request: Request) -> Response:
     reader = _gateway(request).reader
     try:
         page, cursor = await run_in_threadpool(
-            lambda: reader.list(state=state, kind=kind, limit=limit, cursor=params.get("cursor"))
+            lambda: reader.list(
+                state=state,
+                kind=kind,
+                limit=limit,
+                cursor=params.get("cursor"),
+                tenant=tenant_of(request),
+            )
         )
     except BadCursor as exc:
         return problem(400, str(exc))
@@ -246,7 +265,8 @@ async def list_jobs(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    return JSONResponse(await run_in_threadpool(_gateway(request).reader.stats))
+    reader = _gateway(request).reader
+    return JSONResponse(await run_in_threadpool(lambda: reader.stats(tenant=tenant_of(request))))
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -273,5 +293,8 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/metrics", ops.metrics, methods=["GET"]),
     ]
     return Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
+        middleware=[Middleware(ApiKeys, keys=gateway.api_keys)],
     )

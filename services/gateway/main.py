@@ -18,6 +18,7 @@ def build(settings: Settings) -> Starlette:
         blobs=FileBlobStore(settings.blobs),
         publisher=KafkaPublisher(settings),
         reader=SqlJobReader(make_engine(settings.db_url)),
+        api_keys=settings.api_key_tenants,
     )
     return create_app(gateway)
 

@@ -7,6 +7,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from anchorline_gateway.auth import tenant_of
+
 
 async def health(request: Request) -> Response:
     """Alive: the process answers."""
@@ -30,7 +32,8 @@ async def ready(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Job counts by state and kind, in the Prometheus text format."""
-    stats = await run_in_threadpool(request.app.state.gateway.reader.stats)
+    reader = request.app.state.gateway.reader
+    stats = await run_in_threadpool(lambda: reader.stats(tenant=tenant_of(request)))
     lines = [
         "# HELP anchorline_jobs Jobs in the jobs table by kind and state.",
         "# TYPE anchorline_jobs gauge",

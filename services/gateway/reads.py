@@ -39,10 +39,16 @@ class JobReader(Protocol):
     def history(self, job_id: str) -> list[dict[str, Any]]: ...
 
     def list(
-        self, *, state: str | None, kind: str | None, limit: int, cursor: str | None
+        self,
+        *,
+        state: str | None,
+        kind: str | None,
+        limit: int,
+        cursor: str | None,
+        tenant: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
 
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self, *, tenant: str | None = None) -> dict[str, Any]: ...
 
 
 def public(record: Any) -> dict[str, Any]:
@@ -91,9 +97,17 @@ class SqlJobReader:
         return rows
 
     def list(
-        self, *, state: str | None, kind: str | None, limit: int, cursor: str | None
+        self,
+        *,
+        state: str | None,
+        kind: str | None,
+        limit: int,
+        cursor: str | None,
+        tenant: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         query = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc())
+        if tenant is not None:
+            query = query.where(jobs.c.tenant == tenant)
         if state:
             query = query.where(jobs.c.state == state)
         if kind:
@@ -113,10 +127,12 @@ class SqlJobReader:
         next_cursor = encode_cursor(page[-1].created_at, page[-1].job_id) if more else None
         return [public(record) for record in page], next_cursor
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, *, tenant: str | None = None) -> dict[str, Any]:
         query = sa.select(jobs.c.kind, jobs.c.state, sa.func.count()).group_by(
             jobs.c.kind, jobs.c.state
         )
+        if tenant is not None:
+            query = query.where(jobs.c.tenant == tenant)
         by_state: dict[str, int] = {}
         by_kind: dict[str, dict[str, int]] = {}
         with self.engine.connect() as connection:

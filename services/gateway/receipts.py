@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from anchorline.receipt import FORMAT
+from anchorline_gateway.auth import visible
 
 PROVEN_KINDS = ("proof", "anchor")
 
@@ -81,7 +82,7 @@ async def get_receipt(request: Request) -> Response:
     job_id = request.path_params["job_id"]
     reader = request.app.state.gateway.reader
     job = await run_in_threadpool(reader.get, job_id)
-    if job is None:
+    if job is None or not visible(request, job):
         return JSONResponse({"error": f"no job {job_id}"}, status_code=404)
     try:
         return JSONResponse(build_receipt(job))
