@@ -5,11 +5,12 @@
 Makes a file in a temporary directory (sparse by default; --dense writes pseudo-random bytes),
 signs a manifest for it, then runs, in fresh child processes, `--runs` times each:
 
-- baseline: import the verifier's modules, build the handler, and report ru_maxrss;
+- baseline: import everything the verifier service imports, build the handler, report ru_maxrss;
 - verify:   the same, then verify the file through VerifyHandler.handle (file:// content URI).
 
-It prints the medians and the difference, the memory the verification itself needed, which
-must stay under 64 MiB however large the file. The file is deleted afterwards.
+It prints the medians: the verifier process's peak, which must stay under 64 MiB however large
+the file, and its difference from the baseline, what the streaming itself needed. The file is
+deleted afterwards.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def child(mode: str, request: dict[str, str]) -> dict[str, float]:
     from anchorline.events import JobKind, JobRequested, JobStatus, StageState, utcnow
     from anchorline.settings import Settings
     from anchorline_verifier.handler import VerifyHandler
+    from anchorline_verifier.main import build  # noqa: F401  (everything the service imports)
 
     settings = Settings()
     handler = VerifyHandler(FileBlobStore(Path(request["blobs"])), chunk_size=settings.chunk_size)
@@ -112,10 +114,12 @@ def main() -> int:
     print(f"verify a {args.size_mib} MiB {kind} file through VerifyHandler, {args.runs} runs each")
     print(f"baseline (imports + handler): peak RSS {base_mib:7.1f} MiB (median)")
     print(f"verify:                       peak RSS {verify_mib:7.1f} MiB (median)")
-    verdict = "PASS" if extra < TARGET_MIB else "FAIL"
-    print(f"verify - baseline:            {extra:7.1f} MiB  (target < {TARGET_MIB} MiB: {verdict})")
+    verdict = "PASS" if verify_mib < TARGET_MIB else "FAIL"
+    print(f"verify - baseline:            {extra:7.1f} MiB  (what the streaming itself needs)")
+    target = f"target < {TARGET_MIB} MiB: {verdict}"
+    print(f"verifier process peak:        {verify_mib:7.1f} MiB  ({target})")
     print(f"time to verify:               {seconds:7.2f} s    ({size / MIB / seconds:.0f} MiB/s)")
-    return 0 if extra < TARGET_MIB else 1
+    return 0 if verify_mib < TARGET_MIB else 1
 
 
 if __name__ == "__main__":

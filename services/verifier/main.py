@@ -6,12 +6,12 @@ from anchorline.blobstore import FileBlobStore
 from anchorline.runner import StageRunner
 from anchorline.settings import Settings
 from anchorline_verifier.handler import VerifyHandler
-from anchorline_verifier.onchain import Web3ContentRegistry
+from anchorline_verifier.onchain import RpcContentRegistry
 
 
 def build(settings: Settings) -> StageRunner:
     registry = (
-        Web3ContentRegistry(settings.rpc_url, settings.registry_address)
+        RpcContentRegistry(settings.rpc_url, settings.registry_address)
         if settings.registry_address
         else None
     )

@@ -13,7 +13,7 @@ from anchorline.errors import Retryable
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.ports import free_ports
 from anchorline.registry import load_artifact
-from anchorline_verifier.onchain import Web3ContentRegistry
+from anchorline_verifier.onchain import RpcContentRegistry
 
 REGISTRANT_KEY = DEV_PRIVATE_KEYS[1]
 
@@ -42,7 +42,7 @@ def test_registered_content_is_found_with_its_creator_block_and_uri(
     content_hash = hashlib.sha256(os.urandom(32)).digest()
     block = register(anvil, registry_address, content_hash, "ipfs://bafy-manifest")
 
-    found = Web3ContentRegistry(anvil.url, registry_address).lookup(content_hash)
+    found = RpcContentRegistry(anvil.url, registry_address).lookup(content_hash)
 
     assert found.as_result() == {
         "registered": True,
@@ -54,14 +54,14 @@ def test_registered_content_is_found_with_its_creator_block_and_uri(
 
 
 def test_unregistered_content_is_reported_as_such(anvil: AnvilChain, registry_address: str) -> None:
-    found = Web3ContentRegistry(anvil.url, registry_address).lookup(os.urandom(32))
+    found = RpcContentRegistry(anvil.url, registry_address).lookup(os.urandom(32))
     assert found.registered is False
     assert found.as_result()["creator"] is None
 
 
 def test_an_rpc_endpoint_that_does_not_answer_is_retryable(registry_address: str) -> None:
     (port,) = free_ports(1)  # nothing listens there
-    registry = Web3ContentRegistry(f"http://127.0.0.1:{port}", registry_address, timeout_s=2)
+    registry = RpcContentRegistry(f"http://127.0.0.1:{port}", registry_address, timeout_s=2)
     with pytest.raises(Retryable, match="registry lookup failed"):
         registry.lookup(os.urandom(32))
 
@@ -69,4 +69,4 @@ def test_an_rpc_endpoint_that_does_not_answer_is_retryable(registry_address: str
 def test_an_address_without_the_contract_is_retryable(anvil: AnvilChain) -> None:
     empty = Account.create().address
     with pytest.raises(Retryable, match="registry lookup failed"):
-        Web3ContentRegistry(anvil.url, empty).lookup(os.urandom(32))
+        RpcContentRegistry(anvil.url, empty).lookup(os.urandom(32))
