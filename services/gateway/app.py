@@ -32,6 +32,7 @@ from anchorline_gateway.receipts import get_receipt
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 255
 MAX_WAIT_S = 60.0
+MAX_BATCH = 500
 WAIT_POLL_S = 0.1
 FINAL_STATES = frozenset({"succeeded", "failed", "dead"})
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3c52-8d1e-4a8e-9a59-3c1f0f6b2a10")
@@ -170,13 +171,21 @@ async def _multipart_fields(request: Request, blobs: FileBlobStore) -> dict[str,
     return fields
 
 
-async def _json_fields(request: Request, blobs: FileBlobStore) -> dict[str, Any]:
+async def _json_body(request: Request) -> Any:
     try:
-        body = await request.json()
+        return await request.json()
     except ValueError as exc:
         raise BadRequest(f"body is not JSON: {exc}") from exc
+
+
+async def _json_fields(request: Request, blobs: FileBlobStore) -> dict[str, Any]:
+    return _stored_content_fields(await _json_body(request), blobs)
+
+
+def _stored_content_fields(body: Any, blobs: FileBlobStore) -> dict[str, Any]:
+    """The fields of a JSON job request, whose content was uploaded to /v1/blobs before."""
     if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
+        raise BadRequest("a job request must be a JSON object")
     uri = body.get("content_uri")
     if not isinstance(uri, str) or not SHA256_URI.match(uri):
         raise BadRequest(
@@ -185,8 +194,45 @@ async def _json_fields(request: Request, blobs: FileBlobStore) -> dict[str, Any]
     if not blobs.path_of(uri.removeprefix("sha256:")).exists():
         raise BadRequest(f"{uri} is not in the blob store; upload it with POST /v1/blobs", 422)
     if isinstance(body.get("manifest"), dict):
-        body["manifest"] = json.dumps(body["manifest"])
+        body = {**body, "manifest": json.dumps(body["manifest"])}
     return body
+
+
+async def submit_batch(request: Request) -> Response:
+    """Many JSON job requests at once: all are accepted, or none (400 naming each bad one)."""
+    gateway = _gateway(request)
+    body = await _json_body(request)
+    items = body.get("jobs") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise BadRequest(f'send {{"jobs": [...]}} with 1 to {MAX_BATCH} job requests')
+    jobs: list[JobRequested] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            fields = _stored_content_fields(item, gateway.blobs)
+            jobs.append(_bind_tenant(request, _job_request(fields)))
+        except HTTPException as exc:
+            errors.append({"index": index, "status": exc.status_code, "error": exc.detail})
+    if errors:
+        return JSONResponse({"error": "some job requests are invalid", "jobs": errors}, 400)
+    events: list[Any] = []
+    for job in jobs:
+        ref = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant)
+        events += [job, ref.status(Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0)]
+    try:
+        await gateway.publisher.publish(events)
+    except Unavailable as exc:
+        return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
+    accepted = [
+        {
+            "job_id": job.job_id,
+            "kind": job.kind,
+            "state": "queued",
+            "status_url": str(request.url_for("get_job", job_id=job.job_id).path),
+        }
+        for job in jobs
+    ]
+    return JSONResponse({"jobs": accepted}, status_code=202)
 
 
 def _job_request(fields: dict[str, Any]) -> JobRequested:
@@ -284,6 +330,7 @@ def create_app(gateway: Gateway) -> Starlette:
     routes = [
         Route("/v1/blobs", upload_blob, methods=["POST"]),
         Route("/v1/jobs", submit_job, methods=["POST"]),
+        Route("/v1/jobs/batch", submit_batch, methods=["POST"]),
         Route("/v1/jobs", list_jobs, methods=["GET"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
         Route("/v1/jobs/{job_id}/receipt", get_receipt, methods=["GET"], name="get_receipt"),

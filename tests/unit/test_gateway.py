@@ -525,3 +525,53 @@ def test_prefer_wait_falls_back_to_202_when_the_job_is_not_done(
     assert response.status_code == 202
     assert "preference-applied" not in response.headers
     assert response.json()["state"] == "queued"
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+def uploaded(client: TestClient, signed: Any, kind: str = "verify") -> dict[str, Any]:
+    uri = client.post("/v1/blobs", content=signed.content).json()["content_uri"]
+    return {
+        "kind": kind,
+        "content_uri": uri,
+        "manifest": signed.text,
+        "signature": signed.signature,
+    }
+
+
+def test_a_batch_is_accepted_whole(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest
+) -> None:
+    items = [uploaded(client, sign_manifest(f"doc {n}".encode()), "anchor") for n in range(3)]
+    response = client.post("/v1/jobs/batch", json={"jobs": items})
+    assert response.status_code == 202
+    accepted = response.json()["jobs"]
+    assert len(accepted) == 3 and len({job["job_id"] for job in accepted}) == 3
+    requests = [e for e in publisher.events if isinstance(e, JobRequested)]
+    queued = [e for e in publisher.events if isinstance(e, JobStatus)]
+    assert [r.job_id for r in requests] == [job["job_id"] for job in accepted]
+    assert [q.job_id for q in queued] == [job["job_id"] for job in accepted]
+    assert [r.content_uri for r in requests] == [item["content_uri"] for item in items]
+
+
+def test_a_batch_with_a_bad_item_is_refused_whole(
+    client: TestClient, publisher: MemoryPublisher, sign_manifest: SignManifest
+) -> None:
+    good = uploaded(client, sign_manifest(b"fine"))
+    response = client.post(
+        "/v1/jobs/batch",
+        json={"jobs": [good, {**good, "kind": "teleport"}, {**good, "signature": "0x12"}]},
+    )
+    assert response.status_code == 400
+    problems = response.json()["jobs"]
+    assert [(p["index"], p["status"]) for p in problems] == [(1, 400), (2, 422)]
+    assert "kind must be one of" in problems[0]["error"]
+    assert publisher.events == []
+
+
+@pytest.mark.parametrize("body", [{"jobs": []}, {"jobs": "x"}, [], {"nope": 1}])
+def test_a_batch_needs_a_list_of_jobs(client: TestClient, body: Any) -> None:
+    response = client.post("/v1/jobs/batch", json=body)
+    assert response.status_code == 400
+    assert "job requests" in error_of(response)
