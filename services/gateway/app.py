@@ -25,6 +25,7 @@ from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState, 
 from anchorline.manifest import SCHEMES, SIGNATURE_RE, parse_document
 from anchorline_gateway import ops
 from anchorline_gateway.auth import ApiKeys, tenant_of, visible
+from anchorline_gateway.pipeline import PipelineView
 from anchorline_gateway.publisher import Publisher, Unavailable
 from anchorline_gateway.reads import BadCursor, JobReader
 from anchorline_gateway.receipts import get_receipt
@@ -49,6 +50,7 @@ class Gateway:
     publisher: Publisher
     reader: JobReader
     api_keys: Mapping[str, str] = field(default_factory=dict)
+    pipeline: PipelineView | None = None
 
 
 def problem(status: int, detail: str, **headers: str) -> JSONResponse:
@@ -338,6 +340,8 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/healthz", ops.health, methods=["GET"]),
         Route("/readyz", ops.ready, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),
+        Route("/v1/pipeline", ops.pipeline, methods=["GET"]),
+        Route("/", ops.dashboard, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,

@@ -9,6 +9,7 @@ from anchorline.blobstore import FileBlobStore
 from anchorline.db import make_engine
 from anchorline.settings import Settings
 from anchorline_gateway.app import Gateway, create_app
+from anchorline_gateway.pipeline import KafkaPipelineView
 from anchorline_gateway.publisher import KafkaPublisher
 from anchorline_gateway.reads import SqlJobReader
 
@@ -19,6 +20,7 @@ def build(settings: Settings) -> Starlette:
         publisher=KafkaPublisher(settings),
         reader=SqlJobReader(make_engine(settings.db_url)),
         api_keys=settings.api_key_tenants,
+        pipeline=KafkaPipelineView(settings),
     )
     return create_app(gateway)
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from confluent_kafka import KafkaException
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from anchorline_gateway.auth import tenant_of
+
+DASHBOARD = Path(__file__).with_name("dashboard.html")
 
 
 async def health(request: Request) -> Response:
@@ -42,3 +47,18 @@ async def metrics(request: Request) -> Response:
         for state, count in sorted(states.items()):
             lines.append(f'anchorline_jobs{{kind="{kind}",state="{state}"}} {count}')
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+async def pipeline(request: Request) -> Response:
+    """Each stage's lag, retries waiting and dead letters, read from Kafka."""
+    view = request.app.state.gateway.pipeline
+    if view is None:
+        return JSONResponse({"error": "no pipeline view configured"}, status_code=404)
+    try:
+        return JSONResponse(await run_in_threadpool(view.snapshot))
+    except KafkaException as exc:
+        return JSONResponse({"error": f"Kafka: {exc}"}, status_code=503)
+
+
+async def dashboard(request: Request) -> Response:
+    return HTMLResponse(DASHBOARD.read_text())

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,29 @@ def test_metrics_count_jobs_by_kind_and_state(
     assert 'anchorline_jobs{kind="verify",state="succeeded"} 2' in lines
     assert 'anchorline_jobs{kind="anchor",state="running"} 1' in lines
     assert "# TYPE anchorline_jobs gauge" in lines
+
+
+class FixedView:
+    def snapshot(self) -> dict[str, Any]:
+        return {"stages": {"verify": {"lag": 3}}, "projector": {"lag": 0}}
+
+
+def test_the_dashboard_page_is_served_without_a_key(tmp_path: Path, engine: Engine) -> None:
+    gateway = Gateway(
+        FileBlobStore(tmp_path), MemoryPublisher(), SqlJobReader(engine), {"k": "acme"}
+    )
+    with TestClient(create_app(gateway)) as client:
+        page = client.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert "/v1/pipeline" in page.text and "/v1/stats" in page.text
+        assert client.get("/v1/pipeline").status_code == 401
+
+
+def test_pipeline_view_is_served_when_configured(tmp_path: Path, engine: Engine) -> None:
+    without = Gateway(FileBlobStore(tmp_path), MemoryPublisher(), SqlJobReader(engine))
+    with TestClient(create_app(without)) as client:
+        assert client.get("/v1/pipeline").status_code == 404
+    with_view = dataclasses.replace(without, pipeline=FixedView())
+    with TestClient(create_app(with_view)) as client:
+        assert client.get("/v1/pipeline").json()["stages"]["verify"]["lag"] == 3
