@@ -10,6 +10,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from anchorline.settings import Settings
 
+TRANSACTION_TIMEOUT_MS = 10_000
+
 
 def producer_config(settings: Settings, *, transactional_id: str | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {
@@ -21,6 +23,10 @@ def producer_config(settings: Settings, *, transactional_id: str | None = None) 
     }
     if transactional_id:
         config["transactional.id"] = transactional_id
+        # Work happens before a transaction begins, so one is open only to produce and commit;
+        # a short timeout lets the coordinator abort a killed process's open transaction soon,
+        # instead of holding read_committed consumers behind it for the default minute.
+        config["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
     return config
 
 
