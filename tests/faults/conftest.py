@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import psycopg
+import pytest
+from fault_harness import Cluster
+
+from anchorline.infra.anvil import ensure_node_tools
+from anchorline.infra.kafka import ensure_kafka_jars
+from anchorline.infra.ports import free_ports
+from anchorline.infra.postgres import PostgresServer, ensure_postgres_installed
+
+MakeCluster = Callable[..., Cluster]
+
+# Opt-in until the suite has passed reliably on a clean clone within CI's time limit:
+# ANCHORLINE_FAULT_TESTS=1 .venv/bin/pytest tests/faults
+if os.environ.get("ANCHORLINE_FAULT_TESTS") != "1":
+    collect_ignore_glob = ["test_*.py"]
+
+
+def unavailable(reason: str) -> NoReturn:
+    """As tests/conftest.py: skip on a laptop without the service, fail in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def new_database(server: PostgresServer) -> str:
+    name = f"faults_{uuid.uuid4().hex[:10]}"
+    admin = server.url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    return server.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MakeCluster]:
+    """Start a whole system of its own; everything it started is stopped after the test.
+
+    `own_postgres=True` gives it a PostgreSQL server of its own (to stop and start);
+    otherwise it gets a fresh database in the session's server.
+    """
+    try:
+        ensure_kafka_jars()
+        ensure_node_tools()
+        ensure_postgres_installed()
+    except (RuntimeError, OSError) as exc:
+        unavailable(f"fault tests need Kafka, anvil and PostgreSQL: {exc}")
+    clusters: list[Cluster] = []
+    servers: list[PostgresServer] = []
+
+    def make(*, own_postgres: bool = False, **overrides: Any) -> Cluster:
+        kafka_port, controller_port, rpc_port, pg_port = free_ports(4)
+        if own_postgres:
+            server = PostgresServer(state_dir=tmp_path / "postgres", port=pg_port)
+            servers.append(server)
+            server.start()
+            database_url = server.url
+        else:
+            database_url = new_database(request.getfixturevalue("postgres"))
+        cluster = Cluster(
+            tmp_path / f"cluster{len(clusters)}",
+            ports=[kafka_port, controller_port, rpc_port],
+            database_url=database_url,
+            settings_overrides=overrides,
+        )
+        cluster.postgres = servers[-1] if own_postgres else None
+        clusters.append(cluster)
+        cluster.start()
+        return cluster
+
+    try:
+        yield make
+    finally:
+        for cluster in clusters:
+            cluster.close()
+        for server in servers:
+            try:
+                server.stop()
+            finally:
+                server.remove()
