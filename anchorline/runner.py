@@ -146,16 +146,25 @@ class MessageProcessor:
                 out.extend(self._retry_or_die(message, event, exc))
             return out
         generation = {job_id: ref.generation for job_id, (_, ref) in jobs.items()}
-        return [self.encode(self._stamp(event, generation), generation) for event in results]
+        attempt = {job_id: message.attempt for job_id, (message, _) in jobs.items()}
+        return [
+            self.encode(self._stamp(event, generation, attempt), generation) for event in results
+        ]
 
     def _refs(self, message: Incoming, event: Any) -> list[JobRef]:
         known = headers.generations(message.headers)
         return [replace(ref, generation=known.get(ref.job_id, 0)) for ref in refs_of(event)]
 
     @staticmethod
-    def _stamp(event: Event, generation: dict[str, int]) -> Event:
+    def _stamp(event: Event, generation: dict[str, int], attempt: dict[str, int]) -> Event:
+        """A handler's status, with the run and attempt it belongs to (handlers know neither):
+        without the attempt, an outcome after a retry would rank below its own `running`."""
         if isinstance(event, JobStatus):
-            return replace(event, generation=generation.get(event.job_id, event.generation))
+            return replace(
+                event,
+                generation=generation.get(event.job_id, event.generation),
+                attempt=attempt.get(event.job_id, event.attempt),
+            )
         return event
 
     def _reporter(self, jobs: dict[str, tuple[Incoming, JobRef]]) -> Callable[[JobRef, int], None]:
