@@ -7,11 +7,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from anchorline.errors import Poison
 from anchorline.events import JobStatus, StageState
 
 STAGE_RANK = {"verify": 0, "prove": 1, "anchor": 2}
 STATE_RANK = {"queued": 0, "running": 1, "retrying": 2, "succeeded": 3, "failed": 4, "dead": 5}
 TERMINAL = frozenset({"succeeded", "failed", "dead"})
+MAX_ID = 64  # the width of the jobs table's id columns
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,21 @@ class JobRow:
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL
+
+
+def check_status(event: JobStatus) -> JobStatus:
+    """The event, if the jobs table can hold it; Poison (to the dead-letter topic) if not."""
+    for name in ("job_id", "event_id"):
+        if not 1 <= len(getattr(event, name)) <= MAX_ID:
+            raise Poison(f"{name} must be 1 to {MAX_ID} characters")
+    if event.result is not None:
+        try:
+            result = json.loads(event.result)
+        except ValueError as exc:
+            raise Poison(f"result is not JSON: {exc}") from exc
+        if not isinstance(result, dict):
+            raise Poison("result must be a JSON object")
+    return event
 
 
 def event_rank(event: JobStatus) -> tuple[int, int, int, int]:

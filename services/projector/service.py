@@ -15,6 +15,7 @@ from anchorline.events import JobStatus
 from anchorline.kafka import consumer_config, producer_config
 from anchorline.runner import dead_letter_headers, incoming
 from anchorline.settings import Settings
+from anchorline_projector.apply import check_status
 from anchorline_projector.store import SqlJobStore
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Projector:
 
     def _decode(self, message: Message) -> JobStatus | None:
         try:
-            return codec.decode(message.value(), JobStatus)
+            return check_status(codec.decode(message.value(), JobStatus))
         except Poison as exc:
             raw = incoming(message)
             log.warning("dead-lettering undecodable status at offset %s: %s", raw.offset, exc)

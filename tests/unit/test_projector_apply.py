@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+import pytest
+
+from anchorline.errors import Poison
 from anchorline.events import JobKind, JobStatus, Stage, StageState
-from anchorline_projector.apply import JobRow, apply, is_progress_only, job_state
+from anchorline_projector.apply import JobRow, apply, check_status, is_progress_only, job_state
 
 MakeStatus = Callable[..., JobStatus]
 At = Callable[[float], datetime]
@@ -197,3 +201,15 @@ def test_progress_only_events_are_running_with_some_progress(make_status: MakeSt
     assert not is_progress_only(make_status(StageState.RUNNING, progress=0))
     assert not is_progress_only(make_status(StageState.RUNNING, progress=None))
     assert not is_progress_only(make_status(StageState.SUCCEEDED, progress=100))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"job_id": "x" * 65}, {"job_id": ""}, {"result": "not json"}, {"result": "[1, 2]"}],
+    ids=["long-id", "empty-id", "result-not-json", "result-not-object"],
+)
+def test_a_status_the_table_cannot_hold_is_poison(changes: dict[str, str]) -> None:
+    event = JobStatus("job", JobKind.VERIFY, Stage.VERIFY, StageState.SUCCEEDED)
+    assert check_status(event) is event
+    with pytest.raises(Poison):
+        check_status(dataclasses.replace(event, **changes))  # type: ignore[arg-type]
