@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -503,13 +503,6 @@ class Cluster:
             parts.extend(text[-lines:])
         return "\n".join(parts)
 
-    def grep_logs(self, needle: str) -> dict[str, int]:
-        counts = {}
-        for service in self.services.values():
-            text = service.log_path.read_text(errors="replace")
-            counts[service.name] = text.count(needle)
-        return counts
-
     # the jobs table
 
     def states(self, job_ids: set[str] | None = None) -> dict[str, str]:
@@ -523,40 +516,33 @@ class Cluster:
         except sa.exc.OperationalError:
             return -1
 
-    def wait_terminal(
-        self, jobs: dict[str, Job], *, timeout: float, dropped: dict[str, str] | None = None
-    ) -> dict[str, str]:
+    def wait_terminal(self, jobs: dict[str, Job], *, timeout: float) -> dict[str, str]:
         """Every job's state once all are terminal, or a failure naming the stuck ones.
 
-        A job whose outcome the projector dropped never ends: DroppedOutcome, unless
-        `dropped` is given, which then collects them (job id → evidence) and counts them done.
+        A job whose outcome the projector dropped can never end: DroppedOutcome at once.
         """
         deadline = time.monotonic() + timeout
         states: dict[str, str] = {}
-        found: dict[str, str] = {}
         while time.monotonic() < deadline:
             try:
                 states = self.states(set(jobs))
             except sa.exc.OperationalError:
                 time.sleep(1)
                 continue
+            if len(states) == len(jobs) and all(s in TERMINAL for s in states.values()):
+                return states
             found = self.dropped_outcomes(set(jobs))
-            if found and dropped is None:
+            if found:
                 raise DroppedOutcome(
                     f"{len(found)} jobs ended (succeeded or failed) but the projector dropped "
                     f"that event as older than the row, so they never end: "
                     f"{list(found.values())[:3]}\n" + self.histories(list(found)[:2])
                 )
-            if dropped is not None:
-                dropped.update(found)
-            ended = [s in TERMINAL or j in found for j, s in states.items()]
-            if len(states) == len(jobs) and all(ended):
-                return states
             time.sleep(1)
         stuck: dict[str, list[str]] = {}
         for job_id in jobs:
             state = states.get(job_id, "no row")
-            if state not in TERMINAL and job_id not in found:
+            if state not in TERMINAL:
                 stuck.setdefault(state, []).append(job_id)
         listing = "\n".join(
             f"  {state}: {len(ids)} e.g. {', '.join(ids[:5])}" for state, ids in stuck.items()
@@ -564,7 +550,6 @@ class Cluster:
         raise self.failure(
             f"{sum(map(len, stuck.values()))} of {len(jobs)} jobs not terminal after "
             f"{timeout:.0f} s:\n{listing}\n"
-            + (f"and {len(found)} whose outcome was dropped\n" if found else "")
             + self.histories([i for ids in stuck.values() for i in ids[:3]][:6])
         )
 
@@ -582,7 +567,7 @@ class Cluster:
             with self.engine.connect() as connection:
                 rows = connection.execute(sa.text(query)).all()
         except sa.exc.SQLAlchemyError as exc:
-            log.warning("cannot look for dropped successes: %s", exc)
+            log.warning("cannot look for dropped outcomes: %s", exc)
             return {}
         return {
             r.job_id: f"{r.job_id} {r.stage} {r.final} in attempt {r.attempt}, row {r.state} "
@@ -735,7 +720,11 @@ class Cluster:
 
 
 def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every committed message of a topic, from its start to its end now."""
+    """Every committed message of a topic, from its start to its end now.
+
+    The end is the high watermark, which counts transaction markers no reader ever sees:
+    done when the consumer's position (past those markers) reaches it.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -757,22 +746,21 @@ def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
         deadline = time.monotonic() + 60
         while ends and time.monotonic() < deadline:
             message = consumer.poll(0.5)
-            if message is None or message.error() is not None:
-                continue
-            partition, offset = message.partition(), message.offset()
-            if partition not in ends:
-                continue
-            found.append(
-                {
-                    "partition": partition,
-                    "offset": offset,
-                    "key": message.key(),
-                    "value": message.value(),
-                    "headers": message.headers() or [],
-                }
-            )
-            if offset >= ends[partition][1] - 1:
-                del ends[partition]
+            if message is not None and message.error() is None:
+                found.append(
+                    {
+                        "partition": message.partition(),
+                        "offset": message.offset(),
+                        "key": message.key(),
+                        "value": message.value(),
+                        "headers": message.headers() or [],
+                    }
+                )
+            places = [TopicPartition(topic, p) for p in ends]
+            for place in consumer.position(places):
+                if place.offset >= ends[place.partition][1]:
+                    del ends[place.partition]
+        assert not ends, f"could not read {topic} to its end in 60 s"
         return found
     finally:
         consumer.close()
@@ -800,8 +788,6 @@ class Summary:
     unanchored: list[str]
     orphan_roots: list[str]
     anchor_txs: int = 0
-    known_bug: list[str] = field(default_factory=list)  # what the dropped-outcome bug explains
-    evidence: str = ""
     replayed: int = 0
     replayed_once: int = 0
     seconds: float = 0.0
@@ -841,7 +827,6 @@ def check(
     jobs: dict[str, Job],
     *,
     expect: Callable[[Job], str] = lambda job: job.expect,
-    dropped: Collection[str] = (),
 ) -> Summary:
     """Every submitted job terminal in its expected state, once; every root on chain once."""
     with cluster.engine.connect() as connection:
@@ -861,33 +846,21 @@ def check(
                 "group by e.job_id having count(*) > 1"
             )
         ).all()
-        # Successes the projector did not apply: what the dropped-outcome bug leaves behind.
-        unapplied = {
-            (r.job_id, r.stage)
-            for r in connection.execute(
-                sa.text(
-                    "select job_id, stage from job_events where state = 'succeeded' and not applied"
-                )
-            )
-        }
     table = {row.job_id: row for row in rows}
     states = Counter(table[job_id].state for job_id in jobs if job_id in table)
-    lost = [
-        j for j in jobs if (j not in table or table[j].state not in TERMINAL) and j not in dropped
-    ]
+    lost = [j for j in jobs if j not in table or table[j].state not in TERMINAL]
     wrong = [
         f"{j} {jobs[j].kind} expected {expect(jobs[j])} got {table[j].state}"
         for j in jobs
         if j in table and table[j].state in TERMINAL and table[j].state != expect(jobs[j])
     ]
-    known_bug = [f"{j} outcome dropped" for j in dropped]
-    for j in jobs:
-        if j not in table or table[j].state != "succeeded":
-            continue
-        for stage in STAGES_OF[str(jobs[j].kind)]:
-            if stage not in _json(table[j].result):
-                missing = f"{j} {jobs[j].kind} succeeded without a result for {stage}"
-                (known_bug if (j, stage) in unapplied else wrong).append(missing)
+    wrong += [
+        f"{j} {jobs[j].kind} succeeded without a result for {stage}"
+        for j in jobs
+        if j in table and table[j].state == "succeeded"
+        for stage in STAGES_OF[str(jobs[j].kind)]
+        if stage not in _json(table[j].result)
+    ]
     duplicates = [f"{r[0]} {r[1]} succeeded x{r[3]} in gen {r[2]}" for r in repeated]
     duplicates += [f"{r[0]} final success applied x{r[1]}" for r in applied_finals]
 
@@ -906,15 +879,7 @@ def check(
         claimed.add(str(root))
         if root not in tx_of or root != proof.get("root") or receipt.get("txHash") != tx_of[root]:
             unanchored.append(f"{row.job_id} root {root} tx {receipt.get('txHash')}")
-    dropped_roots = {
-        _json(table[j].result).get("prove", {}).get("root") for j in dropped if j in table
-    }
-    orphan_roots = [root for root in by_root if root not in claimed | dropped_roots]
-    known_bug += [
-        f"root {root} of jobs whose outcome was dropped"
-        for root in by_root
-        if root not in claimed and root in dropped_roots
-    ]
+    orphan_roots = [root for root in by_root if root not in claimed]
     txs, reverted = cluster.anchor_transactions()
     duplicates += [f"anchor tx {tx} reverted (root sent again?)" for tx in reverted]
     return Summary(
@@ -929,7 +894,6 @@ def check(
         unanchored=unanchored,
         orphan_roots=orphan_roots,
         anchor_txs=txs,
-        known_bug=known_bug,
     )
 
 
