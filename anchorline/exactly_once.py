@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +13,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from anchorline.headers import Header
 from anchorline.kafka import consumer_config, producer_config, transactional_id
 from anchorline.settings import Settings
+from anchorline.watchdog import Watchdog, exit_hung
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +29,19 @@ class Outgoing:
 class ExactlyOnce:
     """One consumer and one transactional producer: a batch's output commits with its offsets."""
 
-    def __init__(self, settings: Settings, *, group_id: str, service: str) -> None:
+    def __init__(
+        self, settings: Settings, *, group_id: str, service: str, watchdog: Watchdog | None = None
+    ) -> None:
         self.consumer = Consumer(consumer_config(settings, group_id=group_id))
         self.producer = Producer(
             producer_config(settings, transactional_id=transactional_id(service))
         )
+        self.deadline_s = settings.commit_deadline_s
+        self.watchdog = watchdog or Watchdog(self.deadline_s, on_expiry=self._leave_and_exit)
 
     def start(self, topics: list[str], **callbacks: Any) -> None:
-        self.producer.init_transactions(30)
+        with self.watchdog.guard("init_transactions"):
+            _until_done(lambda: self.producer.init_transactions(self.deadline_s))
         self.consumer.subscribe(topics, **callbacks)
 
     def poll(self, *, limit: int, timeout: float) -> list[Message]:
@@ -47,26 +55,44 @@ class ExactlyOnce:
         return messages
 
     def commit(self, batch: list[Message], outgoing: list[Outgoing]) -> bool:
-        """Produce `outgoing` and commit `batch`'s offsets atomically; False if rolled back."""
+        """Produce `outgoing` and commit `batch`'s offsets atomically; False if rolled back.
+
+        The whole commit runs under the watchdog: if librdkafka blocks in it past the deadline
+        (it can, while the broker is away), the process exits rather than hang for good.
+        """
+        with self.watchdog.guard("committing a transaction"):
+            return self._commit(batch, outgoing)
+
+    def _commit(self, batch: list[Message], outgoing: list[Outgoing]) -> bool:
         try:
             self.producer.begin_transaction()
             for message in outgoing:
                 self.producer.produce(
                     message.topic, key=message.key, value=message.value, headers=message.headers
                 )
-            self.producer.send_offsets_to_transaction(
-                _next_offsets(batch), self.consumer.consumer_group_metadata(), 30
+            offsets = _next_offsets(batch)
+            group = self.consumer.consumer_group_metadata()
+            _until_done(
+                lambda: self.producer.send_offsets_to_transaction(offsets, group, self.deadline_s)
             )
-            self.producer.commit_transaction(60)
+            _until_done(lambda: self.producer.commit_transaction(self.deadline_s))
             return True
         except KafkaException as exc:
             error = exc.args[0]
             if not error.txn_requires_abort():
                 raise
             log.warning("transaction aborted (%s); rewinding the batch", error)
-            self.producer.abort_transaction(30)
+            _until_done(lambda: self.producer.abort_transaction(self.deadline_s))
             self._rewind(batch)
             return False
+
+    def _leave_and_exit(self, what: str, waited_s: float) -> None:
+        """Leave the consumer group if the broker lets us (so a new process gets the partitions
+        now, not after the session timeout), then exit."""
+        leaving = threading.Thread(target=self.consumer.close, name="leave", daemon=True)
+        leaving.start()
+        leaving.join(5)
+        exit_hung(what, waited_s)
 
     def _rewind(self, batch: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}
@@ -78,6 +104,20 @@ class ExactlyOnce:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def _until_done(call: Callable[[], Any]) -> None:
+    """Call again while librdkafka says the error is retriable (a timeout, a coordinator
+    moving); the watchdog bounds the whole."""
+    while True:
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.retriable() or error.txn_requires_abort():
+                raise
+            log.warning("retrying a transactional call: %s", error)
 
 
 def _next_offsets(batch: list[Message]) -> list[TopicPartition]:

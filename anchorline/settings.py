@@ -47,6 +47,7 @@ class Settings:
     poll_batch: int = 32
     concurrency: int = 1
     shutdown_timeout_s: float = 30.0
+    commit_deadline_s: float = 30.0  # a transaction commit blocked longer ends the process
     max_attempts: int = 4
     retry_delays_s: str = "5,30,300"
     chunk_size: int = 1 << 20
