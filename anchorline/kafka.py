@@ -38,6 +38,10 @@ def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "max.poll.interval.ms": 300_000,
+        # librdkafka heartbeats from its own thread, so a live process never misses one; a
+        # short session lets a killed process's partitions move on in seconds, not 45 s.
+        "session.timeout.ms": int(settings.session_timeout_s * 1000),
+        "heartbeat.interval.ms": max(500, int(settings.session_timeout_s * 1000 / 4)),
     }
 
 

@@ -48,6 +48,7 @@ class Settings:
     concurrency: int = 1
     shutdown_timeout_s: float = 30.0
     commit_deadline_s: float = 30.0  # a transaction commit blocked longer ends the process
+    session_timeout_s: float = 10.0  # a consumer silent this long leaves its group
     max_attempts: int = 4
     retry_delays_s: str = "5,30,300"
     chunk_size: int = 1 << 20

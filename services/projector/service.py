@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from sqlalchemy.exc import SQLAlchemyError
 
 from anchorline import codec
@@ -39,10 +39,19 @@ class Projector:
             while not stop.is_set():
                 messages = [m for m in self.consumer.consume(BATCH, timeout=0.5) if _usable(m)]
                 if messages and self._apply(messages, stop):
-                    self.consumer.commit(asynchronous=False)
+                    self._commit()
         finally:
             self.dead_letters.flush(10)
             self.consumer.close()
+
+    def _commit(self) -> None:
+        """Commit what was applied. A commit the broker refuses (its coordinator away, the
+        group rebalanced) is not an error: the rows are written, applying is idempotent, and
+        whoever owns the partitions next reads those events again from the last commit."""
+        try:
+            self.consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            log.warning("offsets not committed (%s); their events will be applied again", exc)
 
     def _apply(self, messages: list[Message], stop: threading.Event) -> bool:
         events = [event for event in map(self._decode, messages) if event is not None]

@@ -2,12 +2,11 @@
 away, poison on every input topic, and jobs that die and are replayed from the dead-letter topic.
 
 Each test runs a system of its own (tests/faults/fault_harness.py) and submits
-ANCHORLINE_FAULT_JOBS jobs (default 2000) straight to Kafka over about ANCHORLINE_FAULT_LOAD_S
+ANCHORLINE_FAULT_JOBS jobs (default 3000) straight to Kafka over about ANCHORLINE_FAULT_LOAD_S
 seconds (default 30), breaks something while they flow, then checks and prints that every job
 reached the state it must end in, once, and that every anchored root is on chain exactly once.
 
-Opt-in (see conftest.py): ANCHORLINE_FAULT_TESTS=1 .venv/bin/pytest -q tests/faults
-On 2 cores the six take about 14 minutes at 2000 jobs.
+Part of `make test`; on their own: .venv/bin/pytest -m slow -s tests/faults
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ from anchorline.watchdog import EXIT_HUNG
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-JOBS = int(os.environ.get("ANCHORLINE_FAULT_JOBS", "2000"))
+JOBS = int(os.environ.get("ANCHORLINE_FAULT_JOBS", "3000"))
 LOAD_S = float(os.environ.get("ANCHORLINE_FAULT_LOAD_S", "30"))
 TIMEOUT_S = 300 + JOBS / 10
 
@@ -135,7 +134,7 @@ def test_kill_each_service_mid_load(make_cluster: MakeCluster, capsys) -> None:
 # 2 -----------------------------------------------------------------------------------------
 
 
-STALL_S = 90  # no job moving for this long after a fault is a hang, not a slow recovery
+STALL_S = 120  # no job moving for this long after a fault is a hang, not a slow recovery
 # (a commit that librdkafka blocks is cut after ANCHORLINE_COMMIT_DEADLINE_S, 30 s: the
 # stage exits and is restarted, and its replacement rejoins the group)
 
@@ -382,12 +381,7 @@ def test_dead_jobs_replayed_from_the_dlq_run_once(make_cluster: MakeCluster, cap
     for data in missing:
         FileBlobStore(settings.blobs).put_file(io.BytesIO(data))
     started = time.monotonic()
-    notes: list[str] = []
     replay = ["dlq", "replay", "--stage", "verify"]
-    if "--yes" in cluster.cli("dlq", "replay", "--help"):
-        replay.append("--yes")
-    else:  # the brief's interface has --yes; the tool as written asks nothing
-        notes.append("`anchorline dlq replay` has no --yes: replayed without it")
     first = cluster.cli(*replay)
     replayed = {job_id: Job(job_id, job.kind, "succeeded") for job_id, job in dying.items()}
     cluster.wait_generation(set(replayed), 1, timeout=TIMEOUT_S)
@@ -396,7 +390,6 @@ def test_dead_jobs_replayed_from_the_dlq_run_once(make_cluster: MakeCluster, cap
     summary.seconds = time.monotonic() - started
     summary.replayed = len(replayed)
     summary.replayed_once = cluster.succeeded_once(replayed, generation=1)
-    summary.notes.extend(notes)
     summary.notes.append(f"replay said: {first.strip().splitlines()[-1]!r}")
 
     # The same letters again: nothing runs, nothing moves.
