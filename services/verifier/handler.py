@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from anchorline import manifest as manifests
 from anchorline.blobstore import BlobReader
@@ -103,11 +103,19 @@ def hash_content(
     return "0x" + hasher.hexdigest(), done
 
 
+class _Signed(TypedDict, total=False):
+    """What the signer gave, carried into the result whatever the checks say."""
+
+    signature: str
+    scheme: str
+    manifest: str
+
+
 def check_manifest(
     text: str, signature: str, file_hash: str, size: int, *, scheme: str = "eip191"
 ) -> Verification:
     """Every check of one manifest against its content's hash. Never raises on bad input."""
-    signed = {"signature": signature, "scheme": scheme}
+    signed: _Signed = {"signature": signature, "scheme": scheme}
     try:
         document = manifests.parse_document(text)
     except ValueError as exc:
@@ -158,7 +166,7 @@ def _failed(
     manifest_hash: str | None,
     recovered: str | None,
     reason: str,
-    **signed: str,
+    **signed: Unpack[_Signed],
 ) -> Verification:
     checks = {"manifestOk": False, "manifestHashOk": False, "creatorOk": False}
     return Verification(file_hash, size, manifest_hash, recovered, checks, reason, **signed)
