@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from anchorline.settings import Settings
 from anchorline.watchdog import Watchdog, exit_hung
 
 log = logging.getLogger(__name__)
+RETRY_PAUSE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def _until_done(call: Callable[[], Any]) -> None:
             if not error.retriable() or error.txn_requires_abort():
                 raise
             log.warning("retrying a transactional call: %s", error)
+            time.sleep(RETRY_PAUSE_S)  # in case librdkafka answers at once, not after its timeout
 
 
 def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
