@@ -12,6 +12,8 @@ from anchorline.errors import ConfigurationError
 from anchorline.topics import Topics
 
 PREFIX = "ANCHORLINE_"
+# Deadlines and timeouts that mean nothing at zero or below.
+POSITIVE = ("commit_deadline_s", "session_timeout_s", "shutdown_timeout_s")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class Settings:
     http_port: int = 8000
     api_keys: str = ""
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for name in POSITIVE:
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{PREFIX}{name.upper()} must be above 0 seconds")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

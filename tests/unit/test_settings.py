@@ -123,3 +123,10 @@ def test_the_retry_ladder_sizes_the_delay_topics() -> None:
     settings = Settings(retry_delays_s="1, 2.5")
     assert settings.retry_ladder == (1.0, 2.5)
     assert settings.topics.retries("x") == ["x.retry.1", "x.retry.2"]
+
+
+@pytest.mark.parametrize("name", ["COMMIT_DEADLINE_S", "SESSION_TIMEOUT_S", "SHUTDOWN_TIMEOUT_S"])
+@pytest.mark.parametrize("raw", ["0", "-5"])
+def test_a_deadline_at_or_below_zero_is_a_configuration_error(name: str, raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"ANCHORLINE_{name} must be above 0"):
+        Settings.from_env({f"ANCHORLINE_{name}": raw})
