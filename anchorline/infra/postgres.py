@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -136,6 +137,15 @@ class PostgresServer(Startable):
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def new_database(self, prefix: str) -> str:
+        """Create an empty database of a fresh name (`prefix_` + 10 hex digits); its URL."""
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=ROLE, dbname=DATABASE, autocommit=True
+        ) as conn:
+            conn.execute(f"create database {name} owner {ROLE}")
+        return self.url.rsplit("/", 1)[0] + "/" + name
 
     def _create_role_and_database(self) -> None:
         with psycopg.connect(

@@ -6,13 +6,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from anchorline.infra.anvil import ensure_node_tools
@@ -34,14 +32,6 @@ class System:
     output: list[str]
 
 
-def _database(postgres: PostgresServer) -> str:
-    name = f"e2e_{uuid.uuid4().hex[:10]}"
-    admin = postgres.url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    return postgres.url.rsplit("/", 1)[0] + "/" + name
-
-
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -> Iterator[System]:
     """The README's run command (`anchorline up`) with its jobs table on PostgreSQL."""
@@ -54,7 +44,7 @@ def system(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -
         kafka_controller_port=controller_port,
         rpc_url=f"http://127.0.0.1:{rpc_port}",
         http_port=http_port,
-        database_url=_database(postgres),
+        database_url=postgres.new_database("e2e"),
         batch_max_wait_s=1.0,
     )
     env = os.environ | settings.as_env()

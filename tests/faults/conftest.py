@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-import psycopg
 import pytest
 from fault_harness import Cluster
 
@@ -23,14 +21,6 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
-
-
-def new_database(server: PostgresServer) -> str:
-    name = f"faults_{uuid.uuid4().hex[:10]}"
-    admin = server.url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    return server.url.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture
@@ -57,7 +47,7 @@ def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Mak
             server.start()
             database_url = server.url
         else:
-            database_url = new_database(request.getfixturevalue("postgres"))
+            database_url = request.getfixturevalue("postgres").new_database("faults")
         cluster = Cluster(
             tmp_path / f"cluster{len(clusters)}",
             ports=[kafka_port, controller_port, rpc_port],

@@ -130,12 +130,7 @@ def test_rebuild_from_the_topic_equals_the_live_table(
             )
 
     wait_for(all_terminal)
-    target = f"rebuilt_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(postgres.url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {target}"))
-    admin.dispose()
-    rebuilt_url = postgres.url.rsplit("/", 1)[0] + "/" + target
+    rebuilt_url = postgres.new_database("rebuilt")
     for name, value in {**settings.as_env(), "ANCHORLINE_DATABASE_URL": rebuilt_url}.items():
         monkeypatch.setenv(name, value)
 
