@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -18,6 +19,9 @@ from anchorline.watchdog import Watchdog, exit_hung
 
 log = logging.getLogger(__name__)
 RETRY_PAUSE_S = 0.1
+# A producer whose open transaction outlived transaction.timeout.ms (the broker was away, or
+# slow) is fenced: the coordinator aborted the transaction and bumped the producer's epoch.
+FENCED = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
 
 
 @dataclass(frozen=True)
@@ -34,12 +38,17 @@ class ExactlyOnce:
     def __init__(
         self, settings: Settings, *, group_id: str, service: str, watchdog: Watchdog | None = None
     ) -> None:
+        self.settings = settings
+        self.service = service
         self.consumer = Consumer(consumer_config(settings, group_id=group_id))
-        self.producer = Producer(
-            producer_config(settings, transactional_id=transactional_id(service))
-        )
+        self.producer = self._new_producer()
         self.deadline_s = settings.commit_deadline_s
         self.watchdog = watchdog or Watchdog(self.deadline_s, on_expiry=self._leave_and_exit)
+
+    def _new_producer(self) -> Producer:
+        return Producer(
+            producer_config(self.settings, transactional_id=transactional_id(self.service))
+        )
 
     def start(self, topics: list[str], **callbacks: Any) -> None:
         with self.watchdog.guard("init_transactions"):
@@ -81,12 +90,26 @@ class ExactlyOnce:
             return True
         except KafkaException as exc:
             error = exc.args[0]
+            if error.fatal() and error.code() in FENCED:
+                log.warning("producer fenced (%s); a new one runs the batch again", error)
+                self._replace_producer()
+                self._rewind(batch)
+                return False
             if not error.txn_requires_abort():
                 raise
             log.warning("transaction aborted (%s); rewinding the batch", error)
             _until_done(lambda: self.producer.abort_transaction(self.deadline_s))
             self._rewind(batch)
             return False
+
+    def _replace_producer(self) -> None:
+        """The coordinator aborted the fenced producer's transaction: nothing of the batch was
+        committed. A producer with a new transactional id takes over (our ids are per process,
+        so no other process shares it); offsets stay fenced by the group generation."""
+        fenced, self.producer = self.producer, self._new_producer()
+        with contextlib.suppress(KafkaException):
+            fenced.purge()
+        _until_done(lambda: self.producer.init_transactions(self.deadline_s))
 
     def _leave_and_exit(self, what: str, waited_s: float) -> None:
         """Leave the consumer group if the broker lets us (so a new process gets the partitions

@@ -1,0 +1,72 @@
+"""ExactlyOnce on the real broker: a transaction the coordinator gave up on is run again."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Message, Producer, TopicPartition
+from kafka_helpers import read_topic
+
+from anchorline import kafka as kafka_config
+from anchorline.exactly_once import ExactlyOnce, Outgoing
+from anchorline.settings import Settings
+
+TIMEOUT_MS = 2_000  # the broker looks for timed-out transactions every 2 s
+
+
+class SlowOutgoing(list[Outgoing]):
+    """Output that takes longer to produce than its transaction may stay open, as when the
+    broker goes away mid-commit."""
+
+    def __init__(self, items: list[Outgoing], pause_s: float) -> None:
+        super().__init__(items)
+        self.pause_s = pause_s
+
+    def __iter__(self) -> Iterator[Outgoing]:
+        yield from super().__iter__()
+        time.sleep(self.pause_s)
+
+
+def poll_all(loop: ExactlyOnce, count: int) -> list[Message]:
+    batch: list[Message] = []
+    deadline = time.monotonic() + 30
+    while len(batch) < count and time.monotonic() < deadline:
+        batch += loop.poll(limit=count - len(batch), timeout=0.5)
+    return batch
+
+
+def test_a_fenced_producer_is_replaced_and_the_batch_runs_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kafka_config, "TRANSACTION_TIMEOUT_MS", TIMEOUT_MS)
+    source, target = settings.topics.jobs_requested, settings.topics.job_status
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for n in range(3):
+        producer.produce(source, key=b"one key", value=f"in {n}".encode())
+    assert producer.flush(30) == 0
+    loop = ExactlyOnce(settings, group_id=f"g-{uuid.uuid4()}", service="test")
+    try:
+        loop.start([source])
+        batch = poll_all(loop, 3)
+        assert [m.value() for m in batch] == [b"in 0", b"in 1", b"in 2"]
+        fenced = loop.producer
+
+        slow = SlowOutgoing([Outgoing(target, b"k", b"first try")], TIMEOUT_MS / 1000 + 4)
+        assert loop.commit(batch, slow) is False, "a fenced transaction must not count as done"
+        assert loop.producer is not fenced
+
+        again = poll_all(loop, 3)
+        assert [m.value() for m in again] == [b"in 0", b"in 1", b"in 2"]
+        assert loop.commit(again, [Outgoing(target, b"k", b"second try")]) is True
+
+        partition = again[0].partition()
+        committed = loop.consumer.committed([TopicPartition(source, partition)], timeout=10)
+        assert committed[0].offset == again[-1].offset() + 1
+    finally:
+        loop.close()
+    # Read for a while: the aborted output must never show, the committed one exactly once.
+    out = read_topic(settings, target, until=lambda m: False, timeout=8)
+    assert [m.value() for m in out] == [b"second try"]  # type: ignore[attr-defined]
