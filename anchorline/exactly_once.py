@@ -125,7 +125,12 @@ class ExactlyOnce:
             place = (message.topic() or "", message.partition() or 0)
             first[place] = min(first.get(place, message.offset() or 0), message.offset() or 0)
         for (topic, partition), offset in first.items():
-            self.consumer.seek(TopicPartition(topic, partition, offset))
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                # No longer ours (a rebalance while the broker was away): its next owner starts
+                # from the committed offset, which is before this batch.
+                log.warning("cannot rewind %s[%d] to %d: %s", topic, partition, offset, exc)
 
     def close(self) -> None:
         self.consumer.close()

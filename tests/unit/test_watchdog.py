@@ -148,3 +148,44 @@ def test_a_retriable_commit_error_is_retried_not_raised() -> None:
     assert loop.commit([], []) is True
     assert producer.calls == ["begin", "send_offsets", "commit", "commit", "commit"]
     loop.close()
+
+
+class AbortingProducer(BlockingProducer):
+    """The broker aborts the transaction at commit (an abortable error)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release.set()
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.calls.append("commit")
+        raise KafkaException(KafkaError(KafkaError._STATE, "aborted", txn_requires_abort=True))
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.calls.append("abort")
+
+
+class Placed:
+    """The parts of a consumed message that a rewind reads."""
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._place = (topic, partition, offset)
+
+    def topic(self) -> str:
+        return self._place[0]
+
+    def partition(self) -> int:
+        return self._place[1]
+
+    def offset(self) -> int:
+        return self._place[2]
+
+
+def test_an_aborted_batch_on_a_partition_no_longer_ours_is_left_to_its_next_owner() -> None:
+    loop = ExactlyOnce(Settings(kafka_bootstrap="127.0.0.1:1"), group_id="g", service="test")
+    producer = AbortingProducer()
+    loop.producer = producer  # type: ignore[assignment]
+    batch = [Placed("t", 0, 5), Placed("t", 0, 6)]  # the consumer is assigned nothing
+    assert loop.commit(batch, []) is False  # type: ignore[arg-type]
+    assert producer.calls == ["begin", "send_offsets", "commit", "abort"]
+    loop.close()
