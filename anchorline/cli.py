@@ -12,8 +12,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from anchorline import dlq_cli
-from anchorline.errors import ConfigurationError
+from anchorline.errors import ConfigurationError, IncompleteRead
 from anchorline.settings import Settings
 
 EXIT_FORCED = 3
@@ -117,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigurationError, OSError) as exc:
         print(f"anchorline: {exc}", file=sys.stderr)
         return 2
+    except IncompleteRead as exc:
+        print(f"anchorline: {exc}", file=sys.stderr)
+        return 1
+    except KafkaException as exc:
+        reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else exc
+        print(f"anchorline: Kafka at {settings.kafka_bootstrap}: {reason}", file=sys.stderr)
+        return 1
 
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> int:

@@ -25,3 +25,8 @@ class SerializationError(Poison):
 
 class ConfigurationError(AnchorlineError):
     """A setting is missing or malformed; raised at start-up, never per message."""
+
+
+class IncompleteRead(AnchorlineError):
+    """A topic could not be read to its end: the reader stopped moving (broker away, or a
+    transaction held open) before it got there. What was read is not the whole topic."""

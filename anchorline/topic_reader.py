@@ -6,15 +6,31 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
+from anchorline.errors import IncompleteRead
 from anchorline.settings import Settings
 
-IDLE_LIMIT_S = 10.0
+STALL_S = 30.0
+NO_LEADER_YET = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
 
 
-def read_to_end(settings: Settings, topic: str) -> Iterator[Message]:
-    """Every committed message of a topic, partition by partition in order, up to its end now."""
+def read_to_end(
+    settings: Settings, topic: str, *, stall_s: float | None = None
+) -> Iterator[Message]:
+    """Every committed message of a topic, partition by partition in order, up to its end now.
+
+    Raises IncompleteRead when the reader's position stops moving for `stall_s` (default
+    STALL_S) before the end: a caller never takes part of a topic for the whole of it.
+    """
+    stall_s = STALL_S if stall_s is None else stall_s
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
@@ -28,15 +44,24 @@ def read_to_end(settings: Settings, topic: str) -> Iterator[Message]:
         if not ends:
             return
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        idle_since = time.monotonic()
+        positions: dict[int, int] = {}
+        moved = time.monotonic()
         # Transaction markers take offsets too, so the end is reached by position, not by message.
-        while ends and time.monotonic() - idle_since < IDLE_LIMIT_S:
+        while ends:
+            if time.monotonic() - moved > stall_s:
+                behind = {p: f"{positions.get(p, 0)}/{end}" for p, end in sorted(ends.items())}
+                raise IncompleteRead(
+                    f"could not read {topic} to its end: no progress for {stall_s:.0f} s "
+                    f"(partition: position/end {behind})"
+                )
             for message in consumer.consume(num_messages=1000, timeout=0.5):
-                if message.error() is None:
-                    idle_since = time.monotonic()
-                    if (message.offset() or 0) < ends.get(message.partition() or 0, 0):
-                        yield message
+                end = ends.get(message.partition() or 0, 0)
+                if message.error() is None and (message.offset() or 0) < end:
+                    yield message
             for place in consumer.position([TopicPartition(topic, p) for p in ends]):
+                if place.offset != positions.get(place.partition):
+                    positions[place.partition] = place.offset
+                    moved = time.monotonic()
                 if place.offset >= ends[place.partition]:
                     del ends[place.partition]
     finally:
@@ -47,7 +72,21 @@ def _ends(consumer: Consumer, topic: str) -> dict[int, int]:
     metadata = consumer.list_topics(topic, timeout=10).topics[topic]
     ends = {}
     for partition in metadata.partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        low, high = _watermarks(consumer, TopicPartition(topic, partition))
         if high > low:
             ends[partition] = high
     return ends
+
+
+def _watermarks(consumer: Consumer, place: TopicPartition) -> tuple[int, int]:
+    """A partition's first and end offsets; waits for a leader being elected (as just after a
+    broker restart) up to STALL_S."""
+    deadline = time.monotonic() + STALL_S
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(place, timeout=10)
+            return low, high
+        except KafkaException as exc:
+            if exc.args[0].code() not in NO_LEADER_YET or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

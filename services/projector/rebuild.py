@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from anchorline import codec
-from anchorline.errors import Poison
+from anchorline.errors import IncompleteRead, Poison
 from anchorline.events import JobStatus
 from anchorline.settings import Settings
 from anchorline.topic_reader import read_to_end
@@ -20,15 +20,21 @@ def rebuild(settings: Settings, store: SqlJobStore) -> tuple[int, int]:
     store.clear()
     pending: list[JobStatus] = []
     applied = skipped = 0
-    for message in read_to_end(settings, settings.topics.job_status):
-        try:
-            pending.append(codec.decode(message.value(), JobStatus))
-        except Poison:
-            skipped += 1
-            continue
-        if len(pending) >= BATCH:
-            store.apply_batch(pending)
-            applied += len(pending)
-            pending = []
+    try:
+        for message in read_to_end(settings, settings.topics.job_status):
+            try:
+                pending.append(codec.decode(message.value(), JobStatus))
+            except Poison:
+                skipped += 1
+                continue
+            if len(pending) >= BATCH:
+                store.apply_batch(pending)
+                applied += len(pending)
+                pending = []
+    except IncompleteRead as exc:
+        raise IncompleteRead(
+            f"{exc}; the jobs table holds only the {applied} events read before that: "
+            "run the rebuild again"
+        ) from exc
     store.apply_batch(pending)
     return applied + len(pending), skipped

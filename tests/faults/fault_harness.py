@@ -30,11 +30,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from confluent_kafka import (
-    Consumer,
     ConsumerGroupState,
     KafkaException,
     Producer,
-    TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
 from eth_account import Account
@@ -52,6 +50,7 @@ from anchorline.manifest import sign_eip191
 from anchorline.migrate import upgrade
 from anchorline.registry import deploy_registry, load_artifact
 from anchorline.settings import Settings
+from anchorline.topic_reader import read_to_end
 
 # librdkafka logs every refused connection to stderr while a broker is down: keep it quiet.
 KAFKA_LOG = logging.getLogger("faults.kafka")
@@ -683,7 +682,10 @@ class Cluster:
         """The committed messages of a dead-letter topic, once there are `count` (or timeout)."""
         deadline = time.monotonic() + timeout
         while True:
-            letters = read_all(self.settings.kafka_bootstrap, topic)
+            letters = [
+                {"key": m.key(), "value": m.value(), "headers": m.headers() or []}
+                for m in read_to_end(self.settings, topic, stall_s=60)
+            ]
             if len(letters) >= count or time.monotonic() > deadline:
                 return letters
             time.sleep(1)
@@ -717,53 +719,6 @@ class Cluster:
             }
             for log in registry.events.Anchored().get_logs(from_block=0, to_block="latest")
         ]
-
-
-def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every committed message of a topic, from its start to its end now.
-
-    The end is the high watermark, which counts transaction markers no reader ever sees:
-    done when the consumer's position (past those markers) reaches it.
-    """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"faults-reader-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "logger": KAFKA_LOG,
-        }
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        ends = {}
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-            if high > low:
-                ends[partition] = (low, high)
-        consumer.assign([TopicPartition(topic, p, low) for p, (low, _) in ends.items()])
-        found: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 60
-        while ends and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                found.append(
-                    {
-                        "partition": message.partition(),
-                        "offset": message.offset(),
-                        "key": message.key(),
-                        "value": message.value(),
-                        "headers": message.headers() or [],
-                    }
-                )
-            places = [TopicPartition(topic, p) for p in ends]
-            for place in consumer.position(places):
-                if place.offset >= ends[place.partition][1]:
-                    del ends[place.partition]
-        assert not ends, f"could not read {topic} to its end in 60 s"
-        return found
-    finally:
-        consumer.close()
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
