@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -500,6 +500,27 @@ class Cluster:
             ]
             parts.append(f"--- {service.name} ({service.log_path}) ---")
             parts.extend(text[-lines:])
+        return "\n".join(parts)
+
+    def tracebacks(self, names: Iterable[str]) -> str:
+        """The last Python traceback in each named service's log: why it exited."""
+        parts = []
+        for name in names:
+            lines = [
+                line
+                for line in self.services[name].log_path.read_text(errors="replace").splitlines()
+                if not line.startswith("%") and not any(noise in line for noise in LOG_NOISE)
+            ]
+            starts = [n for n, line in enumerate(lines) if line.startswith("Traceback")]
+            if not starts:
+                parts.append(f"--- {name}: no traceback in its log")
+                continue
+            block = []
+            for line in lines[starts[-1] : starts[-1] + 60]:
+                if line.startswith("====="):
+                    break
+                block.append(line)
+            parts.append(f"--- {name}: its last traceback ---\n" + "\n".join(block))
         return "\n".join(parts)
 
     # the jobs table

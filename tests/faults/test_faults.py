@@ -128,7 +128,8 @@ def test_kill_each_service_mid_load(make_cluster: MakeCluster, capsys) -> None:
 
     summary, _ = run_load(cluster, "kill -9 each service", fault, capsys, load_s=LOAD_S * 2)
     assert all(cluster.services[s].kills == 1 for s in services), summary.line()
-    assert not cluster.unexpected_exits(), summary.line()
+    exits = cluster.unexpected_exits()
+    assert not exits, f"{summary.line()}\n{cluster.tracebacks(exits)}"
 
 
 # 2 -----------------------------------------------------------------------------------------
@@ -176,7 +177,9 @@ def test_restart_the_broker_mid_load(make_cluster: MakeCluster, capsys) -> None:
         for name, codes in cluster.unexpected_exits().items()
         if set(codes) - {EXIT_HUNG}
     }
-    assert not crashes, f"services crashed: {crashes}\n{summary.line()}"
+    assert not crashes, (
+        f"services crashed: {crashes}\n{summary.line()}\n{cluster.tracebacks(crashes)}"
+    )
 
 
 # 3 -----------------------------------------------------------------------------------------
@@ -328,7 +331,8 @@ def test_poison_on_every_input_topic(make_cluster: MakeCluster, capsys) -> None:
         for letter in letters:
             reason = dict(letter["headers"]).get("kafka_dlt-exception-message", b"")
             assert reason, f"a dead letter on {topic} has no reason: {letter}"
-    assert not cluster.unexpected_exits(), summary.line()
+    exits = cluster.unexpected_exits()
+    assert not exits, f"{summary.line()}\n{cluster.tracebacks(exits)}"
 
 
 # 6 -----------------------------------------------------------------------------------------
