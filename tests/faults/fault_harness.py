@@ -52,8 +52,11 @@ from anchorline.registry import deploy_registry, load_artifact
 from anchorline.settings import Settings
 from anchorline.topic_reader import read_to_end
 
-# librdkafka logs every refused connection to stderr while a broker is down: keep it quiet.
+# librdkafka logs every refused connection while a broker is down, which the fault tests do on
+# purpose: keep the harness's own clients quiet (the services' logs keep theirs).
 KAFKA_LOG = logging.getLogger("faults.kafka")
+KAFKA_LOG.propagate = False
+KAFKA_LOG.addHandler(logging.NullHandler())
 log = logging.getLogger("faults")
 LOG_NOISE = ("httpx: HTTP Request", "Connect to ipv4", "Disconnected", "alembic.runtime")
 # The innermost anchorline frame of a thread that waits for work rather than being stuck.
