@@ -134,6 +134,7 @@ class ExactlyOnce:
 
     def close(self) -> None:
         self.consumer.close()
+        self.watchdog.stop()  # its thread holds this loop, and so the producer, alive
 
 
 def _until_done(call: Callable[[], Any]) -> None:

@@ -57,6 +57,7 @@ class Watchdog:
         self._armed: dict[int, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
 
     @contextmanager
     def guard(self, what: str) -> Iterator[None]:
@@ -72,9 +73,19 @@ class Watchdog:
             with self._lock:
                 self._armed.pop(token, None)
 
+    def stop(self) -> None:
+        """End the watching thread (within `check_every_s`); guards after this are not watched."""
+        self._stopped.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.check_every_s * 4)
+
+    @property
+    def watching(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def _watch(self) -> None:
-        while True:
-            time.sleep(self.check_every_s)
+        while not self._stopped.wait(self.check_every_s):
             now = time.monotonic()
             with self._lock:
                 late = [

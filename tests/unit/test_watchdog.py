@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -189,3 +191,19 @@ def test_an_aborted_batch_on_a_partition_no_longer_ours_is_left_to_its_next_owne
     assert loop.commit(batch, []) is False  # type: ignore[arg-type]
     assert producer.calls == ["begin", "send_offsets", "commit", "abort"]
     loop.close()
+
+
+def test_closing_a_loop_ends_its_watchdog_and_lets_the_loop_go() -> None:
+    loop = ExactlyOnce(Settings(kafka_bootstrap="127.0.0.1:1"), group_id="g", service="test")
+    producer = FlakyProducer()
+    producer.failures = 0
+    loop.producer = producer  # type: ignore[assignment]
+    assert loop.commit([], []) is True
+    watchdog = loop.watchdog
+    assert watchdog.watching
+    gone = weakref.ref(loop)
+    loop.close()
+    assert not watchdog.watching
+    del loop, producer, watchdog
+    gc.collect()
+    assert gone() is None, "a closed loop (and its producer) is still held by its watchdog"
