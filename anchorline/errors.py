@@ -28,5 +28,5 @@ class ConfigurationError(AnchorlineError):
 
 
 class IncompleteRead(AnchorlineError):
-    """A topic could not be read to its end: the reader stopped moving (broker away, or a
-    transaction held open) before it got there. What was read is not the whole topic."""
+    """A topic could not be read to its end: the reader stopped moving (the broker away)
+    before it got there. What was read is not the whole topic."""
