@@ -40,7 +40,7 @@ def read_to_end(
         }
     )
     try:
-        ends = _ends(consumer, topic)
+        ends = _ends(consumer, topic, stall_s)
         if not ends:
             return
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
@@ -68,20 +68,20 @@ def read_to_end(
         consumer.close()
 
 
-def _ends(consumer: Consumer, topic: str) -> dict[int, int]:
+def _ends(consumer: Consumer, topic: str, stall_s: float) -> dict[int, int]:
     metadata = consumer.list_topics(topic, timeout=10).topics[topic]
     ends = {}
     for partition in metadata.partitions:
-        low, high = _watermarks(consumer, TopicPartition(topic, partition))
+        low, high = _watermarks(consumer, TopicPartition(topic, partition), stall_s)
         if high > low:
             ends[partition] = high
     return ends
 
 
-def _watermarks(consumer: Consumer, place: TopicPartition) -> tuple[int, int]:
-    """A partition's first and end offsets; waits for a leader being elected (as just after a
-    broker restart) up to STALL_S."""
-    deadline = time.monotonic() + STALL_S
+def _watermarks(consumer: Consumer, place: TopicPartition, stall_s: float) -> tuple[int, int]:
+    """A partition's first and end offsets; waits up to `stall_s` for a leader being elected
+    (as just after a broker restart)."""
+    deadline = time.monotonic() + stall_s
     while True:
         try:
             low, high = consumer.get_watermark_offsets(place, timeout=10)

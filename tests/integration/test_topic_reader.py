@@ -79,8 +79,8 @@ def test_a_reader_that_loses_the_broker_mid_read_says_so_instead_of_returning_pa
     produce(settings, topic, b"one", b"two", b"three")
     real_ends = topic_reader._ends
 
-    def ends_then_broker_gone(consumer: Consumer, topic: str) -> dict[int, int]:
-        ends = real_ends(consumer, topic)
+    def ends_then_broker_gone(consumer: Consumer, topic: str, stall_s: float) -> dict[int, int]:
+        ends = real_ends(consumer, topic, stall_s)
         own_broker.stop()
         return ends
 
