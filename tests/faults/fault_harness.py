@@ -496,24 +496,15 @@ class Cluster:
     def log_tails(self, lines: int = 40) -> str:
         parts = []
         for service in self.services.values():
-            text = [
-                line
-                for line in service.log_path.read_text(errors="replace").splitlines()
-                if not any(noise in line for noise in LOG_NOISE)
-            ]
             parts.append(f"--- {service.name} ({service.log_path}) ---")
-            parts.extend(text[-lines:])
+            parts.extend(_log_lines(service)[-lines:])
         return "\n".join(parts)
 
     def tracebacks(self, names: Iterable[str]) -> str:
         """The last Python traceback in each named service's log: why it exited."""
         parts = []
         for name in names:
-            lines = [
-                line
-                for line in self.services[name].log_path.read_text(errors="replace").splitlines()
-                if not line.startswith("%") and not any(noise in line for noise in LOG_NOISE)
-            ]
+            lines = _log_lines(self.services[name])
             starts = [n for n, line in enumerate(lines) if line.startswith("Traceback")]
             if not starts:
                 parts.append(f"--- {name}: no traceback in its log")
@@ -743,6 +734,15 @@ class Cluster:
             }
             for log in registry.events.Anchored().get_logs(from_block=0, to_block="latest")
         ]
+
+
+def _log_lines(service: ServiceProcess) -> list[str]:
+    """A service's log without the noise: librdkafka's own lines and LOG_NOISE."""
+    return [
+        line
+        for line in service.log_path.read_text(errors="replace").splitlines()
+        if not line.startswith("%") and not any(noise in line for noise in LOG_NOISE)
+    ]
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
