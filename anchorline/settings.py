@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from anchorline.errors import ConfigurationError
-from anchorline.topics import Topics
+from anchorline.stream.topics import Topics
 
 PREFIX = "ANCHORLINE_"
 # Deadlines and timeouts that mean nothing at zero or below.

@@ -29,8 +29,8 @@ from web3.types import Nonce
 
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.ports import free_ports
-from anchorline.merkle import MerkleBatch, leaf_hash
-from anchorline.registry import deploy_registry, load_artifact
+from anchorline.proof.merkle import MerkleBatch, leaf_hash
+from anchorline.proof.registry import deploy_registry, load_artifact
 
 BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
 

@@ -32,9 +32,9 @@ MIB = 1 << 20
 
 def child(mode: str, request: dict[str, str]) -> dict[str, float]:
     """Runs in the child process: imports (and, for `verify`, verifies), then reports."""
-    from anchorline.blobstore import FileBlobStore
     from anchorline.events import JobKind, JobRequested, JobStatus, StageState, utcnow
     from anchorline.settings import Settings
+    from anchorline.store.blobstore import FileBlobStore
     from anchorline_verifier.handler import VerifyHandler
     from anchorline_verifier.main import build  # noqa: F401  (everything the service imports)
 
@@ -90,7 +90,7 @@ def main() -> int:
 
     from eth_account import Account
 
-    from anchorline.manifest import canonical_bytes, describe_file, sign_eip191
+    from anchorline.proof.manifest import canonical_bytes, describe_file, sign_eip191
 
     size = args.size_mib * MIB
     with tempfile.TemporaryDirectory(prefix="anchorline-bench-") as tmp:

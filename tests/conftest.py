@@ -11,7 +11,7 @@ from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain, ensure_node_too
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.ports import free_ports
 from anchorline.infra.postgres import PostgresServer, ensure_postgres_installed
-from anchorline.registry import deploy_registry
+from anchorline.proof.registry import deploy_registry
 
 TESTS_DIR = Path(__file__).parent
 SUITES = ("unit", "integration", "e2e")

@@ -14,7 +14,7 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound, ContractLogicError, TimeExhausted, Web3Exception
 
 from anchorline.errors import Permanent, Retryable
-from anchorline.registry import load_artifact
+from anchorline.proof.registry import load_artifact
 from anchorline_chain_writer.breaker import CircuitBreaker
 from anchorline_chain_writer.fees import FeePolicy
 from anchorline_chain_writer.ratelimit import TokenBucket

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from anchorline.errors import Permanent, Retryable
 from anchorline.events import AnchorRequested, Event, Stage, StageState, refs_of
-from anchorline.stage import Report
+from anchorline.stream.stage import Report
 from anchorline_chain_writer.chain import AnchorReceipt, RegistryChain
 
 log = logging.getLogger(__name__)

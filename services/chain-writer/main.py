@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import cache
 
 from anchorline.errors import ConfigurationError
-from anchorline.runner import StageRunner
 from anchorline.settings import Settings
+from anchorline.stream.runner import StageRunner
 from anchorline_chain_writer.breaker import CircuitBreaker
 from anchorline_chain_writer.chain import Web3Registry
 from anchorline_chain_writer.fees import FeePolicy, gwei

@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from anchorline.blobstore import SHA256_URI, FileBlobStore
 from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState, new_id, utcnow
-from anchorline.manifest import SCHEMES, SIGNATURE_RE, parse_document
+from anchorline.proof.manifest import SCHEMES, SIGNATURE_RE, parse_document
+from anchorline.store.blobstore import SHA256_URI, FileBlobStore
 from anchorline_gateway import ops
 from anchorline_gateway.auth import ApiKeys, tenant_of, visible
 from anchorline_gateway.pipeline import PipelineView

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uvicorn
 from starlette.applications import Starlette
 
-from anchorline.blobstore import FileBlobStore
-from anchorline.db import make_engine
 from anchorline.settings import Settings
+from anchorline.store.blobstore import FileBlobStore
+from anchorline.store.db import make_engine
 from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.pipeline import KafkaPipelineView
 from anchorline_gateway.publisher import KafkaPublisher

@@ -10,12 +10,12 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from anchorline import codec
 from anchorline.errors import Retryable
 from anchorline.events import Event
-from anchorline.kafka import producer_config
 from anchorline.settings import Settings
-from anchorline.topics import Topics, key_of
+from anchorline.stream import codec
+from anchorline.stream.kafka import producer_config
+from anchorline.stream.topics import Topics, key_of
 
 PROBE_TIMEOUT_S = 0.5
 

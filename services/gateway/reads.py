@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from anchorline.db import job_events, jobs
+from anchorline.store.db import job_events, jobs
 
 
 class BadCursor(ValueError):

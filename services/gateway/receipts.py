@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from anchorline.receipt import FORMAT
+from anchorline.proof.receipt import FORMAT
 from anchorline_gateway.auth import visible
 
 PROVEN_KINDS = ("proof", "anchor")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from anchorline.db import make_engine
-from anchorline.migrate import upgrade
 from anchorline.settings import Settings
+from anchorline.store.db import make_engine
+from anchorline.store.migrate import upgrade
 from anchorline_projector.service import Projector
 from anchorline_projector.store import SqlJobStore
 

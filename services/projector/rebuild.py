@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from anchorline import codec
 from anchorline.errors import IncompleteRead, Poison
 from anchorline.events import JobStatus
 from anchorline.settings import Settings
-from anchorline.topic_reader import read_to_end
+from anchorline.stream import codec
+from anchorline.stream.topic_reader import read_to_end
 from anchorline_projector.store import SqlJobStore
 
 log = logging.getLogger(__name__)

@@ -9,12 +9,12 @@ import time
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from sqlalchemy.exc import SQLAlchemyError
 
-from anchorline import codec
 from anchorline.errors import Poison
 from anchorline.events import JobStatus
-from anchorline.kafka import consumer_config, producer_config
-from anchorline.runner import dead_letter_headers, incoming
 from anchorline.settings import Settings
+from anchorline.stream import codec
+from anchorline.stream.kafka import consumer_config, producer_config
+from anchorline.stream.runner import dead_letter_headers, incoming
 from anchorline_projector.apply import check_status
 from anchorline_projector.store import SqlJobStore
 

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from anchorline.db import job_events, jobs
 from anchorline.events import JobStatus
+from anchorline.store.db import job_events, jobs
 from anchorline_projector.apply import JobRow, apply, is_progress_only
 
 ROW_FIELDS = [spec.name for spec in fields(JobRow)]

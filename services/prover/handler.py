@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 from eth_utils import keccak
 
-from anchorline.attestation import AttestedFacts, Attester
 from anchorline.events import (
     AnchorRequested,
     Event,
@@ -22,9 +21,10 @@ from anchorline.events import (
     refs_of,
     utcnow,
 )
-from anchorline.manifest import canonical_bytes
-from anchorline.merkle import MerkleBatch, leaf_hash
-from anchorline.stage import Report
+from anchorline.proof.attestation import AttestedFacts, Attester
+from anchorline.proof.manifest import canonical_bytes
+from anchorline.proof.merkle import MerkleBatch, leaf_hash
+from anchorline.stream.stage import Report
 
 
 def commitment_inputs(event: ProveRequested) -> dict[str, str]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from anchorline.attestation import Attester
 from anchorline.errors import ConfigurationError
-from anchorline.runner import StageRunner
+from anchorline.proof.attestation import Attester
 from anchorline.settings import Settings
+from anchorline.stream.runner import StageRunner
 from anchorline_prover.handler import ProveHandler
 
 

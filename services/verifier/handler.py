@@ -8,8 +8,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict, Unpack
 
-from anchorline import manifest as manifests
-from anchorline.blobstore import BlobReader
 from anchorline.events import (
     Event,
     JobKind,
@@ -19,7 +17,9 @@ from anchorline.events import (
     StageState,
     refs_of,
 )
-from anchorline.stage import Report
+from anchorline.proof import manifest as manifests
+from anchorline.store.blobstore import BlobReader
+from anchorline.stream.stage import Report
 from anchorline_verifier.onchain import ContentRegistry, Registration
 
 PROGRESS_STEP = 10

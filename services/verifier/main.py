@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from anchorline.blobstore import FileBlobStore
-from anchorline.runner import StageRunner
 from anchorline.settings import Settings
+from anchorline.store.blobstore import FileBlobStore
+from anchorline.stream.runner import StageRunner
 from anchorline_verifier.handler import VerifyHandler
 from anchorline_verifier.onchain import RpcContentRegistry
 

@@ -17,13 +17,13 @@ from conftest import System
 from eth_account import Account
 from web3 import Web3
 
-from anchorline import codec
-from anchorline.blobstore import FileBlobStore
 from anchorline.events import JobKind, JobRequested, new_id, utcnow
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS
-from anchorline.manifest import sign, sign_eip191
-from anchorline.merkle import ProofStep, leaf_hash, root_from_path
-from anchorline.registry import load_artifact
+from anchorline.proof.manifest import sign, sign_eip191
+from anchorline.proof.merkle import ProofStep, leaf_hash, root_from_path
+from anchorline.proof.registry import load_artifact
+from anchorline.store.blobstore import FileBlobStore
+from anchorline.stream import codec
 
 TERMINAL = {"succeeded", "failed", "dead"}
 

@@ -38,19 +38,19 @@ from confluent_kafka.admin import AdminClient
 from eth_account import Account
 from web3 import Web3
 
-from anchorline import codec
-from anchorline.blobstore import FileBlobStore
-from anchorline.db import make_engine
 from anchorline.events import JobKind, JobRequested, utcnow
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker
 from anchorline.infra.postgres import PostgresServer
-from anchorline.kafka import ensure_topics, producer_config
-from anchorline.manifest import sign_eip191
-from anchorline.migrate import upgrade
-from anchorline.registry import deploy_registry, load_artifact
+from anchorline.proof.manifest import sign_eip191
+from anchorline.proof.registry import deploy_registry, load_artifact
 from anchorline.settings import Settings
-from anchorline.topic_reader import read_to_end
+from anchorline.store.blobstore import FileBlobStore
+from anchorline.store.db import make_engine
+from anchorline.store.migrate import upgrade
+from anchorline.stream import codec
+from anchorline.stream.kafka import ensure_topics, producer_config
+from anchorline.stream.topic_reader import read_to_end
 
 # librdkafka logs every refused connection while a broker is down, which the fault tests do on
 # purpose: keep the harness's own clients quiet (the services' logs keep theirs).

@@ -34,8 +34,6 @@ from fault_harness import (
 )
 from web3 import Web3
 
-from anchorline import codec
-from anchorline.blobstore import FileBlobStore
 from anchorline.errors import Poison
 from anchorline.events import (
     AnchorRequested,
@@ -48,8 +46,10 @@ from anchorline.events import (
     new_id,
     utcnow,
 )
-from anchorline.manifest import sign_eip191
-from anchorline.watchdog import EXIT_HUNG
+from anchorline.proof.manifest import sign_eip191
+from anchorline.store.blobstore import FileBlobStore
+from anchorline.stream import codec
+from anchorline.stream.watchdog import EXIT_HUNG
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from anchorline.infra.kafka import KafkaBroker
-from anchorline.kafka import ensure_topics
 from anchorline.settings import Settings
+from anchorline.stream.kafka import ensure_topics
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from eth_account import Account
 
-from anchorline import codec
-from anchorline.blobstore import FileBlobStore
 from anchorline.events import Event, JobKind, JobRequested, new_id, utcnow
-from anchorline.manifest import sign_eip191
+from anchorline.proof.manifest import sign_eip191
 from anchorline.settings import Settings
-from anchorline.topics import key_of
+from anchorline.store.blobstore import FileBlobStore
+from anchorline.stream import codec
+from anchorline.stream.topics import key_of
 
 
 def publish(settings: Settings, *messages: Event | tuple[str, bytes]) -> None:

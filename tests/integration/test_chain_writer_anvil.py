@@ -23,7 +23,7 @@ from anchorline.errors import Retryable
 from anchorline.events import AnchorRequested, Event, JobStatus, new_id, utcnow
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.ports import free_port
-from anchorline.registry import deploy_registry, load_artifact
+from anchorline.proof.registry import deploy_registry, load_artifact
 from anchorline_chain_writer.breaker import BreakerState, CircuitBreaker, CircuitOpen
 from anchorline_chain_writer.chain import AnchorReceipt, Web3Registry
 from anchorline_chain_writer.handler import AnchorHandler

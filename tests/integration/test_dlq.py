@@ -9,14 +9,14 @@ import pytest
 import sqlalchemy as sa
 from kafka_helpers import publish, read_topic, signed_job, wait_for
 
-from anchorline import codec, dlq
-from anchorline.blobstore import FileBlobStore
-from anchorline.cli import main
-from anchorline.db import make_engine
+from anchorline.cli.main import main
 from anchorline.events import JobKind
-from anchorline.migrate import upgrade
-from anchorline.runner import StageRunner
 from anchorline.settings import Settings
+from anchorline.store.blobstore import FileBlobStore
+from anchorline.store.db import make_engine
+from anchorline.store.migrate import upgrade
+from anchorline.stream import codec, dlq
+from anchorline.stream.runner import StageRunner
 from anchorline_gateway.reads import SqlJobReader
 from anchorline_projector.service import Projector
 from anchorline_projector.store import SqlJobStore

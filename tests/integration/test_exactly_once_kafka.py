@@ -10,9 +10,9 @@ import pytest
 from confluent_kafka import Message, Producer, TopicPartition
 from kafka_helpers import read_topic
 
-from anchorline import kafka as kafka_config
-from anchorline.exactly_once import ExactlyOnce, Outgoing
 from anchorline.settings import Settings
+from anchorline.stream import kafka as kafka_config
+from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 
 TIMEOUT_MS = 2_000  # the broker looks for timed-out transactions every 2 s
 

@@ -9,10 +9,10 @@ from dataclasses import replace
 import pytest
 from kafka_helpers import read_topic
 
-from anchorline import codec
 from anchorline.events import JobKind, JobRequested, new_id, utcnow
 from anchorline.infra.ports import free_port
 from anchorline.settings import Settings
+from anchorline.stream import codec
 from anchorline_gateway.publisher import KafkaPublisher, Unavailable
 
 

@@ -17,7 +17,7 @@ from web3.exceptions import ContractCustomError
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker
 from anchorline.infra.postgres import PostgresServer
-from anchorline.registry import load_artifact
+from anchorline.proof.registry import load_artifact
 
 
 def test_kafka_creates_topic_and_round_trips_a_message(kafka: KafkaBroker) -> None:

@@ -12,7 +12,7 @@ from web3 import Web3
 from anchorline.errors import Retryable
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.ports import free_ports
-from anchorline.registry import load_artifact
+from anchorline.proof.registry import load_artifact
 from anchorline_verifier.onchain import RpcContentRegistry
 
 REGISTRANT_KEY = DEV_PRIVATE_KEYS[1]

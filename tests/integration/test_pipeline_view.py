@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kafka_helpers import publish, wait_for
 
-from anchorline.blobstore import FileBlobStore
-from anchorline.runner import StageRunner
 from anchorline.settings import Settings
+from anchorline.store.blobstore import FileBlobStore
+from anchorline.stream.runner import StageRunner
 from anchorline_gateway.pipeline import KafkaPipelineView
 from anchorline_verifier.handler import VerifyHandler
 

@@ -10,12 +10,12 @@ import pytest
 import sqlalchemy as sa
 from kafka_helpers import publish, wait_for
 
-from anchorline.cli import main
-from anchorline.db import job_events, jobs, make_engine
+from anchorline.cli.main import main
 from anchorline.events import JobKind, JobRef, Stage, StageState, new_id, utcnow
 from anchorline.infra.postgres import PostgresServer
-from anchorline.migrate import upgrade
 from anchorline.settings import Settings
+from anchorline.store.db import job_events, jobs, make_engine
+from anchorline.store.migrate import upgrade
 from anchorline_projector.service import Projector
 from anchorline_projector.store import SqlJobStore
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from kafka_helpers import publish, read_topic, signed_job
 
-from anchorline import codec
 from anchorline.events import JobKind, JobStatus, StageState, new_id
 from anchorline.settings import Settings
+from anchorline.stream import codec
 
 JOBS = 400
 

@@ -15,12 +15,12 @@ import pytest
 from kafka_helpers import publish, read_topic
 from web3 import Web3
 
-from anchorline import codec
 from anchorline.events import AnchorRequested, JobStatus, Stage, StageState, new_id, utcnow
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.ports import free_port
-from anchorline.registry import deploy_registry, load_artifact
+from anchorline.proof.registry import deploy_registry, load_artifact
 from anchorline.settings import Settings
+from anchorline.stream import codec
 
 ROOTS = 40
 

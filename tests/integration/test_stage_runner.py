@@ -10,9 +10,6 @@ from typing import Any
 from confluent_kafka import Producer
 from kafka_helpers import publish, read_topic, signed_job
 
-from anchorline import codec
-from anchorline.blobstore import FileBlobStore
-from anchorline.delay import DelayForwarder
 from anchorline.events import (
     JobKind,
     JobRequested,
@@ -22,8 +19,11 @@ from anchorline.events import (
     StageState,
     new_id,
 )
-from anchorline.runner import StageRunner
 from anchorline.settings import Settings
+from anchorline.store.blobstore import FileBlobStore
+from anchorline.stream import codec
+from anchorline.stream.delay import DelayForwarder
+from anchorline.stream.runner import StageRunner
 from anchorline_verifier.handler import VerifyHandler
 
 

@@ -11,14 +11,14 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from kafka_helpers import wait_for
 
-from anchorline import topic_reader
-from anchorline.cli import main
+from anchorline.cli.main import main
 from anchorline.errors import IncompleteRead
 from anchorline.infra.kafka import KafkaBroker
 from anchorline.infra.ports import free_ports
-from anchorline.kafka import ensure_topics, producer_config
 from anchorline.settings import Settings
-from anchorline.topic_reader import read_to_end
+from anchorline.stream import topic_reader
+from anchorline.stream.kafka import ensure_topics, producer_config
+from anchorline.stream.topic_reader import read_to_end
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 
 from anchorline.events import JobKind, JobStatus, Stage, StageState
-from anchorline.manifest import canonical_bytes, sha256_hex, sign_eip191
-from anchorline.migrate import upgrade
+from anchorline.proof.manifest import canonical_bytes, sha256_hex, sign_eip191
+from anchorline.store.migrate import upgrade
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

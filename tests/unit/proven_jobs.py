@@ -10,9 +10,6 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from anchorline.attestation import Attester
-from anchorline.blobstore import MemoryBlobStore
-from anchorline.chainview import MemoryChainView
 from anchorline.events import (
     AnchorRequested,
     JobKind,
@@ -22,7 +19,10 @@ from anchorline.events import (
     Stage,
     StageState,
 )
-from anchorline.manifest import sign
+from anchorline.proof.attestation import Attester
+from anchorline.proof.chainview import MemoryChainView
+from anchorline.proof.manifest import sign
+from anchorline.store.blobstore import MemoryBlobStore
 from anchorline_prover.handler import ProveHandler
 from anchorline_verifier.handler import VerifyHandler
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from anchorline.blobstore import FileBlobStore, MemoryBlobStore
 from anchorline.errors import Permanent, Retryable
+from anchorline.store.blobstore import FileBlobStore, MemoryBlobStore
 
 DATA = b"0123456789" * 100
 URI = f"sha256:{hashlib.sha256(DATA).hexdigest()}"

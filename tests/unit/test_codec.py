@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from anchorline import codec
 from anchorline.errors import Poison, SerializationError
 from anchorline.events import (
     AnchorRequested,
@@ -19,6 +18,7 @@ from anchorline.events import (
     StageState,
 )
 from anchorline.paths import SCHEMAS_DIR
+from anchorline.stream import codec
 
 # Whole milliseconds: the schemas carry timestamp-millis.
 AT = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)

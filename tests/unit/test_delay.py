@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anchorline.delay import Hold, split_due
+from anchorline.stream.delay import Hold, split_due
 
 
 @dataclass

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
-from anchorline import codec
-from anchorline.blobstore import FileBlobStore
 from anchorline.events import JobKind, JobRequested, JobStatus, Stage, StageState
+from anchorline.store.blobstore import FileBlobStore
+from anchorline.stream import codec
 from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.publisher import MemoryPublisher
 from anchorline_gateway.reads import SqlJobReader, encode_cursor

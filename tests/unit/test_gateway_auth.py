@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
-from anchorline.blobstore import FileBlobStore
 from anchorline.errors import ConfigurationError
 from anchorline.events import JobRequested, JobStatus
 from anchorline.settings import Settings
+from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.publisher import MemoryPublisher
 from anchorline_gateway.reads import SqlJobReader

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
-from anchorline.blobstore import FileBlobStore
 from anchorline.events import JobKind, StageState
+from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.publisher import MemoryPublisher
 from anchorline_gateway.reads import SqlJobReader

@@ -13,10 +13,10 @@ from eth_account.signers.local import LocalAccount
 from proven_jobs import ProvenJobs, prove_window
 from sqlalchemy.engine import Engine
 
-from anchorline.blobstore import FileBlobStore
 from anchorline.events import JobRequested
-from anchorline.manifest import sign
-from anchorline.receipt import FAIL, verify_receipt
+from anchorline.proof.manifest import sign
+from anchorline.proof.receipt import FAIL, verify_receipt
+from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.publisher import MemoryPublisher
 from anchorline_gateway.reads import SqlJobReader

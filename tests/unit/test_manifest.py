@@ -9,8 +9,8 @@ from eth_account.signers.local import LocalAccount
 from eth_keys import keys
 from eth_utils import keccak
 
-from anchorline import manifest
-from anchorline.manifest import (
+from anchorline.proof import manifest
+from anchorline.proof.manifest import (
     canonical_bytes,
     parse_document,
     recover_eip191,

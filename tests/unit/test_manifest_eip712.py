@@ -12,8 +12,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from anchorline import manifest
-from anchorline.manifest import (
+from anchorline.proof import manifest
+from anchorline.proof.manifest import (
     canonical_bytes,
     metadata_hash,
     recover,

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 from eth_utils import keccak
 
-from anchorline.merkle import (
+from anchorline.proof.merkle import (
     MerkleBatch,
     ProofStep,
     leaf_hash,

@@ -7,11 +7,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from anchorline import codec
-from anchorline.db import jobs
 from anchorline.errors import IncompleteRead
 from anchorline.events import StageState
 from anchorline.settings import Settings
+from anchorline.store.db import jobs
+from anchorline.stream import codec
 from anchorline_projector import rebuild as rebuild_module
 from anchorline_projector.rebuild import BATCH, rebuild
 from anchorline_projector.store import SqlJobStore

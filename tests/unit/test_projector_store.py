@@ -8,8 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from anchorline.db import job_events, jobs
 from anchorline.events import JobStatus, Stage, StageState
+from anchorline.store.db import job_events, jobs
 from anchorline_projector.store import SqlJobStore
 
 MakeStatus = Callable[..., JobStatus]

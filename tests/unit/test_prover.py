@@ -8,7 +8,6 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from anchorline.attestation import Attester, recover_prover
 from anchorline.events import (
     AnchorRequested,
     Event,
@@ -19,8 +18,9 @@ from anchorline.events import (
     Stage,
     StageState,
 )
-from anchorline.manifest import canonical_bytes
-from anchorline.merkle import ProofStep, leaf_hash, root_from_path
+from anchorline.proof.attestation import Attester, recover_prover
+from anchorline.proof.manifest import canonical_bytes
+from anchorline.proof.merkle import ProofStep, leaf_hash, root_from_path
 from anchorline_prover.handler import ProveHandler, commitment
 
 SUBMITTED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -14,9 +14,9 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from proven_jobs import PROVER_KEY, ProvenJobs, prove_window
 
-from anchorline.chainview import MemoryChainView
 from anchorline.events import JobKind
-from anchorline.receipt import FAIL, PASS, SKIP, Check, Options, verify_receipt
+from anchorline.proof.chainview import MemoryChainView
+from anchorline.proof.receipt import FAIL, PASS, SKIP, Check, Options, verify_receipt
 from anchorline_gateway.receipts import NoReceipt, build_receipt
 
 Receipt = dict[str, Any]

@@ -9,9 +9,10 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak
 
-from anchorline.attestation import ATTESTATION_FIELDS
-from anchorline.chainview import ANCHORED_TOPIC
-from anchorline.manifest import (
+from anchorline.paths import ROOT
+from anchorline.proof.attestation import ATTESTATION_FIELDS
+from anchorline.proof.chainview import ANCHORED_TOPIC
+from anchorline.proof.manifest import (
     MANIFEST_FIELDS,
     canonical_bytes,
     metadata_hash,
@@ -19,8 +20,7 @@ from anchorline.manifest import (
     typed_manifest,
     validate,
 )
-from anchorline.merkle import leaf_hash, node_hash
-from anchorline.paths import ROOT
+from anchorline.proof.merkle import leaf_hash, node_hash
 
 DOC = (ROOT / "docs" / "receipts.md").read_text()
 KEY = "0x" + "11" * 32

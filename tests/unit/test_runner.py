@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from anchorline import codec
 from anchorline.errors import Permanent, Poison, Retryable
 from anchorline.events import (
     Event,
@@ -18,15 +17,16 @@ from anchorline.events import (
     StageState,
     refs_of,
 )
-from anchorline.runner import (
+from anchorline.stream import codec
+from anchorline.stream.runner import (
     Incoming,
     MessageProcessor,
     Outgoing,
     RetryPolicy,
     dead_letter_headers,
 )
-from anchorline.stage import Report
-from anchorline.topics import Topics
+from anchorline.stream.stage import Report
+from anchorline.stream.topics import Topics
 
 TOPICS = Topics("t")
 SOURCE = TOPICS.jobs_requested

@@ -13,7 +13,7 @@ from anchorline.events import (
     Stage,
     StageState,
 )
-from anchorline.topics import Topics, key_of
+from anchorline.stream.topics import Topics, key_of
 
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 REQUEST = JobRequested("job-1", JobKind.VERIFY, "sha256:x", "{}", "0x", AT)

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from anchorline.blobstore import MemoryBlobStore
 from anchorline.errors import Retryable
 from anchorline.events import (
     Event,
@@ -21,7 +20,8 @@ from anchorline.events import (
     Stage,
     StageState,
 )
-from anchorline.manifest import canonical_bytes, sha256_hex
+from anchorline.proof.manifest import canonical_bytes, sha256_hex
+from anchorline.store.blobstore import MemoryBlobStore
 from anchorline_verifier.handler import VerifyHandler, check_manifest, hash_content
 
 SignManifest = Callable[..., Any]

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from anchorline.blobstore import MemoryBlobStore
 from anchorline.errors import Retryable
 from anchorline.events import Event, JobKind, JobRequested, JobStatus, ProveRequested, StageState
-from anchorline.manifest import canonical_bytes, sha256_hex, sign
+from anchorline.proof.manifest import canonical_bytes, sha256_hex, sign
+from anchorline.store.blobstore import MemoryBlobStore
 from anchorline_verifier.handler import VerifyHandler, check_manifest
 from anchorline_verifier.onchain import MemoryContentRegistry
 

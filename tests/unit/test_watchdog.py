@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from anchorline.exactly_once import ExactlyOnce
 from anchorline.settings import Settings
-from anchorline.watchdog import EXIT_HUNG, Watchdog
+from anchorline.stream.exactly_once import ExactlyOnce
+from anchorline.stream.watchdog import EXIT_HUNG, Watchdog
 
 
 class Expiries:
@@ -73,7 +73,7 @@ def test_a_deadline_must_be_positive() -> None:
 def test_by_default_a_hung_call_ends_the_process_with_the_stacks() -> None:
     script = (
         "import time\n"
-        "from anchorline.watchdog import Watchdog\n"
+        "from anchorline.stream.watchdog import Watchdog\n"
         "with Watchdog(0.3).guard('a blocked librdkafka call'):\n"
         "    time.sleep(30)\n"
     )

@@ -17,16 +17,16 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from anchorline import codec, headers
-from anchorline.delay import DelayForwarder
 from anchorline.errors import Permanent, Poison
 from anchorline.events import Event, JobRef, JobStatus, StageState, refs_of, utcnow
-from anchorline.exactly_once import ExactlyOnce, Outgoing
-from anchorline.headers import Header
-from anchorline.kafka import producer_config
 from anchorline.settings import Settings
-from anchorline.stage import StageHandler
-from anchorline.topics import Topics, key_of
+from anchorline.stream import codec, headers
+from anchorline.stream.delay import DelayForwarder
+from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
+from anchorline.stream.headers import Header
+from anchorline.stream.kafka import producer_config
+from anchorline.stream.stage import StageHandler
+from anchorline.stream.topics import Topics, key_of
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from anchorline import headers
-from anchorline.exactly_once import ExactlyOnce, Outgoing
 from anchorline.settings import Settings
+from anchorline.stream import headers
+from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 
-from anchorline.attestation import recover_prover
-from anchorline.chainview import ANCHORED_TOPIC, ChainView
-from anchorline.manifest import canonical_bytes, parse_document, recover, sha256_hex, validate
-from anchorline.merkle import ProofStep, leaf_hash, root_from_path
+from anchorline.proof.attestation import recover_prover
+from anchorline.proof.chainview import ANCHORED_TOPIC, ChainView
+from anchorline.proof.manifest import canonical_bytes, parse_document, recover, sha256_hex, validate
+from anchorline.proof.merkle import ProofStep, leaf_hash, root_from_path
 
 FORMAT = "anchorline-receipt/1"
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"

@@ -9,7 +9,7 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import BlockNotFound, TransactionNotFound
 
-from anchorline.registry import load_artifact
+from anchorline.proof.registry import load_artifact
 
 ANCHORED_TOPIC = "0x" + keccak(b"Anchored(bytes32,address,uint256)").hex()
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from anchorline.headers import Header
-from anchorline.kafka import consumer_config, producer_config, transactional_id
 from anchorline.settings import Settings
-from anchorline.watchdog import Watchdog, exit_hung
+from anchorline.stream.headers import Header
+from anchorline.stream.kafka import consumer_config, producer_config, transactional_id
+from anchorline.stream.watchdog import Watchdog, exit_hung
 
 log = logging.getLogger(__name__)
 RETRY_PAUSE_S = 0.1

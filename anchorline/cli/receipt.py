@@ -38,8 +38,8 @@ def sha256_of(path: Path) -> str:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from anchorline.chainview import Web3ChainView
-    from anchorline.receipt import FAIL, Options, verify_receipt
+    from anchorline.proof.chainview import Web3ChainView
+    from anchorline.proof.receipt import FAIL, Options, verify_receipt
 
     text = sys.stdin.read() if args.receipt == "-" else Path(args.receipt).read_text()
     try:

@@ -12,13 +12,13 @@ from contextlib import ExitStack
 from dataclasses import replace
 from urllib.parse import urlparse
 
-from anchorline.db import make_engine
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
-from anchorline.kafka import ensure_topics
-from anchorline.migrate import upgrade
-from anchorline.registry import deploy_registry
+from anchorline.proof.registry import deploy_registry
 from anchorline.settings import Settings
+from anchorline.store.db import make_engine
+from anchorline.store.migrate import upgrade
+from anchorline.stream.kafka import ensure_topics
 
 log = logging.getLogger(__name__)
 SERVICES = ("projector", "verifier", "prover", "chain-writer", "gateway")

@@ -14,7 +14,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from anchorline import dlq_cli
+from anchorline.cli import dlq as dlq_cli
 from anchorline.errors import ConfigurationError, IncompleteRead
 from anchorline.settings import Settings
 
@@ -91,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
         "--scheme", choices=("eip191", "eip712"), default="eip191", help="signature scheme"
     )
     dlq_cli.add_parser(commands)
-    from anchorline import receipt_cli
+    from anchorline.cli import receipt as receipt_cli
 
     receipt_cli.add_parser(commands)
     projector = commands.add_parser("projector", help="jobs-table maintenance")
@@ -132,7 +132,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         return run_service(args.service, settings)
     elif args.command == "up":
-        from anchorline.up import up
+        from anchorline.cli.up import up
 
         up(settings, stop_on_signals())
     elif args.command == "setup":
@@ -140,7 +140,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         install(postgres=args.postgres)
     elif args.command == "sign":
-        from anchorline.manifest import write_signed
+        from anchorline.proof.manifest import write_signed
 
         creator = write_signed(args.file, key=args.key, out=args.out, scheme=args.scheme)
         print(f"signed by {creator}: {args.out / 'manifest.json'} {args.out / 'manifest.sig'}")
@@ -148,7 +148,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "dlq":
         return dlq_cli.run(args, settings)
     elif args.command == "receipt":
-        from anchorline import receipt_cli
+        from anchorline.cli import receipt as receipt_cli
 
         return receipt_cli.run(args, settings)
     elif args.command == "projector":
@@ -156,18 +156,18 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         print(rebuild_table(settings))
     elif args.command == "topics":
-        from anchorline.kafka import ensure_topics
+        from anchorline.stream.kafka import ensure_topics
 
         for name in ensure_topics(settings):
             print(f"created {name}")
     elif args.command == "migrate":
-        from anchorline.db import make_engine
-        from anchorline.migrate import upgrade
+        from anchorline.store.db import make_engine
+        from anchorline.store.migrate import upgrade
 
         upgrade(make_engine(settings.db_url))
     elif args.command == "deploy":
         from anchorline.infra.anvil import DEV_PRIVATE_KEYS
-        from anchorline.registry import deploy_registry
+        from anchorline.proof.registry import deploy_registry
 
         key = settings.chain_private_key or DEV_PRIVATE_KEYS[0]
         print(deploy_registry(args.rpc or settings.rpc_url, key))

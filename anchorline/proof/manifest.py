@@ -20,7 +20,7 @@ from eth_utils import (
     to_checksum_address,
 )
 
-from anchorline import eip712
+from anchorline.proof import eip712
 
 HASH_RE = re.compile(r"^0x[0-9a-f]{64}$")
 SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130}$")

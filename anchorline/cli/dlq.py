@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 from tqdm import tqdm
 
-from anchorline import dlq
 from anchorline.settings import Settings
+from anchorline.stream import dlq
 
 STAGES = ("verify", "prove", "anchor", dlq.STATUS)
 

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Producer
 
-from anchorline import codec, headers
 from anchorline.errors import Poison
 from anchorline.events import Event, Stage, StageState, refs_of, utcnow
-from anchorline.headers import Header
-from anchorline.kafka import producer_config
 from anchorline.settings import Settings
-from anchorline.topic_reader import read_to_end
-from anchorline.topics import Topics
+from anchorline.stream import codec, headers
+from anchorline.stream.headers import Header
+from anchorline.stream.kafka import producer_config
+from anchorline.stream.topic_reader import read_to_end
+from anchorline.stream.topics import Topics
 
 STATUS = "status"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from eth_account import Account
 
-from anchorline import eip712
+from anchorline.proof import eip712
 
 ATTESTATION_TYPE = "Attestation"
 ATTESTATION_FIELDS = [

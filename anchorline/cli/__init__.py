@@ -1,0 +1,1 @@
+"""Entry points: the `anchorline` command and its subcommands."""

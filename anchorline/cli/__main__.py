@@ -1,0 +1,3 @@
+from anchorline.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The proof domain: manifests, signatures, Merkle batches, attestations, receipts, the registry."""

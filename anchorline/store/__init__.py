@@ -1,0 +1,1 @@
+"""Storage: the jobs database, its migrations, and the blob store."""

@@ -1,0 +1,1 @@
+"""The stream runtime: the one stage runner, Kafka transactions, delays, dead letters, codec."""
