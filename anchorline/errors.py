@@ -15,6 +15,10 @@ class Permanent(AnchorlineError):
     """Bad input: the job fails with this reason and is not retried."""
 
 
+class BadInput(Permanent, ValueError):
+    """Input from outside breaks a bound or is malformed; the message says which and how."""
+
+
 class Poison(AnchorlineError):
     """The message cannot be decoded or breaks its schema: it goes to the dead-letter topic."""
 
