@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from anchorline.stream.topics import Topics
 PREFIX = "ANCHORLINE_"
 # Deadlines and timeouts that mean nothing at zero or below.
 POSITIVE = ("commit_deadline_s", "session_timeout_s", "shutdown_timeout_s")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class Settings:
     state_dir: Path = Path("var")
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_controller_port: int = 9093
+    kafka_security_protocol: str = "PLAINTEXT"  # SASL_PLAINTEXT / SASL_SSL: log in as below
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: str = field(default="", repr=False)
     topic_prefix: str = "anchorline"
     partitions: int = 3
     database_url: str = ""
@@ -63,6 +68,12 @@ class Settings:
         for name in POSITIVE:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be above 0 seconds")
+        if self.kafka_security_protocol not in SECURITY_PROTOCOLS:
+            raise ConfigurationError(
+                f"{PREFIX}KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}"
+            )
+        if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_username:
+            raise ConfigurationError(f"{PREFIX}KAFKA_USERNAME is needed with SASL")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

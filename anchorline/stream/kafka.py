@@ -13,8 +13,25 @@ from anchorline.settings import Settings
 TRANSACTION_TIMEOUT_MS = 10_000
 
 
+def security_config(settings: Settings) -> dict[str, Any]:
+    """The client's login, merged into every client's config; nothing for PLAINTEXT."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return {}
+    return {
+        "security.protocol": settings.kafka_security_protocol,
+        "sasl.mechanism": settings.kafka_sasl_mechanism,
+        "sasl.username": settings.kafka_username,
+        "sasl.password": settings.kafka_password,
+    }
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Where the broker is and how to log in: all an admin client or a plain reader needs."""
+    return {"bootstrap.servers": settings.kafka_bootstrap} | security_config(settings)
+
+
 def producer_config(settings: Settings, *, transactional_id: str | None = None) -> dict[str, Any]:
-    config: dict[str, Any] = {
+    config: dict[str, Any] = security_config(settings) | {
         "bootstrap.servers": settings.kafka_bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -31,7 +48,7 @@ def producer_config(settings: Settings, *, transactional_id: str | None = None) 
 
 
 def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
-    return {
+    return security_config(settings) | {
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": group_id,
         "enable.auto.commit": False,
@@ -52,7 +69,7 @@ def transactional_id(service: str) -> str:
 
 def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
     """Create every anchorline topic that is missing; returns the ones created."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_config(settings))
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [name for name in settings.topics.all() if name not in existing]
     if not wanted:

@@ -17,6 +17,7 @@ from confluent_kafka import (
 
 from anchorline.errors import IncompleteRead
 from anchorline.settings import Settings
+from anchorline.stream.kafka import client_config
 
 STALL_S = 30.0
 NO_LEADER_YET = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
@@ -32,8 +33,8 @@ def read_to_end(
     """
     stall_s = STALL_S if stall_s is None else stall_s
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
+        client_config(settings)
+        | {
             "group.id": f"anchorline-reader-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

@@ -10,6 +10,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from anchorline.events import Stage
 from anchorline.settings import Settings
+from anchorline.stream.kafka import client_config
 
 STAGE_SERVICES = {Stage.VERIFY: "verifier", Stage.PROVE: "prover", Stage.ANCHOR: "chain-writer"}
 CACHE_S = 1.0
@@ -66,8 +67,8 @@ class KafkaPipelineView:
 
     def _consumer(self, group: str) -> Consumer:
         return Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
+            client_config(self.settings)
+            | {
                 "group.id": group,
                 "enable.auto.commit": False,
             }

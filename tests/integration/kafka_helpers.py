@@ -19,12 +19,13 @@ from anchorline.proof.manifest import sign_eip191
 from anchorline.settings import Settings
 from anchorline.store.blobstore import FileBlobStore
 from anchorline.stream import codec
+from anchorline.stream.kafka import client_config
 from anchorline.stream.topics import key_of
 
 
 def publish(settings: Settings, *messages: Event | tuple[str, bytes]) -> None:
     """Produce events (or raw (topic, bytes)) and wait for the broker's acknowledgement."""
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all"})
+    producer = Producer(client_config(settings) | {"acks": "all"})
     for message in messages:
         if isinstance(message, tuple):
             producer.produce(message[0], value=message[1])
@@ -42,8 +43,8 @@ def read_topic(
 ) -> list[object]:
     """Committed messages of a topic, read from the start until `until(messages)` holds."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
+        client_config(settings)
+        | {
             "group.id": f"reader-{uuid.uuid4()}",
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",

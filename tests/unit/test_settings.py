@@ -12,6 +12,8 @@ from anchorline.settings import Settings
 
 def other_value(spec: dataclasses.Field[Any], default: Any) -> Any:
     """A value of the field's type that differs from its default."""
+    if spec.name == "kafka_security_protocol":  # one of a few
+        return "SASL_SSL"
     kind = str(spec.type)
     if kind.startswith("int"):
         return default + 7
@@ -130,3 +132,21 @@ def test_the_retry_ladder_sizes_the_delay_topics() -> None:
 def test_a_deadline_at_or_below_zero_is_a_configuration_error(name: str, raw: str) -> None:
     with pytest.raises(ConfigurationError, match=f"ANCHORLINE_{name} must be above 0"):
         Settings.from_env({f"ANCHORLINE_{name}": raw})
+
+
+def test_an_unknown_kafka_security_protocol_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="KAFKA_SECURITY_PROTOCOL must be one of"):
+        Settings.from_env({"ANCHORLINE_KAFKA_SECURITY_PROTOCOL": "SSL_PLAINTEXT"})
+
+
+def test_sasl_needs_a_username() -> None:
+    with pytest.raises(ConfigurationError, match="KAFKA_USERNAME is needed with SASL"):
+        Settings(kafka_security_protocol="SASL_PLAINTEXT")
+
+
+def test_the_kafka_password_stays_out_of_the_settings_repr() -> None:
+    settings = Settings(
+        kafka_security_protocol="SASL_PLAINTEXT", kafka_username="verifier", kafka_password="s3"
+    )
+    assert "verifier" in repr(settings)
+    assert "s3" not in repr(settings)
