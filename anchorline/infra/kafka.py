@@ -9,10 +9,12 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from anchorline.infra.kafka_sasl import BrokerSecurity
 from anchorline.infra.process import LocalServer
 from anchorline.paths import INFRA_DIR
 
@@ -48,23 +50,38 @@ def ensure_kafka_jars() -> Path:
 
 
 class KafkaBroker(LocalServer):
-    """One Kafka process on 127.0.0.1 acting as broker and KRaft controller."""
+    """One Kafka process on 127.0.0.1 acting as broker and KRaft controller.
+
+    With `security`, clients log in with SASL/SCRAM and ACLs decide what each may do.
+    """
 
     log_name = "broker.log"
     stop_timeout = 30.0  # a controlled shutdown moves leadership first
 
     def __init__(
-        self, *, state_dir: Path, port: int, controller_port: int, partitions: int = 3
+        self,
+        *,
+        state_dir: Path,
+        port: int,
+        controller_port: int,
+        partitions: int = 3,
+        security: BrokerSecurity | None = None,
     ) -> None:
         super().__init__(state_dir)
         self.port = port
         self.controller_port = controller_port
         self.partitions = partitions
+        self.security = security
         self.name = f"Kafka broker on {self.bootstrap}"
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def admin_config(self) -> dict[str, Any]:
+        """librdkafka settings of an operator's client: the bootstrap, and a login if secured."""
+        login = self.security.admin_client() if self.security else {}
+        return {"bootstrap.servers": self.bootstrap} | login
 
     def start(self, *, timeout: float = 90.0) -> None:
         """Format the storage on first use, launch the JVM and wait until it serves metadata."""
@@ -74,6 +91,15 @@ class KafkaBroker(LocalServer):
         self._write_config()
         if not (self.state_dir / "data" / "meta.properties").exists():
             self._format_storage()
+        elif self.security and not self._secured_marker.exists():
+            raise RuntimeError(
+                f"{self.state_dir} was formatted without SCRAM users, so a secured broker could "
+                "not log in to itself: remove it (its topics go with it) or run without security"
+            )
+
+    @property
+    def _secured_marker(self) -> Path:
+        return self.state_dir / "scram-formatted"
 
     def _command(self) -> list[str]:
         return self._java_command("kafka.Kafka", str(self._config_path))
@@ -108,8 +134,12 @@ class KafkaBroker(LocalServer):
             _cluster_id(),
             "-c",
             str(self._config_path),
+            *(self.security.format_args() if self.security else []),
         )
         _run(command, what="kafka-storage format")
+        self._secured_marker.unlink(missing_ok=True)
+        if self.security:
+            self._secured_marker.touch()
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -119,7 +149,7 @@ class KafkaBroker(LocalServer):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Kafka did not open {self.bootstrap}\n{self._log_tail()}")
             time.sleep(0.2)
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient(self.admin_config())
         while True:
             self._check_alive()
             remaining = deadline - time.monotonic()
@@ -165,6 +195,8 @@ def _server_properties(broker: KafkaBroker) -> str:
         "log.retention.bytes": str(256 * 1024 * 1024),
         "log.retention.check.interval.ms": "60000",
     }
+    if broker.security:
+        settings |= broker.security.server_properties(port=port, controller_port=cport)
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 

@@ -1,0 +1,113 @@
+"""Who may do what on the broker: one principal per service, each with only what it needs.
+
+Pure policy, no Kafka import: `stream/provision.py` turns it into users and ACLs. The group
+and transactional ids mirror the ones the runner, the delay forwarder, the projector and
+`kafka.transactional_id()` use (`anchorline-<service>…`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from anchorline.events import Stage
+from anchorline.stream.topics import Topics
+
+
+class Resource(StrEnum):
+    TOPIC = "TOPIC"
+    GROUP = "GROUP"
+    TRANSACTIONAL_ID = "TRANSACTIONAL_ID"
+
+
+class Operation(StrEnum):
+    READ = "READ"  # implies DESCRIBE
+    WRITE = "WRITE"  # implies DESCRIBE
+    DESCRIBE = "DESCRIBE"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One ALLOW rule: `operation` on the resource `name`, or on every name it begins."""
+
+    resource: Resource
+    name: str
+    operation: Operation
+    prefixed: bool = False
+
+
+STAGE_SERVICES: dict[str, Stage] = {
+    "verifier": Stage.VERIFY,
+    "prover": Stage.PROVE,
+    "chain-writer": Stage.ANCHOR,
+}
+EXTERNAL_PRODUCER = "external-producer"
+PRINCIPALS: tuple[str, ...] = ("gateway", *STAGE_SERVICES, "projector", EXTERNAL_PRODUCER)
+
+
+def grants(principal: str, topics: Topics) -> list[Grant]:
+    """Everything `principal` may do; nothing else is allowed (the broker denies by default)."""
+    if principal in STAGE_SERVICES:
+        return _stage(principal, STAGE_SERVICES[principal], topics)
+    if principal == "gateway":
+        return _gateway(topics)
+    if principal == "projector":
+        return _projector(topics)
+    if principal == EXTERNAL_PRODUCER:
+        return [_topic(topics.jobs_requested, Operation.WRITE)]
+    raise ValueError(f"no such principal: {principal!r}")
+
+
+def _stage(service: str, stage: Stage, topics: Topics) -> list[Grant]:
+    source = topics.request_topic(stage)
+    delays = topics.retries(source)
+    # The delay forwarder returns due messages to `source`, so a stage writes its own input.
+    writes = [source, *delays, topics.dead_letter(source), topics.job_status, *_next(stage, topics)]
+    return [
+        *(_topic(name, Operation.READ) for name in [source, *delays]),
+        *(_topic(name, Operation.WRITE) for name in writes),
+        *(_group(group, Operation.READ) for group in _groups(service)),
+        Grant(Resource.TRANSACTIONAL_ID, f"anchorline-{service}-", Operation.WRITE, prefixed=True),
+    ]
+
+
+def _gateway(topics: Topics) -> list[Grant]:
+    # `/v1/pipeline` compares each topic's end offsets with each group's commits.
+    watched = [*topics.stage_inputs(), topics.job_status]
+    described = [
+        *watched,
+        *(topic for source in topics.stage_inputs() for topic in topics.retries(source)),
+        *(topics.dead_letter(topic) for topic in watched),
+    ]
+    groups = [group for service in STAGE_SERVICES for group in _groups(service)]
+    return [
+        _topic(topics.jobs_requested, Operation.WRITE),
+        _topic(topics.job_status, Operation.WRITE),
+        *(_topic(name, Operation.DESCRIBE) for name in described),
+        *(_group(group, Operation.DESCRIBE) for group in [*groups, "anchorline-projector"]),
+    ]
+
+
+def _projector(topics: Topics) -> list[Grant]:
+    return [
+        _topic(topics.job_status, Operation.READ),
+        _topic(topics.dead_letter(topics.job_status), Operation.WRITE),
+        _group("anchorline-projector", Operation.READ),
+    ]
+
+
+def _next(stage: Stage, topics: Topics) -> list[str]:
+    following = {Stage.VERIFY: topics.prove_requested, Stage.PROVE: topics.anchor_requested}
+    return [following[stage]] if stage in following else []
+
+
+def _groups(service: str) -> list[str]:
+    return [f"anchorline-{service}", f"anchorline-{service}-delay"]
+
+
+def _topic(name: str, operation: Operation) -> Grant:
+    return Grant(Resource.TOPIC, name, operation)
+
+
+def _group(name: str, operation: Operation) -> Grant:
+    return Grant(Resource.GROUP, name, operation)

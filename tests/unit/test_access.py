@@ -1,0 +1,110 @@
+"""The access policy: who may read and write each topic, group and transactional id."""
+
+from __future__ import annotations
+
+import pytest
+
+from anchorline.stream.access import (
+    EXTERNAL_PRODUCER,
+    PRINCIPALS,
+    Grant,
+    Operation,
+    Resource,
+    grants,
+)
+from anchorline.stream.kafka import transactional_id
+from anchorline.stream.topics import Topics
+
+TOPICS = Topics("anchorline", retry_levels=2)
+
+
+def holders(resource: Resource, name: str, operation: Operation) -> set[str]:
+    return {
+        principal
+        for principal in PRINCIPALS
+        if Grant(resource, name, operation) in grants(principal, TOPICS)
+    }
+
+
+def writers(topic: str) -> set[str]:
+    return holders(Resource.TOPIC, topic, Operation.WRITE)
+
+
+def readers(topic: str) -> set[str]:
+    return holders(Resource.TOPIC, topic, Operation.READ)
+
+
+def test_the_external_producer_may_write_jobs_requested_and_nothing_else() -> None:
+    assert grants(EXTERNAL_PRODUCER, TOPICS) == [
+        Grant(Resource.TOPIC, "anchorline.jobs.requested", Operation.WRITE)
+    ]
+
+
+def test_status_events_come_only_from_the_gateway_and_the_stages() -> None:
+    assert writers(TOPICS.job_status) == {"gateway", "verifier", "prover", "chain-writer"}
+    assert readers(TOPICS.job_status) == {"projector"}
+
+
+@pytest.mark.parametrize(
+    ("topic", "expected"),
+    [
+        # a stage writes its own input too: its delay forwarder returns due retries there
+        (TOPICS.jobs_requested, {"gateway", EXTERNAL_PRODUCER, "verifier"}),
+        (TOPICS.prove_requested, {"verifier", "prover"}),
+        (TOPICS.anchor_requested, {"prover", "chain-writer"}),
+    ],
+)
+def test_each_request_topic_has_only_its_producers(topic: str, expected: set[str]) -> None:
+    assert writers(topic) == expected
+
+
+@pytest.mark.parametrize(
+    ("service", "source"),
+    [
+        ("verifier", TOPICS.jobs_requested),
+        ("prover", TOPICS.prove_requested),
+        ("chain-writer", TOPICS.anchor_requested),
+    ],
+)
+def test_a_stage_alone_reads_and_writes_its_delay_and_dead_letter_topics(
+    service: str, source: str
+) -> None:
+    for topic in [source, *TOPICS.retries(source)]:
+        assert readers(topic) == {service}
+    for topic in [*TOPICS.retries(source), TOPICS.dead_letter(source)]:
+        assert writers(topic) == {service}
+    for group in (f"anchorline-{service}", f"anchorline-{service}-delay"):
+        assert holders(Resource.GROUP, group, Operation.READ) == {service}
+
+
+@pytest.mark.parametrize("service", ["verifier", "prover", "chain-writer"])
+def test_a_stages_transactional_ids_match_its_prefix_and_no_other_stages(service: str) -> None:
+    (prefix,) = [g for g in grants(service, TOPICS) if g.resource is Resource.TRANSACTIONAL_ID]
+    assert prefix.prefixed and prefix.operation is Operation.WRITE
+    assert transactional_id(service).startswith(prefix.name)
+    assert transactional_id(f"{service}-delay").startswith(prefix.name)
+    others = {"verifier", "prover", "chain-writer"} - {service}
+    assert not any(transactional_id(other).startswith(prefix.name) for other in others)
+
+
+def test_only_transactional_ids_are_granted_by_prefix() -> None:
+    prefixed = [g for p in PRINCIPALS for g in grants(p, TOPICS) if g.prefixed]
+    assert {g.resource for g in prefixed} == {Resource.TRANSACTIONAL_ID}
+
+
+def test_the_gateway_reads_no_messages_and_describes_what_the_pipeline_view_needs() -> None:
+    own = grants("gateway", TOPICS)
+    assert not [g for g in own if g.operation is Operation.READ]
+    described = {g.name for g in own if g.operation is Operation.DESCRIBE}
+    assert TOPICS.dead_letter(TOPICS.job_status) in described
+    assert set(TOPICS.retries(TOPICS.prove_requested)) <= described
+    assert "anchorline-projector" in described
+
+
+def test_the_dead_letters_of_the_status_topic_belong_to_the_projector() -> None:
+    assert writers(TOPICS.dead_letter(TOPICS.job_status)) == {"projector"}
+
+
+def test_an_unknown_principal_is_refused() -> None:
+    with pytest.raises(ValueError, match="no such principal"):
+        grants("mallory", TOPICS)
