@@ -20,6 +20,7 @@ from anchorline.settings import Settings
 from anchorline.stream.kafka import client_config
 
 STALL_S = 30.0
+REFUSED = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED)
 NO_LEADER_YET = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
 
 
@@ -56,6 +57,9 @@ def read_to_end(
                     f"(partition: position/end {behind})"
                 )
             for message in consumer.consume(num_messages=1000, timeout=0.5):
+                error = message.error()
+                if error is not None and error.code() in REFUSED:
+                    raise KafkaException(error)  # waiting would not change the broker's mind
                 end = ends.get(message.partition() or 0, 0)
                 if message.error() is None and (message.offset() or 0) < end:
                     yield message
@@ -71,6 +75,8 @@ def read_to_end(
 
 def _ends(consumer: Consumer, topic: str, stall_s: float) -> dict[int, int]:
     metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    if metadata.error is not None and metadata.error.code() in REFUSED:
+        raise KafkaException(metadata.error)  # else it would read as an empty topic
     ends = {}
     for partition in metadata.partitions:
         low, high = _watermarks(consumer, TopicPartition(topic, partition), stall_s)

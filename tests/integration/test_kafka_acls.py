@@ -3,6 +3,7 @@ own work and nothing else, and a client without a valid login does nothing at al
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from confluent_kafka import Consumer, KafkaError, Producer
-from kafka_helpers import read_topic, signed_job, wait_for
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from kafka_helpers import publish, read_topic, signed_job, wait_for
 
 from anchorline.events import JobKind
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
@@ -26,6 +27,7 @@ from anchorline.stream.access import EXTERNAL_PRODUCER, PRINCIPALS
 from anchorline.stream.kafka import consumer_config, ensure_topics, producer_config
 from anchorline.stream.kafka import transactional_id as new_transactional_id
 from anchorline.stream.provision import ensure_principals
+from anchorline.stream.topic_reader import read_to_end
 from anchorline.stream.topics import key_of
 
 DENIED = KafkaError.TOPIC_AUTHORIZATION_FAILED
@@ -139,6 +141,21 @@ def test_a_stage_cannot_take_another_stages_transactional_id(
         producer.init_transactions(20)
     code = refused.value.args[0].code()
     assert code == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+
+@pytest.mark.parametrize("source", ["jobs_requested", "anchor_requested"])
+def test_reading_a_topic_without_the_right_says_so_at_once(
+    admin: Settings, passwords: dict[str, str], source: str
+) -> None:
+    """The verifier may write (so describe) its own dead letters, not read them, and may not
+    even see another stage's: neither reads as an empty topic or waits for a stall."""
+    letters = admin.topics.dead_letter(getattr(admin.topics, source))
+    publish(admin, (letters, b"a letter"))
+    started = time.monotonic()
+    with pytest.raises(KafkaException) as refused:
+        list(read_to_end(login(admin, passwords, "verifier"), letters, stall_s=30))
+    assert refused.value.args[0].code() in (DENIED, KafkaError.GROUP_AUTHORIZATION_FAILED)
+    assert time.monotonic() - started < 15, "it waited for a stall instead"
 
 
 @pytest.mark.parametrize(
