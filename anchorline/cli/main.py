@@ -78,7 +78,12 @@ def run_service(service: str, settings: Settings) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="anchorline", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start Kafka, anvil and every service locally")
+    up_cli = commands.add_parser("up", help="start Kafka, anvil and every service locally")
+    up_cli.add_argument(
+        "--secure",
+        action="store_true",
+        help="SASL/SCRAM and ACLs on the broker, each service logged in as its own principal",
+    )
     run = commands.add_parser("run", help="run one service in the foreground")
     run.add_argument("service", choices=SERVICES)
     setup = commands.add_parser("setup", help="install the Kafka jars and anvil (and PostgreSQL)")
@@ -134,7 +139,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "up":
         from anchorline.cli.up import up
 
-        up(settings, stop_on_signals())
+        up(settings, stop_on_signals(), secured=args.secure)
     elif args.command == "setup":
         from anchorline.infra.setup import install
 

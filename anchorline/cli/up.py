@@ -8,17 +8,22 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
 from urllib.parse import urlparse
 
+from anchorline.cli.credentials import Logins
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
+from anchorline.infra.kafka_sasl import ADMIN_USER, BROKER_USER
 from anchorline.proof.registry import deploy_registry
 from anchorline.settings import Settings
 from anchorline.store.db import make_engine
 from anchorline.store.migrate import upgrade
+from anchorline.stream.access import EXTERNAL_PRODUCER, PRINCIPALS
 from anchorline.stream.kafka import ensure_topics
+from anchorline.stream.provision import ensure_principals
 
 log = logging.getLogger(__name__)
 SERVICES = ("projector", "verifier", "prover", "chain-writer", "gateway")
@@ -42,16 +47,22 @@ def prepare(settings: Settings) -> Settings:
 
 
 class Supervisor:
-    """Runs each service as its own process and restarts one that dies."""
+    """Runs each service as its own process and restarts one that dies.
 
-    def __init__(self, settings: Settings) -> None:
-        self.env = os.environ | settings.as_env()
+    With `logins`, each service runs with its own settings (its own Kafka login), and a
+    service without one is not started: it never falls back to the operator's login.
+    """
+
+    def __init__(self, settings: Settings, *, logins: Mapping[str, Settings] | None = None) -> None:
+        own = logins if logins is not None else {service: settings for service in SERVICES}
+        self.envs = {service: os.environ | own[service].as_env() for service in own}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, service: str) -> None:
         command = [sys.executable, "-m", "anchorline.cli", "run", service]
+        env = self.envs[service]
         # A session of its own: Ctrl-C reaches `up` alone, which then stops services in order.
-        self.processes[service] = subprocess.Popen(command, env=self.env, start_new_session=True)
+        self.processes[service] = subprocess.Popen(command, env=env, start_new_session=True)
 
     def watch(self, stop: threading.Event) -> None:
         for service in SERVICES:
@@ -73,25 +84,46 @@ class Supervisor:
                 process.kill()
 
 
-def up(settings: Settings, stop: threading.Event) -> None:
+def secure(settings: Settings, logins: Logins) -> dict[str, Settings]:
+    """Give every principal its password and ACLs, write their login files, and return each
+    service's settings, logged in as itself. `settings` logs in as the operator."""
+    ensure_principals(settings, {name: logins.passwords[name] for name in PRINCIPALS})
+    logins.write(settings)
+    print(f"Kafka logins (0600) in {logins.directory}", flush=True)
+    print(f"external producers log in with {logins.properties(EXTERNAL_PRODUCER)}", flush=True)
+    print(f"operator commands: set -a; . {logins.env_file(ADMIN_USER)}; set +a", flush=True)
+    return {service: logins.settings_of(service, settings) for service in SERVICES}
+
+
+def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> None:
+    """Everything on this machine until `stop`; `secured`: SASL/SCRAM and ACLs on the broker,
+    and each service logged in as its own principal."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     kafka_port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
     rpc_port = urlparse(settings.rpc_url).port or 8545
     ensure_kafka_jars()
+    logins = (
+        Logins.load_or_create(settings.state_dir, [BROKER_USER, ADMIN_USER, *PRINCIPALS])
+        if secured
+        else None
+    )
     with ExitStack() as stack:
         broker = KafkaBroker(
             state_dir=settings.state_dir / "kafka",
             port=kafka_port,
             controller_port=settings.kafka_controller_port,
             partitions=settings.partitions,
+            security=logins.broker_security() if logins else None,
         )
         print(f"starting Kafka on {broker.bootstrap} …", flush=True)
         stack.enter_context(broker)
         chain = AnvilChain(state_dir=settings.state_dir / "anvil", port=rpc_port)
         print(f"starting anvil on {chain.url} …", flush=True)
         stack.enter_context(chain)
+        if logins:
+            settings = logins.settings_of(ADMIN_USER, settings)
         settings = prepare(replace(settings, chain_id=settings.chain_id or chain.chain_id))
-        supervisor = Supervisor(settings)
+        supervisor = Supervisor(settings, logins=secure(settings, logins) if logins else None)
         stack.callback(supervisor.stop)
         threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()
         print(f"registry contract {settings.registry_address} on chain {chain.url}", flush=True)

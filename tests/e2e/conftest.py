@@ -7,7 +7,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -35,20 +36,31 @@ class System:
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -> Iterator[System]:
     """The README's run command (`anchorline up`) with its jobs table on PostgreSQL."""
-    ensure_kafka_jars()
-    ensure_node_tools()
+    settings = local_settings(tmp_path_factory.mktemp("system"))
+    with run_up(replace(settings, database_url=postgres.new_database("e2e"))) as running:
+        yield running
+
+
+def local_settings(state_dir: Path) -> Settings:
+    """Settings of a system on free ports of this machine."""
     kafka_port, controller_port, rpc_port, http_port = free_ports(4)
-    settings = Settings(
-        state_dir=tmp_path_factory.mktemp("system"),
+    return Settings(
+        state_dir=state_dir,
         kafka_bootstrap=f"127.0.0.1:{kafka_port}",
         kafka_controller_port=controller_port,
         rpc_url=f"http://127.0.0.1:{rpc_port}",
         http_port=http_port,
-        database_url=postgres.new_database("e2e"),
         batch_max_wait_s=1.0,
     )
+
+
+@contextmanager
+def run_up(settings: Settings, *options: str) -> Iterator[System]:
+    """`anchorline up [options]` until the block ends, then Ctrl-C, which must stop it cleanly."""
+    ensure_kafka_jars()
+    ensure_node_tools()
     env = os.environ | settings.as_env()
-    command = [str(Path(sys.executable).parent / "anchorline"), "up"]
+    command = [str(Path(sys.executable).parent / "anchorline"), "up", *options]
     process = subprocess.Popen(
         command,
         env=env,
@@ -61,7 +73,7 @@ def system(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -
     threading.Thread(target=_collect, args=(process, output), daemon=True).start()
     try:
         registry = _wait_until_up(process, output)
-        base_url = f"http://127.0.0.1:{http_port}"
+        base_url = f"http://127.0.0.1:{settings.http_port}"
         _wait_http(base_url)
         yield System(base_url, settings, registry, output)
     finally:
