@@ -109,6 +109,9 @@ class KafkaBroker(LocalServer):
         return self.state_dir / "server.properties"
 
     def _write_config(self) -> None:
+        if self.security:
+            # The config holds the broker's password, the storage every SCRAM user's hash.
+            self.state_dir.chmod(0o700)
         self._config_path.write_text(_server_properties(self))
         (self.state_dir / "log4j2.properties").write_text(LOG4J2_CONFIG)
 

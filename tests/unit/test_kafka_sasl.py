@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
+
+from anchorline.infra.kafka import KafkaBroker
 from anchorline.infra.kafka_sasl import BrokerSecurity
 
 SECURITY = BrokerSecurity(broker_password="b" * 8, admin_password="a" * 8)
@@ -47,3 +51,20 @@ def test_passwords_stay_out_of_the_repr() -> None:
 def test_generated_passwords_differ() -> None:
     one, two = BrokerSecurity.generate(), BrokerSecurity.generate()
     assert one.admin_password != two.admin_password != one.broker_password
+
+
+def test_a_secured_brokers_state_is_closed_to_other_users(tmp_path: Path) -> None:
+    state = tmp_path / "kafka"
+    state.mkdir(mode=0o755)
+    broker = KafkaBroker(state_dir=state, port=19092, controller_port=19093, security=SECURITY)
+    broker._write_config()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert "StandardAuthorizer" in (state / "server.properties").read_text()
+
+
+def test_a_plain_brokers_state_is_left_as_it_was(tmp_path: Path) -> None:
+    state = tmp_path / "kafka"
+    state.mkdir(mode=0o755)
+    KafkaBroker(state_dir=state, port=19092, controller_port=19093)._write_config()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o755
+    assert "authorizer" not in (state / "server.properties").read_text()
