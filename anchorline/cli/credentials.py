@@ -21,6 +21,8 @@ from anchorline.infra.kafka_sasl import (
     new_password,
 )
 from anchorline.settings import PREFIX, Settings
+from anchorline.stream.access import PRINCIPALS
+from anchorline.stream.provision import ensure_principals
 
 DIRECTORY = "kafka-credentials"
 PASSWORD_KEY = "sasl.password="
@@ -47,10 +49,11 @@ class Logins:
         )
 
     def settings_of(self, principal: str, settings: Settings) -> Settings:
-        """`settings`, logged in as `principal`."""
+        """`settings`, logged in as `principal` (SASL_PLAINTEXT unless they say SASL_SSL)."""
+        plain = settings.kafka_security_protocol == "PLAINTEXT"
         return replace(
             settings,
-            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_security_protocol="SASL_PLAINTEXT" if plain else settings.kafka_security_protocol,
             kafka_sasl_mechanism=MECHANISM,
             kafka_username=principal,
             kafka_password=self.passwords[principal],
@@ -68,6 +71,13 @@ class Logins:
 
     def env_file(self, principal: str) -> Path:
         return self.directory / f"{principal}.env"
+
+
+def provision(settings: Settings, logins: Logins) -> None:
+    """Every service's SCRAM user and ACLs on the broker `settings` logs in to as an operator,
+    and their login files."""
+    ensure_principals(settings, {name: logins.passwords[name] for name in PRINCIPALS})
+    logins.write(settings)
 
 
 def _stored(path: Path) -> str:

@@ -102,6 +102,10 @@ def parser() -> argparse.ArgumentParser:
     projector = commands.add_parser("projector", help="jobs-table maintenance")
     projector.add_argument("verb", choices=["rebuild"], help="rebuild the table from the topic")
     commands.add_parser("topics", help="create the anchorline topics that are missing")
+    commands.add_parser(
+        "principals",
+        help="as the operator, create every service's Kafka login and ACLs (secured brokers)",
+    )
     commands.add_parser("migrate", help="bring the jobs database to the newest schema")
     deploy = commands.add_parser("deploy", help="deploy the registry contract, print its address")
     deploy.add_argument("--rpc", help="JSON-RPC URL (default: ANCHORLINE_RPC_URL)")
@@ -160,6 +164,13 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from anchorline_projector.main import rebuild_table
 
         print(rebuild_table(settings))
+    elif args.command == "principals":
+        from anchorline.cli.credentials import Logins, provision
+        from anchorline.stream.access import PRINCIPALS
+
+        logins = Logins.load_or_create(settings.state_dir, PRINCIPALS)
+        provision(settings, logins)
+        print(f"logins of {', '.join(PRINCIPALS)} (0600) in {logins.directory}")
     elif args.command == "topics":
         from anchorline.stream.kafka import ensure_topics
 

@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from urllib.parse import urlparse
 
-from anchorline.cli.credentials import Logins
+from anchorline.cli.credentials import Logins, provision
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.kafka_sasl import ADMIN_USER, BROKER_USER
@@ -23,7 +23,6 @@ from anchorline.store.db import make_engine
 from anchorline.store.migrate import upgrade
 from anchorline.stream.access import EXTERNAL_PRODUCER, PRINCIPALS
 from anchorline.stream.kafka import ensure_topics
-from anchorline.stream.provision import ensure_principals
 
 log = logging.getLogger(__name__)
 SERVICES = ("projector", "verifier", "prover", "chain-writer", "gateway")
@@ -87,8 +86,7 @@ class Supervisor:
 def secure(settings: Settings, logins: Logins) -> dict[str, Settings]:
     """Give every principal its password and ACLs, write their login files, and return each
     service's settings, logged in as itself. `settings` logs in as the operator."""
-    ensure_principals(settings, {name: logins.passwords[name] for name in PRINCIPALS})
-    logins.write(settings)
+    provision(settings, logins)
     print(f"Kafka logins (0600) in {logins.directory}", flush=True)
     print(f"external producers log in with {logins.properties(EXTERNAL_PRODUCER)}", flush=True)
     print(f"operator commands: set -a; . {logins.env_file(ADMIN_USER)}; set +a", flush=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 from confluent_kafka.admin import (
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -31,17 +32,44 @@ def ensure_principals(
 ) -> None:
     """Give each principal in `passwords` its SCRAM password and exactly its ACLs.
 
-    `settings` logs in as the operator (a super user). Both steps are idempotent: a password
-    is overwritten, an ACL that exists already is left as it is.
+    `settings` logs in as the operator (a super user). Idempotent: a password is overwritten,
+    an ACL that exists already is kept, and one the policy no longer grants (an older
+    version's) is removed. Principals are per cluster, not per topic prefix.
     """
     admin = AdminClient(client_config(settings))
     set_passwords(admin, passwords, timeout=timeout)
-    bindings = [
+    wanted = [
         binding(principal, grant)
         for principal in passwords
         for grant in grants(principal, settings.topics)
     ]
-    create_acls(admin, bindings, timeout=timeout)
+    create_acls(admin, wanted, timeout=timeout)
+    stale = [
+        found
+        for principal in passwords
+        for found in held_by(admin, principal, timeout=timeout)
+        if found not in wanted
+    ]
+    if stale:
+        revoke(admin, stale, timeout=timeout)
+
+
+def held_by(admin: AdminClient, principal: str, *, timeout: float) -> list[AclBinding]:
+    """Every ACL that names `principal`."""
+    # None matches any name or host (the stubs say str, the library takes None).
+    everything = AclBindingFilter(
+        ResourceType.ANY,
+        None,  # type: ignore[arg-type]
+        ResourcePatternType.ANY,
+        f"User:{principal}",
+        None,  # type: ignore[arg-type]
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    found: list[AclBinding] = admin.describe_acls(everything, request_timeout=timeout).result(
+        timeout
+    )
+    return found
 
 
 def set_passwords(admin: AdminClient, passwords: Mapping[str, str], *, timeout: float) -> None:
@@ -67,6 +95,23 @@ def binding(principal: str, grant: Grant) -> AclBinding:
         "*",
         AclOperation[grant.operation.value],
         AclPermissionType.ALLOW,
+    )
+
+
+def revoke(admin: AdminClient, bindings: list[AclBinding], *, timeout: float) -> None:
+    exactly = [_matching(found) for found in bindings]
+    _wait(admin.delete_acls(exactly, request_timeout=timeout).values(), timeout)
+
+
+def _matching(found: AclBinding) -> AclBindingFilter:
+    return AclBindingFilter(
+        found.restype,
+        found.name,
+        found.resource_pattern_type,
+        found.principal,
+        found.host,
+        found.operation,
+        found.permission_type,
     )
 
 

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 from kafka_helpers import publish, read_topic, signed_job, wait_for
 
+from anchorline.cli.credentials import Logins
+from anchorline.cli.main import main
 from anchorline.events import JobKind
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker
@@ -23,10 +26,21 @@ from anchorline.settings import Settings
 from anchorline.store.blobstore import FileBlobStore
 from anchorline.store.db import jobs, make_engine
 from anchorline.stream import codec
-from anchorline.stream.access import EXTERNAL_PRODUCER, PRINCIPALS
-from anchorline.stream.kafka import consumer_config, ensure_topics, producer_config
+from anchorline.stream.access import EXTERNAL_PRODUCER, PRINCIPALS, Grant, Operation, Resource
+from anchorline.stream.kafka import (
+    client_config,
+    consumer_config,
+    ensure_topics,
+    producer_config,
+)
 from anchorline.stream.kafka import transactional_id as new_transactional_id
-from anchorline.stream.provision import ensure_principals
+from anchorline.stream.provision import (
+    binding,
+    create_acls,
+    ensure_principals,
+    held_by,
+    revoke,
+)
 from anchorline.stream.topic_reader import read_to_end
 from anchorline.stream.topics import key_of
 
@@ -130,6 +144,19 @@ def test_a_service_cannot_write_a_topic_it_does_not_own(
 ) -> None:
     topic = getattr(admin.topics, foreign)
     assert deliveries(login(admin, passwords, principal), [topic]) == {topic: DENIED}
+
+
+def test_provisioning_again_revokes_a_grant_the_policy_does_not_make(
+    admin: Settings, passwords: dict[str, str]
+) -> None:
+    external = login(admin, passwords, EXTERNAL_PRODUCER)
+    status = admin.topics.job_status
+    stray = Grant(Resource.TOPIC, status, Operation.WRITE)
+    create_acls(AdminClient(client_config(admin)), [binding(EXTERNAL_PRODUCER, stray)], timeout=30)
+    assert wait_for(lambda: deliveries(external, [status]) == {status: None}, timeout=30)
+
+    ensure_principals(admin, passwords)
+    assert wait_for(lambda: deliveries(external, [status]) == {status: DENIED}, timeout=30)
 
 
 def test_a_stage_cannot_take_another_stages_transactional_id(
@@ -254,3 +281,40 @@ def _row(engine: sa.Engine, job_id: str, state: str) -> sa.Row | None:  # type: 
     except sa.exc.OperationalError:  # the projector has not created the table yet
         return None
     return row if row is not None and row.state == state else None
+
+
+def test_the_principals_command_provisions_a_secured_cluster_and_writes_the_logins(
+    admin: Settings,
+    passwords: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`anchorline principals`, run with an operator's login against a cluster of one's own."""
+    directory = tmp_path / "kafka-credentials"
+    directory.mkdir(mode=0o700)
+    Logins(directory, passwords).write(admin)  # so that it keeps this module's passwords
+    for name, value in replace(admin, state_dir=tmp_path).as_env().items():
+        monkeypatch.setenv(name, value)
+    operator = AdminClient(client_config(admin))
+    revoke(operator, held_by(operator, EXTERNAL_PRODUCER, timeout=30), timeout=30)
+    jobs = admin.topics.jobs_requested
+    assert deliveries(login(admin, passwords, EXTERNAL_PRODUCER), [jobs]) == {jobs: DENIED}
+
+    assert main(["principals"]) == 0
+
+    assert f"(0600) in {directory}" in capsys.readouterr().out
+    written = (directory / f"{EXTERNAL_PRODUCER}.properties").read_text()
+    lines = [line for line in written.splitlines() if not line.startswith("#")]
+    config = dict(line.split("=", 1) for line in lines)
+    assert config["sasl.password"] == passwords[EXTERNAL_PRODUCER]
+    outcome: dict[str, int | None] = {}
+    producer = Producer(config | QUICK)
+    for topic in (admin.topics.jobs_requested, admin.topics.job_status):
+        producer.produce(
+            topic,
+            value=b"probe",
+            on_delivery=lambda e, m: outcome.__setitem__(m.topic(), e and e.code()),
+        )
+    producer.flush(30)
+    assert outcome == {admin.topics.jobs_requested: None, admin.topics.job_status: DENIED}
