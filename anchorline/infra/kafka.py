@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from anchorline.errors import ConfigurationError
 from anchorline.infra.kafka_sasl import BrokerSecurity
 from anchorline.infra.process import LocalServer
 from anchorline.paths import INFRA_DIR
@@ -92,7 +93,7 @@ class KafkaBroker(LocalServer):
         if not (self.state_dir / "data" / "meta.properties").exists():
             self._format_storage()
         elif self.security and not self._secured_marker.exists():
-            raise RuntimeError(
+            raise ConfigurationError(
                 f"{self.state_dir} was formatted without SCRAM users, so a secured broker could "
                 "not log in to itself: remove it (its topics go with it) or run without security"
             )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
+
+from anchorline.errors import ConfigurationError
 from anchorline.infra.kafka import KafkaBroker
 from anchorline.infra.kafka_sasl import BrokerSecurity
 
@@ -68,3 +71,11 @@ def test_a_plain_brokers_state_is_left_as_it_was(tmp_path: Path) -> None:
     KafkaBroker(state_dir=state, port=19092, controller_port=19093)._write_config()
     assert stat.S_IMODE(state.stat().st_mode) == 0o755
     assert "authorizer" not in (state / "server.properties").read_text()
+
+
+def test_a_broker_formatted_without_scram_users_is_not_started_secured(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "meta.properties").write_text("node.id=1\n")
+    broker = KafkaBroker(state_dir=tmp_path, port=19092, controller_port=19093, security=SECURITY)
+    with pytest.raises(ConfigurationError, match="formatted without SCRAM users"):
+        broker._prepare()
