@@ -43,6 +43,7 @@ from anchorline.stream.provision import (
 )
 from anchorline.stream.topic_reader import read_to_end
 from anchorline.stream.topics import key_of
+from anchorline_gateway.pipeline import KafkaPipelineView
 
 DENIED = KafkaError.TOPIC_AUTHORIZATION_FAILED
 QUICK = {"message.timeout.ms": 8000}
@@ -266,6 +267,12 @@ def test_every_service_runs_its_stage_with_only_its_own_principal(
     )
     values = [message.value() for message in letters]  # type: ignore[attr-defined]
     assert b"not avro" in values, "the verifier could not dead-letter the junk"
+
+    # `/v1/pipeline`, read as the gateway (describe only), shows what the operator sees.
+    as_gateway = KafkaPipelineView(login(admin, passwords, "gateway"))
+    as_operator = KafkaPipelineView(admin)
+    view = wait_for(lambda: (seen := as_gateway._read()) == as_operator._read() and seen)
+    assert view["stages"]["verify"]["dead_letters"] >= 1
 
 
 def _publish(settings: Settings, topic: str, key: bytes, value: bytes) -> None:
