@@ -10,10 +10,12 @@ from typing import Any
 
 from anchorline.errors import ConfigurationError
 from anchorline.stream.topics import Topics
+from anchorline.tenants import RULE, is_tenant
 
 PREFIX = "ANCHORLINE_"
 # Deadlines and timeouts that mean nothing at zero or below.
 POSITIVE = ("commit_deadline_s", "session_timeout_s", "shutdown_timeout_s")
+BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,19 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     api_keys: str = ""
+    # Bounds on what an HTTP client may send (see the README's HTTP limits).
+    max_blob_bytes: int = 1 << 30
+    max_job_body_bytes: int = 1 << 20
+    max_batch_body_bytes: int = 16 << 20
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         for name in POSITIVE:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be above 0 seconds")
+        for name in BYTE_LIMITS:
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{PREFIX}{name.upper()} must be above 0 bytes")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -94,6 +103,8 @@ class Settings:
             key, _, tenant = entry.partition(":")
             if not key or not tenant:
                 raise ConfigurationError(f"{PREFIX}API_KEYS entries must be key:tenant")
+            if not is_tenant(tenant):
+                raise ConfigurationError(f"{PREFIX}API_KEYS: tenant {tenant!r} is not {RULE}")
             pairs[key] = tenant
         return pairs
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import math
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -20,25 +20,33 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState, new_id, utcnow
-from anchorline.proof.manifest import SCHEMES, SIGNATURE_RE, parse_document
-from anchorline.store.blobstore import SHA256_URI, FileBlobStore
+from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
+from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway import ops
 from anchorline_gateway.auth import ApiKeys, tenant_of, visible
+from anchorline_gateway.limits import Limits, capped, read_json
 from anchorline_gateway.pipeline import PipelineView
+from anchorline_gateway.problems import BadRequest, problem
 from anchorline_gateway.publisher import Publisher, Unavailable
-from anchorline_gateway.reads import BadCursor, JobReader
+from anchorline_gateway.reads import JOB_ID_RE, BadCursor, JobReader
 from anchorline_gateway.receipts import get_receipt
+from anchorline_gateway.submission import (
+    FORM_FIELDS,
+    FORM_FILES,
+    MAX_MANIFEST_BYTES,
+    job_request,
+    json_fields,
+    unknown_fields,
+)
 
-MAX_MANIFEST_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 255
+IDEMPOTENCY_KEY_RE = re.compile(rf"[\x20-\x7e]{{1,{MAX_IDEMPOTENCY_KEY}}}")
 MAX_WAIT_S = 60.0
 MAX_BATCH = 500
 WAIT_POLL_S = 0.1
 FINAL_STATES = frozenset({"succeeded", "failed", "dead"})
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3c52-8d1e-4a8e-9a59-3c1f0f6b2a10")
 MAX_LIST = 200
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 RETRY_AFTER_S = 5
 
 
@@ -51,15 +59,7 @@ class Gateway:
     reader: JobReader
     api_keys: Mapping[str, str] = field(default_factory=dict)
     pipeline: PipelineView | None = None
-
-
-def problem(status: int, detail: str, **headers: str) -> JSONResponse:
-    return JSONResponse({"error": detail}, status_code=status, headers=headers or None)
-
-
-class BadRequest(HTTPException):
-    def __init__(self, detail: str, status_code: int = 400) -> None:
-        super().__init__(status_code=status_code, detail=detail)
+    limits: Limits = field(default_factory=Limits)
 
 
 def _gateway(request: Request) -> Gateway:
@@ -68,7 +68,9 @@ def _gateway(request: Request) -> Gateway:
 
 
 async def upload_blob(request: Request) -> Response:
-    uri, size = await _gateway(request).blobs.put_stream(request.stream())
+    gateway = _gateway(request)
+    body = capped(request, gateway.limits.blob_bytes).stream()
+    uri, size = await gateway.blobs.put_stream(body)
     return JSONResponse({"content_uri": uri, "size": size}, status_code=201)
 
 
@@ -76,12 +78,13 @@ async def submit_job(request: Request) -> Response:
     gateway = _gateway(request)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        fields = await _multipart_fields(request, gateway.blobs)
+        fields = await _multipart_fields(capped(request, gateway.limits.multipart_bytes), gateway)
     elif content_type.startswith("application/json"):
-        fields = await _json_fields(request, gateway.blobs)
+        body = await read_json(request, gateway.limits.job_body_bytes)
+        fields = _stored_content_fields(body, gateway.blobs)
     else:
         raise BadRequest("send multipart/form-data or application/json", 415)
-    job = _bind_tenant(request, _job_request(fields))
+    job = _bind_tenant(request, job_request(fields))
     key = request.headers.get("idempotency-key")
     if key is not None:
         job = replace(job, job_id=idempotent_job_id(key, job.tenant))
@@ -119,9 +122,10 @@ def _preferred_wait(request: Request) -> float:
         name, _, value = preference.strip().partition("=")
         if name.strip().lower() == "wait":
             try:
-                return min(max(float(value), 0.0), MAX_WAIT_S)
+                seconds = float(value)
             except ValueError:
                 return 0.0
+            return min(max(seconds, 0.0), MAX_WAIT_S) if math.isfinite(seconds) else 0.0
     return 0.0
 
 
@@ -138,8 +142,10 @@ async def _wait_terminal(reader: JobReader, job_id: str, wait_s: float) -> dict[
 
 def idempotent_job_id(key: str, tenant: str | None) -> str:
     """The same key (per tenant) always names the same job, so a client's retry finds it."""
-    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    if not IDEMPOTENCY_KEY_RE.fullmatch(key):
+        raise BadRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+        )
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{tenant or ''}\n{key}"))
 
 
@@ -151,59 +157,53 @@ def _accepted(
     return JSONResponse(body, status_code=status_code, headers={"Location": status_url})
 
 
-async def _multipart_fields(request: Request, blobs: FileBlobStore) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    # The content and, optionally, the manifest may come as files; closing the form on the way
-    # out releases their spooled temporary files.
-    async with request.form(max_files=2, max_fields=16, max_part_size=MAX_MANIFEST_BYTES) as form:
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if name == "content":
-                    fields["content_uri"], _ = await run_in_threadpool(blobs.put_file, value.file)
-                elif name == "manifest":
-                    fields["manifest"] = (await value.read(MAX_MANIFEST_BYTES + 1)).decode(
-                        "utf-8", "replace"
-                    )
-                else:
-                    raise BadRequest(f"unexpected file field {name!r}")
-            else:
-                fields[name] = value
-    if "content_uri" not in fields:
-        raise BadRequest("multipart body lacks the 'content' file")
+async def _multipart_fields(request: Request, gateway: Gateway) -> dict[str, Any]:
+    """The fields of a multipart job request, its content stored in the blob store."""
+    # Closing the form on the way out releases the spooled temporary files of its file parts.
+    async with request.form(max_files=2, max_fields=8, max_part_size=MAX_MANIFEST_BYTES) as form:
+        parts = _known_parts(form.multi_items())
+        fields = {name: value for name, value in parts.items() if isinstance(value, str)}
+        manifest = parts.get("manifest")
+        if isinstance(manifest, UploadFile):
+            raw = await manifest.read(MAX_MANIFEST_BYTES + 1)
+            fields["manifest"] = raw.decode("utf-8", "replace")
+        content = parts.get("content")
+        if not isinstance(content, UploadFile):
+            raise BadRequest("multipart body lacks the 'content' file")
+        fields["content_uri"], _ = await run_in_threadpool(gateway.blobs.put_file, content.file)
     return fields
 
 
-async def _json_body(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError as exc:
-        raise BadRequest(f"body is not JSON: {exc}") from exc
-
-
-async def _json_fields(request: Request, blobs: FileBlobStore) -> dict[str, Any]:
-    return _stored_content_fields(await _json_body(request), blobs)
+def _known_parts(items: list[tuple[str, UploadFile | str]]) -> dict[str, UploadFile | str]:
+    """Each part by name, or BadRequest for an unknown, repeated or misplaced one."""
+    unknown_fields([name for name, _ in items], (*FORM_FIELDS, "content"))
+    parts: dict[str, UploadFile | str] = {}
+    for name, value in items:
+        if name in parts:
+            raise BadRequest(f"field {name!r} is given more than once")
+        if isinstance(value, UploadFile) and name not in FORM_FILES:
+            raise BadRequest(f"field {name!r} must be a plain field, not a file")
+        if isinstance(value, str) and name not in FORM_FIELDS:
+            raise BadRequest(f"field {name!r} must be a file")
+        parts[name] = value
+    return parts
 
 
 def _stored_content_fields(body: Any, blobs: FileBlobStore) -> dict[str, Any]:
     """The fields of a JSON job request, whose content was uploaded to /v1/blobs before."""
-    if not isinstance(body, dict):
-        raise BadRequest("a job request must be a JSON object")
-    uri = body.get("content_uri")
-    if not isinstance(uri, str) or not SHA256_URI.match(uri):
-        raise BadRequest(
-            "content_uri must be sha256:<64 lowercase hex> of content uploaded to /v1/blobs"
-        )
+    fields = json_fields(body)
+    uri = fields["content_uri"]
     if not blobs.path_of(uri.removeprefix("sha256:")).exists():
         raise BadRequest(f"{uri} is not in the blob store; upload it with POST /v1/blobs", 422)
-    if isinstance(body.get("manifest"), dict):
-        body = {**body, "manifest": json.dumps(body["manifest"])}
-    return body
+    return fields
 
 
 async def submit_batch(request: Request) -> Response:
     """Many JSON job requests at once: all are accepted, or none (400 naming each bad one)."""
     gateway = _gateway(request)
-    body = await _json_body(request)
+    body = await read_json(request, gateway.limits.batch_body_bytes)
+    if isinstance(body, dict):
+        unknown_fields(body, ("jobs",))
     items = body.get("jobs") if isinstance(body, dict) else None
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
         raise BadRequest(f'send {{"jobs": [...]}} with 1 to {MAX_BATCH} job requests')
@@ -212,7 +212,7 @@ async def submit_batch(request: Request) -> Response:
     for index, item in enumerate(items):
         try:
             fields = _stored_content_fields(item, gateway.blobs)
-            jobs.append(_bind_tenant(request, _job_request(fields)))
+            jobs.append(_bind_tenant(request, job_request(fields)))
         except HTTPException as exc:
             errors.append({"index": index, "status": exc.status_code, "error": exc.detail})
     if errors:
@@ -237,43 +237,9 @@ async def submit_batch(request: Request) -> Response:
     return JSONResponse({"jobs": accepted}, status_code=202)
 
 
-def _job_request(fields: dict[str, Any]) -> JobRequested:
-    kind = fields.get("kind")
-    if kind not in {k.value for k in JobKind}:
-        raise BadRequest("kind must be one of verify, proof, anchor")
-    manifest = fields.get("manifest")
-    if not isinstance(manifest, str) or not manifest:
-        raise BadRequest("manifest is required (a JSON object)")
-    if len(manifest.encode()) > MAX_MANIFEST_BYTES:
-        raise BadRequest(f"manifest is larger than {MAX_MANIFEST_BYTES} bytes", 413)
-    try:
-        parse_document(manifest)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
-    signature = fields.get("signature")
-    if not isinstance(signature, str) or not SIGNATURE_RE.match(signature):
-        raise BadRequest("signature must be 0x followed by 130 hex digits", 422)
-    tenant = fields.get("tenant")
-    if tenant is not None and not isinstance(tenant, str):
-        raise BadRequest("tenant must be a string")
-    scheme = fields.get("signature_scheme") or "eip191"
-    if scheme not in SCHEMES:
-        raise BadRequest(f"signature_scheme must be one of {', '.join(SCHEMES)}", 422)
-    return JobRequested(
-        job_id=new_id(),
-        kind=JobKind(kind),
-        content_uri=fields["content_uri"],
-        manifest=manifest,
-        signature=signature,
-        signature_scheme=scheme,
-        submitted_at=utcnow(),
-        tenant=tenant,
-    )
-
-
 async def get_job(request: Request) -> Response:
     job_id = request.path_params["job_id"]
-    if not JOB_ID_RE.match(job_id):
+    if not JOB_ID_RE.fullmatch(job_id):
         return problem(400, "job id has characters a job id never has")
     reader = _gateway(request).reader
     job = await run_in_threadpool(reader.get, job_id)

@@ -9,6 +9,7 @@ from anchorline.settings import Settings
 from anchorline.store.blobstore import FileBlobStore
 from anchorline.store.db import make_engine
 from anchorline_gateway.app import Gateway, create_app
+from anchorline_gateway.limits import Limits
 from anchorline_gateway.pipeline import KafkaPipelineView
 from anchorline_gateway.publisher import KafkaPublisher
 from anchorline_gateway.reads import SqlJobReader
@@ -21,6 +22,7 @@ def build(settings: Settings) -> Starlette:
         reader=SqlJobReader(make_engine(settings.db_url)),
         api_keys=settings.api_key_tenants,
         pipeline=KafkaPipelineView(settings),
+        limits=Limits.from_settings(settings),
     )
     return create_app(gateway)
 

@@ -156,7 +156,7 @@ def test_an_unexpected_file_is_400(
     request["files"]["extra"] = ("x.bin", b"x")
     response = client.post("/v1/jobs", **request)
     assert response.status_code == 400
-    assert error_of(response) == "unexpected file field 'extra'"
+    assert error_of(response).startswith("unknown field 'extra'")
     assert publisher.events == []
 
 
@@ -570,7 +570,7 @@ def test_a_batch_with_a_bad_item_is_refused_whole(
     assert publisher.events == []
 
 
-@pytest.mark.parametrize("body", [{"jobs": []}, {"jobs": "x"}, [], {"nope": 1}])
+@pytest.mark.parametrize("body", [{"jobs": []}, {"jobs": "x"}, [], {}])
 def test_a_batch_needs_a_list_of_jobs(client: TestClient, body: Any) -> None:
     response = client.post("/v1/jobs/batch", json=body)
     assert response.status_code == 400

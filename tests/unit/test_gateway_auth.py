@@ -84,7 +84,7 @@ def test_a_key_cannot_submit_for_another_tenant(
     assert "acme" in response.json()["error"]
 
 
-@pytest.mark.parametrize("value", ["nokey", "k:", ":t"])
+@pytest.mark.parametrize("value", ["nokey", "k:", ":t", "k:../up", "k:a/b", "k:" + "t" * 65])
 def test_malformed_api_keys_are_a_configuration_error(value: str) -> None:
     with pytest.raises(ConfigurationError):
         _ = Settings(api_keys=value).api_key_tenants

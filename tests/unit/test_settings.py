@@ -130,3 +130,9 @@ def test_the_retry_ladder_sizes_the_delay_topics() -> None:
 def test_a_deadline_at_or_below_zero_is_a_configuration_error(name: str, raw: str) -> None:
     with pytest.raises(ConfigurationError, match=f"ANCHORLINE_{name} must be above 0"):
         Settings.from_env({f"ANCHORLINE_{name}": raw})
+
+
+@pytest.mark.parametrize("name", ["max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes"])
+def test_a_body_limit_must_be_positive(name: str) -> None:
+    with pytest.raises(ConfigurationError, match=name.upper()):
+        Settings(**{name: 0})

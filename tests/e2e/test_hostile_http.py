@@ -1,0 +1,58 @@
+"""A hostile HTTP client against `anchorline up`: refused with a 4xx, and the gateway lives on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import httpx
+from conftest import System
+from eth_account import Account
+
+from anchorline.proof.manifest import sign_eip191
+
+
+def signed_form(content: bytes) -> dict[str, str]:
+    account = Account.create()
+    document = {
+        "content_hash": "0x" + hashlib.sha256(content).hexdigest(),
+        "creator": account.address,
+    }
+    signature = sign_eip191(document, "0x" + bytes(account.key).hex())
+    return {"kind": "verify", "manifest": json.dumps(document), "signature": signature}
+
+
+def test_a_content_uri_form_field_naming_a_server_file_is_refused(system: System) -> None:
+    """The issue's request: no content file, the content named by a form field instead."""
+    fields = signed_form(b"anything")
+    manifest = fields.pop("manifest").encode()
+    response = httpx.post(
+        f"{system.base_url}/v1/jobs",
+        data={**fields, "content_uri": "file:///etc/hostname"},
+        files={"manifest": ("manifest.json", manifest)},  # keeps the body multipart
+        timeout=30,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("unknown field 'content_uri'")
+
+
+def test_deep_and_oversized_bodies_are_refused_and_the_gateway_lives_on(system: System) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    for path in ("/v1/jobs", "/v1/jobs/batch"):
+        response = httpx.post(
+            f"{system.base_url}{path}",
+            content=deep,
+            headers={"content-type": "application/json"},
+            timeout=30,
+        )
+        assert response.status_code == 400, response.text
+        assert "nests deeper than" in response.json()["error"]
+    huge = b'{"kind": "' + b"x" * (2 << 20) + b'"}'
+    response = httpx.post(
+        f"{system.base_url}/v1/jobs",
+        content=huge,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert httpx.get(f"{system.base_url}/healthz", timeout=10).status_code == 200
