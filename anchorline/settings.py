@@ -59,6 +59,7 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     api_keys: str = ""
+    admin_keys: str = ""
     # Bounds on what an HTTP client may send (see the README's HTTP limits).
     max_blob_bytes: int = 1 << 30
     max_job_body_bytes: int = 1 << 20
@@ -107,6 +108,11 @@ class Settings:
                 raise ConfigurationError(f"{PREFIX}API_KEYS: tenant {tenant!r} is not {RULE}")
             pairs[key] = tenant
         return pairs
+
+    @property
+    def admin_key_set(self) -> frozenset[str]:
+        """The operators' keys, from `key,key`: they alone read the global views."""
+        return frozenset(filter(None, (part.strip() for part in self.admin_keys.split(","))))
 
     @property
     def topics(self) -> Topics:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 import uuid
@@ -23,7 +24,7 @@ from starlette.routing import Route
 from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
 from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway import ops
-from anchorline_gateway.auth import ApiKeys, tenant_of, visible
+from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
 from anchorline_gateway.limits import Limits, capped, read_json
 from anchorline_gateway.pipeline import PipelineView
 from anchorline_gateway.problems import BadRequest, problem
@@ -58,6 +59,7 @@ class Gateway:
     publisher: Publisher
     reader: JobReader
     api_keys: Mapping[str, str] = field(default_factory=dict)
+    admin_keys: frozenset[str] = frozenset()
     pipeline: PipelineView | None = None
     limits: Limits = field(default_factory=Limits)
 
@@ -69,8 +71,9 @@ def _gateway(request: Request) -> Gateway:
 
 async def upload_blob(request: Request) -> Response:
     gateway = _gateway(request)
+    tenant = owner(request, request.query_params.get("tenant"))
     body = capped(request, gateway.limits.blob_bytes).stream()
-    uri, size = await gateway.blobs.put_stream(body)
+    uri, size = await gateway.blobs.put_stream(body, tenant=tenant)
     return JSONResponse({"content_uri": uri, "size": size}, status_code=201)
 
 
@@ -81,10 +84,10 @@ async def submit_job(request: Request) -> Response:
         fields = await _multipart_fields(capped(request, gateway.limits.multipart_bytes), gateway)
     elif content_type.startswith("application/json"):
         body = await read_json(request, gateway.limits.job_body_bytes)
-        fields = _stored_content_fields(body, gateway.blobs)
+        fields = _stored_content_fields(request, body, gateway.blobs)
     else:
         raise BadRequest("send multipart/form-data or application/json", 415)
-    job = _bind_tenant(request, job_request(fields))
+    job = job_request(fields)
     key = request.headers.get("idempotency-key")
     if key is not None:
         job = replace(job, job_id=idempotent_job_id(key, job.tenant))
@@ -104,16 +107,6 @@ async def submit_job(request: Request) -> Response:
         if finished is not None:
             return JSONResponse(finished, headers={"Preference-Applied": f"wait={wait_s:g}"})
     return _accepted(request, job.job_id, job.kind, "queued", status_code=202)
-
-
-def _bind_tenant(request: Request, job: JobRequested) -> JobRequested:
-    """With API keys, a job belongs to the key's tenant, whatever the body says."""
-    tenant = tenant_of(request)
-    if tenant is None:
-        return job
-    if job.tenant not in (None, tenant):
-        raise BadRequest(f"this API key submits for tenant {tenant!r} only", 403)
-    return replace(job, tenant=tenant)
 
 
 def _preferred_wait(request: Request) -> float:
@@ -162,7 +155,7 @@ async def _multipart_fields(request: Request, gateway: Gateway) -> dict[str, Any
     # Closing the form on the way out releases the spooled temporary files of its file parts.
     async with request.form(max_files=2, max_fields=8, max_part_size=MAX_MANIFEST_BYTES) as form:
         parts = _known_parts(form.multi_items())
-        fields = {name: value for name, value in parts.items() if isinstance(value, str)}
+        fields: dict[str, Any] = {n: v for n, v in parts.items() if isinstance(v, str)}
         manifest = parts.get("manifest")
         if isinstance(manifest, UploadFile):
             raw = await manifest.read(MAX_MANIFEST_BYTES + 1)
@@ -170,7 +163,9 @@ async def _multipart_fields(request: Request, gateway: Gateway) -> dict[str, Any
         content = parts.get("content")
         if not isinstance(content, UploadFile):
             raise BadRequest("multipart body lacks the 'content' file")
-        fields["content_uri"], _ = await run_in_threadpool(gateway.blobs.put_file, content.file)
+        fields["tenant"] = tenant = owner(request, fields.get("tenant"))
+        store = functools.partial(gateway.blobs.put_file, content.file, tenant=tenant)
+        fields["content_uri"], _ = await run_in_threadpool(store)
     return fields
 
 
@@ -189,11 +184,13 @@ def _known_parts(items: list[tuple[str, UploadFile | str]]) -> dict[str, UploadF
     return parts
 
 
-def _stored_content_fields(body: Any, blobs: FileBlobStore) -> dict[str, Any]:
-    """The fields of a JSON job request, whose content was uploaded to /v1/blobs before."""
+def _stored_content_fields(request: Request, body: Any, blobs: FileBlobStore) -> dict[str, Any]:
+    """The fields of a JSON job request, whose content its tenant uploaded to /v1/blobs before."""
     fields = json_fields(body)
+    fields["tenant"] = tenant = owner(request, fields.get("tenant"))
     uri = fields["content_uri"]
-    if not blobs.path_of(uri.removeprefix("sha256:")).exists():
+    # The same answer whether another tenant has this content or nobody does.
+    if not blobs.path_of(uri.removeprefix("sha256:"), tenant=tenant).exists():
         raise BadRequest(f"{uri} is not in the blob store; upload it with POST /v1/blobs", 422)
     return fields
 
@@ -211,8 +208,7 @@ async def submit_batch(request: Request) -> Response:
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            fields = _stored_content_fields(item, gateway.blobs)
-            jobs.append(_bind_tenant(request, job_request(fields)))
+            jobs.append(job_request(_stored_content_fields(request, item, gateway.blobs)))
         except HTTPException as exc:
             errors.append({"index": index, "status": exc.status_code, "error": exc.detail})
     if errors:
@@ -313,5 +309,5 @@ def create_app(gateway: Gateway) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},
-        middleware=[Middleware(ApiKeys, keys=gateway.api_keys)],
+        middleware=[Middleware(ApiKeys, keys=gateway.api_keys, admin_keys=gateway.admin_keys)],
     )

@@ -21,6 +21,7 @@ def build(settings: Settings) -> Starlette:
         publisher=KafkaPublisher(settings),
         reader=SqlJobReader(make_engine(settings.db_url)),
         api_keys=settings.api_key_tenants,
+        admin_keys=settings.admin_key_set,
         pipeline=KafkaPipelineView(settings),
         limits=Limits.from_settings(settings),
     )

@@ -82,7 +82,7 @@ def test_multipart_submission_is_accepted_and_published(
         signed.signature,
         "acme",
     )
-    assert blobs.path_of(digest).read_bytes() == b"the document"
+    assert blobs.path_of(digest, tenant="acme").read_bytes() == b"the document"
     assert (queued.job_id, queued.stage, queued.state) == (
         body["job_id"],
         Stage.VERIFY,
