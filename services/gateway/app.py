@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import re
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -25,6 +23,7 @@ from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
 from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway import ops
 from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
+from anchorline_gateway.idempotency import Claim, IdempotencyKeys, fingerprint, key_of
 from anchorline_gateway.limits import Limits, capped, read_json
 from anchorline_gateway.pipeline import PipelineView
 from anchorline_gateway.problems import BadRequest, problem
@@ -40,13 +39,10 @@ from anchorline_gateway.submission import (
     unknown_fields,
 )
 
-MAX_IDEMPOTENCY_KEY = 255
-IDEMPOTENCY_KEY_RE = re.compile(rf"[\x20-\x7e]{{1,{MAX_IDEMPOTENCY_KEY}}}")
 MAX_WAIT_S = 60.0
 MAX_BATCH = 500
 WAIT_POLL_S = 0.1
 FINAL_STATES = frozenset({"succeeded", "failed", "dead"})
-IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3c52-8d1e-4a8e-9a59-3c1f0f6b2a10")
 MAX_LIST = 200
 RETRY_AFTER_S = 5
 
@@ -61,6 +57,7 @@ class Gateway:
     api_keys: Mapping[str, str] = field(default_factory=dict)
     admin_keys: frozenset[str] = frozenset()
     pipeline: PipelineView | None = None
+    idempotency: IdempotencyKeys | None = None
     limits: Limits = field(default_factory=Limits)
 
 
@@ -79,6 +76,9 @@ async def upload_blob(request: Request) -> Response:
 
 async def submit_job(request: Request) -> Response:
     gateway = _gateway(request)
+    key = key_of(request)
+    if key is not None and gateway.idempotency is None:
+        raise BadRequest("this gateway keeps no Idempotency-Key records", 501)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         fields = await _multipart_fields(capped(request, gateway.limits.multipart_bytes), gateway)
@@ -88,12 +88,38 @@ async def submit_job(request: Request) -> Response:
     else:
         raise BadRequest("send multipart/form-data or application/json", 415)
     job = job_request(fields)
-    key = request.headers.get("idempotency-key")
-    if key is not None:
-        job = replace(job, job_id=idempotent_job_id(key, job.tenant))
-        known = await run_in_threadpool(gateway.reader.get, job.job_id)
-        if known is not None:
-            return _accepted(request, job.job_id, known["kind"], known["state"], status_code=200)
+    if key is None or gateway.idempotency is None:
+        return await _publish_job(request, gateway, job)
+    return await _publish_once(request, gateway.idempotency, job, key=key)
+
+
+async def _publish_once(
+    request: Request, keys: IdempotencyKeys, job: JobRequested, *, key: str
+) -> Response:
+    """Publish under an Idempotency-Key: the first request with the key wins, atomically."""
+    claimed = await run_in_threadpool(
+        functools.partial(keys.claim, job, key=key, fingerprint=fingerprint(job))
+    )
+    if claimed.claim is Claim.MISMATCH:
+        raise BadRequest("this Idempotency-Key was used for another request", 422)
+    if claimed.claim is Claim.IN_FLIGHT:
+        reason = "a request with this Idempotency-Key is still being processed; retry later"
+        return problem(409, reason, **{"Retry-After": "1"})
+    if claimed.claim is Claim.DONE:
+        return _accepted(request, claimed.job_id, claimed.kind, "queued", status_code=200)
+    job = replace(job, job_id=claimed.job_id)
+    try:
+        response = await _publish_job(request, _gateway(request), job)
+    except BaseException:
+        await run_in_threadpool(functools.partial(keys.release, job, key=key))
+        raise
+    # Not accepted (Kafka did not take it): the key is free again for the client's retry.
+    settle = keys.complete if response.status_code < 500 else keys.release
+    await run_in_threadpool(functools.partial(settle, job, key=key))
+    return response
+
+
+async def _publish_job(request: Request, gateway: Gateway, job: JobRequested) -> Response:
     queued = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant).status(
         Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0
     )
@@ -131,15 +157,6 @@ async def _wait_terminal(reader: JobReader, job_id: str, wait_s: float) -> dict[
             return job
         await asyncio.sleep(WAIT_POLL_S)
     return None
-
-
-def idempotent_job_id(key: str, tenant: str | None) -> str:
-    """The same key (per tenant) always names the same job, so a client's retry finds it."""
-    if not IDEMPOTENCY_KEY_RE.fullmatch(key):
-        raise BadRequest(
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
-        )
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{tenant or ''}\n{key}"))
 
 
 def _accepted(
@@ -198,6 +215,8 @@ def _stored_content_fields(request: Request, body: Any, blobs: FileBlobStore) ->
 async def submit_batch(request: Request) -> Response:
     """Many JSON job requests at once: all are accepted, or none (400 naming each bad one)."""
     gateway = _gateway(request)
+    if "idempotency-key" in request.headers:
+        raise BadRequest("Idempotency-Key is taken by POST /v1/jobs only; send jobs one by one")
     body = await read_json(request, gateway.limits.batch_body_bytes)
     if isinstance(body, dict):
         unknown_fields(body, ("jobs",))

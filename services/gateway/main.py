@@ -9,6 +9,7 @@ from anchorline.settings import Settings
 from anchorline.store.blobstore import FileBlobStore
 from anchorline.store.db import make_engine
 from anchorline_gateway.app import Gateway, create_app
+from anchorline_gateway.idempotency import SqlIdempotencyKeys
 from anchorline_gateway.limits import Limits
 from anchorline_gateway.pipeline import KafkaPipelineView
 from anchorline_gateway.publisher import KafkaPublisher
@@ -16,10 +17,12 @@ from anchorline_gateway.reads import SqlJobReader
 
 
 def build(settings: Settings) -> Starlette:
+    engine = make_engine(settings.db_url)
     gateway = Gateway(
         blobs=FileBlobStore(settings.blobs),
         publisher=KafkaPublisher(settings),
-        reader=SqlJobReader(make_engine(settings.db_url)),
+        reader=SqlJobReader(engine),
+        idempotency=SqlIdempotencyKeys(engine),
         api_keys=settings.api_key_tenants,
         admin_keys=settings.admin_key_set,
         pipeline=KafkaPipelineView(settings),
