@@ -25,6 +25,7 @@ from anchorline_gateway import ops
 from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
 from anchorline_gateway.idempotency import Claim, IdempotencyKeys, fingerprint, key_of
 from anchorline_gateway.limits import Limits, capped, read_json
+from anchorline_gateway.openapi import openapi
 from anchorline_gateway.pipeline import PipelineView
 from anchorline_gateway.problems import BadRequest, problem
 from anchorline_gateway.publisher import Publisher, Unavailable
@@ -81,13 +82,12 @@ async def submit_job(request: Request) -> Response:
         raise BadRequest("this gateway keeps no Idempotency-Key records", 501)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        fields = await _multipart_fields(capped(request, gateway.limits.multipart_bytes), gateway)
+        job = await _multipart_job(capped(request, gateway.limits.multipart_bytes), gateway)
     elif content_type.startswith("application/json"):
         body = await read_json(request, gateway.limits.job_body_bytes)
-        fields = _stored_content_fields(request, body, gateway.blobs)
+        job = _json_job(request, body, gateway.blobs)
     else:
         raise BadRequest("send multipart/form-data or application/json", 415)
-    job = job_request(fields)
     if key is None or gateway.idempotency is None:
         return await _publish_job(request, gateway, job)
     return await _publish_once(request, gateway.idempotency, job, key=key)
@@ -167,8 +167,8 @@ def _accepted(
     return JSONResponse(body, status_code=status_code, headers={"Location": status_url})
 
 
-async def _multipart_fields(request: Request, gateway: Gateway) -> dict[str, Any]:
-    """The fields of a multipart job request, its content stored in the blob store."""
+async def _multipart_job(request: Request, gateway: Gateway) -> JobRequested:
+    """A multipart job request, its content stored in the blob store once the rest is checked."""
     # Closing the form on the way out releases the spooled temporary files of its file parts.
     async with request.form(max_files=2, max_fields=8, max_part_size=MAX_MANIFEST_BYTES) as form:
         parts = _known_parts(form.multi_items())
@@ -180,10 +180,11 @@ async def _multipart_fields(request: Request, gateway: Gateway) -> dict[str, Any
         content = parts.get("content")
         if not isinstance(content, UploadFile):
             raise BadRequest("multipart body lacks the 'content' file")
-        fields["tenant"] = tenant = owner(request, fields.get("tenant"))
-        store = functools.partial(gateway.blobs.put_file, content.file, tenant=tenant)
-        fields["content_uri"], _ = await run_in_threadpool(store)
-    return fields
+        fields["tenant"] = owner(request, fields.get("tenant"))
+        job = job_request({**fields, "content_uri": ""})
+        store = functools.partial(gateway.blobs.put_file, content.file, tenant=job.tenant)
+        uri, _ = await run_in_threadpool(store)
+    return replace(job, content_uri=uri)
 
 
 def _known_parts(items: list[tuple[str, UploadFile | str]]) -> dict[str, UploadFile | str]:
@@ -201,15 +202,16 @@ def _known_parts(items: list[tuple[str, UploadFile | str]]) -> dict[str, UploadF
     return parts
 
 
-def _stored_content_fields(request: Request, body: Any, blobs: FileBlobStore) -> dict[str, Any]:
-    """The fields of a JSON job request, whose content its tenant uploaded to /v1/blobs before."""
+def _json_job(request: Request, body: Any, blobs: FileBlobStore) -> JobRequested:
+    """A JSON job request, whose content its tenant uploaded to /v1/blobs before."""
     fields = json_fields(body)
-    fields["tenant"] = tenant = owner(request, fields.get("tenant"))
-    uri = fields["content_uri"]
+    fields["tenant"] = owner(request, fields.get("tenant"))
+    job = job_request(fields)  # every field checked before the blob store is asked
     # The same answer whether another tenant has this content or nobody does.
-    if not blobs.path_of(uri.removeprefix("sha256:"), tenant=tenant).exists():
+    if not blobs.path_of(job.content_uri.removeprefix("sha256:"), tenant=job.tenant).exists():
+        uri = job.content_uri
         raise BadRequest(f"{uri} is not in the blob store; upload it with POST /v1/blobs", 422)
-    return fields
+    return job
 
 
 async def submit_batch(request: Request) -> Response:
@@ -227,7 +229,7 @@ async def submit_batch(request: Request) -> Response:
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            jobs.append(job_request(_stored_content_fields(request, item, gateway.blobs)))
+            jobs.append(_json_job(request, item, gateway.blobs))
         except HTTPException as exc:
             errors.append({"index": index, "status": exc.status_code, "error": exc.detail})
     if errors:
@@ -323,6 +325,7 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/metrics", ops.metrics, methods=["GET"]),
         Route("/v1/pipeline", ops.pipeline, methods=["GET"]),
         Route("/", ops.dashboard, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,

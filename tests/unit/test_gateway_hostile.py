@@ -381,3 +381,11 @@ def test_deeply_nested_json_is_400_not_a_crash() -> None:
     lines = done.stdout.splitlines()
     assert len(lines) == 3
     assert all(line.startswith("400 ") and "nests deeper than" in line for line in lines), lines
+
+
+def test_a_refused_multipart_request_stores_no_content(
+    client: TestClient, blobs: FileBlobStore, sign_manifest: Any
+) -> None:
+    assert client.post("/v1/jobs", **form(sign_manifest(), kind="teleport")).status_code == 400
+    assert client.post("/v1/jobs", **form(sign_manifest(), signature="0x1")).status_code == 422
+    assert files_under(blobs.root) == []
