@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -46,6 +48,8 @@ WAIT_POLL_S = 0.1
 FINAL_STATES = frozenset({"succeeded", "failed", "dead"})
 MAX_LIST = 200
 RETRY_AFTER_S = 5
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return problem(exc.status_code, exc.detail)
 
 
+async def database_error(request: Request, exc: Exception) -> Response:
+    """The jobs database did not answer (down, or not migrated yet): a retry may succeed."""
+    log.warning("jobs database: %s", exc)
+    reason = f"the jobs database did not answer ({type(exc).__name__})"
+    return problem(503, reason, **{"Retry-After": str(RETRY_AFTER_S)})
+
+
 def create_app(gateway: Gateway) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -330,6 +341,6 @@ def create_app(gateway: Gateway) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, SQLAlchemyError: database_error},
         middleware=[Middleware(ApiKeys, keys=gateway.api_keys, admin_keys=gateway.admin_keys)],
     )

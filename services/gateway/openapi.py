@@ -239,7 +239,10 @@ PATHS: dict[str, dict[str, Schema]] = {
                 ),
                 _param("cursor", "query", {"type": "string"}, "next_cursor of the page before"),
             ],
-            "responses": {"200": answer("a page of jobs", ref("JobPage")), **problems(400, 401)},
+            "responses": {
+                "200": answer("a page of jobs", ref("JobPage")),
+                **problems(400, 401, 503),
+            },
         },
     },
     "/v1/jobs/batch": {
@@ -262,7 +265,7 @@ PATHS: dict[str, dict[str, Schema]] = {
         "get": {
             "summary": "A job's record with its history",
             "parameters": [JOB_ID_PARAM],
-            "responses": {"200": answer("the job", ref("Job")), **problems(400, 401, 404)},
+            "responses": {"200": answer("the job", ref("Job")), **problems(400, 401, 404, 503)},
         }
     },
     "/v1/jobs/{job_id}/receipt": {
@@ -271,14 +274,14 @@ PATHS: dict[str, dict[str, Schema]] = {
             "parameters": [JOB_ID_PARAM],
             "responses": {
                 "200": answer("the receipt", ref("Receipt")),
-                **problems(400, 401, 404, 409),
+                **problems(400, 401, 404, 409, 503),
             },
         }
     },
     "/v1/stats": {
         "get": {
             "summary": "Counts of the caller's jobs by state and kind",
-            "responses": {"200": answer("counts", ref("Stats")), **problems(401)},
+            "responses": {"200": answer("counts", ref("Stats")), **problems(401, 503)},
         }
     },
     "/v1/pipeline": {
@@ -295,7 +298,7 @@ PATHS: dict[str, dict[str, Schema]] = {
             "summary": "Operators: jobs by kind and state, Prometheus text format",
             "responses": {
                 "200": answer("metrics", {"type": "string"}, "text/plain"),
-                **problems(401, 403),
+                **problems(401, 403, 503),
             },
         }
     },

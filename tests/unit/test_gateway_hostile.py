@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from eth_account.signers.local import LocalAccount
 from proven_jobs import prove_window
 from sqlalchemy.engine import Engine
@@ -24,6 +25,7 @@ from starlette.testclient import TestClient
 from anchorline.events import JobStatus, Stage
 from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway.app import Gateway, create_app
+from anchorline_gateway.idempotency import SqlIdempotencyKeys
 from anchorline_gateway.limits import Limits
 from anchorline_gateway.publisher import MemoryPublisher
 from anchorline_gateway.reads import SqlJobReader, encode_cursor
@@ -389,3 +391,24 @@ def test_a_refused_multipart_request_stores_no_content(
     assert client.post("/v1/jobs", **form(sign_manifest(), kind="teleport")).status_code == 400
     assert client.post("/v1/jobs", **form(sign_manifest(), signature="0x1")).status_code == 422
     assert files_under(blobs.root) == []
+
+
+def test_a_database_that_does_not_answer_is_503_not_500(
+    tmp_path: Path, engine: Engine, sign_manifest: Any
+) -> None:
+    gateway = Gateway(
+        FileBlobStore(tmp_path / "b"),
+        MemoryPublisher(),
+        SqlJobReader(engine),
+        idempotency=SqlIdempotencyKeys(engine),
+    )
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE idempotency_keys"))
+        connection.execute(sa.text("DROP TABLE jobs"))
+    with TestClient(create_app(gateway)) as client:
+        keyed = client.post("/v1/jobs", headers={"Idempotency-Key": "k"}, **form(sign_manifest()))
+        listed = client.get("/v1/jobs")
+    for response in (keyed, listed):
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert "jobs database did not answer" in error_of(response)
