@@ -25,7 +25,13 @@ from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
 from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway import ops
 from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
-from anchorline_gateway.idempotency import Claim, IdempotencyKeys, fingerprint, key_of
+from anchorline_gateway.idempotency import (
+    Claim,
+    Claimed,
+    IdempotencyKeys,
+    fingerprint,
+    key_of,
+)
 from anchorline_gateway.limits import Limits, capped, read_json
 from anchorline_gateway.openapi import openapi
 from anchorline_gateway.pipeline import PipelineView
@@ -92,51 +98,60 @@ async def submit_job(request: Request) -> Response:
         job = _json_job(request, body, gateway.blobs)
     else:
         raise BadRequest("send multipart/form-data or application/json", 415)
-    if key is None or gateway.idempotency is None:
-        return await _publish_job(request, gateway, job)
-    return await _publish_once(request, gateway.idempotency, job, key=key)
-
-
-async def _publish_once(
-    request: Request, keys: IdempotencyKeys, job: JobRequested, *, key: str
-) -> Response:
-    """Publish under an Idempotency-Key: the first request with the key wins, atomically."""
-    claimed = await run_in_threadpool(
-        functools.partial(keys.claim, job, key=key, fingerprint=fingerprint(job))
-    )
-    if claimed.claim is Claim.MISMATCH:
-        raise BadRequest("this Idempotency-Key was used for another request", 422)
-    if claimed.claim is Claim.IN_FLIGHT:
-        reason = "a request with this Idempotency-Key is still being processed; retry later"
-        return problem(409, reason, **{"Retry-After": "1"})
-    if claimed.claim is Claim.DONE:
-        return _accepted(request, claimed.job_id, claimed.kind, "queued", status_code=200)
-    job = replace(job, job_id=claimed.job_id)
-    try:
-        response = await _publish_job(request, _gateway(request), job)
-    except BaseException:
-        await run_in_threadpool(functools.partial(keys.release, job, key=key))
-        raise
-    # Not accepted (Kafka did not take it): the key is free again for the client's retry.
-    settle = keys.complete if response.status_code < 500 else keys.release
-    await run_in_threadpool(functools.partial(settle, job, key=key))
-    return response
-
-
-async def _publish_job(request: Request, gateway: Gateway, job: JobRequested) -> Response:
-    queued = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant).status(
-        Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0
-    )
-    try:
-        await gateway.publisher.publish([job, queued])
-    except Unavailable as exc:
-        return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
+    keys = gateway.idempotency if key is not None else None
+    if keys is not None and key is not None:
+        claimed = await run_in_threadpool(
+            functools.partial(keys.claim, job, key=key, fingerprint=fingerprint(job))
+        )
+        if claimed.claim is not Claim.NEW:
+            return _not_first(request, claimed)
+        job = replace(job, job_id=claimed.job_id)
+    refused = await _publish(gateway.publisher, job, keys=keys, key=key)
+    if refused is not None:
+        return refused
     wait_s = _preferred_wait(request)
     if wait_s:
         finished = await _wait_terminal(gateway.reader, job.job_id, wait_s)
         if finished is not None:
             return JSONResponse(finished, headers={"Preference-Applied": f"wait={wait_s:g}"})
     return _accepted(request, job.job_id, job.kind, "queued", status_code=202)
+
+
+def _not_first(request: Request, claimed: Claimed) -> Response:
+    """The answer to a request whose Idempotency-Key an earlier request took."""
+    if claimed.claim is Claim.MISMATCH:
+        raise BadRequest("this Idempotency-Key was used for another request", 422)
+    if claimed.claim is Claim.IN_FLIGHT:
+        reason = "a request with this Idempotency-Key is still being processed; retry later"
+        return problem(409, reason, **{"Retry-After": "1"})
+    return _accepted(request, claimed.job_id, claimed.kind, "queued", status_code=200)
+
+
+async def _publish(
+    publisher: Publisher, job: JobRequested, *, keys: IdempotencyKeys | None, key: str | None
+) -> Response | None:
+    """Publish the job and its first status; a 503 when Kafka did not take them.
+
+    Under an Idempotency-Key the claim is completed once Kafka has the job, and released when
+    it did not, so that the client's retry may claim the key again.
+    """
+    queued = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant).status(
+        Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0
+    )
+    settle = None if keys is None or key is None else functools.partial(keys.release, job, key=key)
+    try:
+        await publisher.publish([job, queued])
+    except Unavailable as exc:
+        if settle is not None:
+            await run_in_threadpool(settle)
+        return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
+    except BaseException:
+        if settle is not None:
+            await run_in_threadpool(settle)
+        raise
+    if keys is not None and key is not None:
+        await run_in_threadpool(functools.partial(keys.complete, job, key=key))
+    return None
 
 
 def _preferred_wait(request: Request) -> float:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -244,8 +245,8 @@ def test_prefer_wait_nan_does_not_wait(client: TestClient, sign_manifest: Any) -
 @pytest.mark.parametrize(
     "cursor",
     [
-        encode_cursor(__import__("datetime").datetime(2024, 1, 1), "bad\x00id"),
-        encode_cursor(__import__("datetime").datetime(2024, 1, 1), "x" * 65),
+        encode_cursor(datetime(2024, 1, 1), "bad\x00id"),
+        encode_cursor(datetime(2024, 1, 1), "x" * 65),
         "W1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1td",  # [[[[...
         "eA" * 600,
     ],

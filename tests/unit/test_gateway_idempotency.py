@@ -153,3 +153,29 @@ def test_a_gateway_without_key_records_says_so(
     gateway = Gateway(FileBlobStore(tmp_path), MemoryPublisher(), SqlJobReader(engine))
     with TestClient(create_app(gateway)) as client:
         assert post(client, sign_manifest()).status_code == 501
+
+
+class KeyWatchingReader(SqlJobReader):
+    """Notes the key's state each time the gateway looks for the job while it waits."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.seen: list[str] = []
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            self.seen += connection.execute(sa.select(idempotency_keys.c.state)).scalars()
+        return super().get(job_id)
+
+
+def test_a_key_is_settled_before_the_gateway_waits_for_the_job(
+    tmp_path: Path, engine: Engine, sign_manifest: Any
+) -> None:
+    reader = KeyWatchingReader(engine)
+    gateway = Gateway(
+        FileBlobStore(tmp_path), MemoryPublisher(), reader, idempotency=SqlIdempotencyKeys(engine)
+    )
+    with TestClient(create_app(gateway)) as client:
+        response = post(client, sign_manifest(), headers={**KEY, "Prefer": "wait=0.3"})
+    assert response.status_code == 202
+    assert reader.seen and set(reader.seen) == {"done"}, "a retry meanwhile gets the job, not 409"
