@@ -14,7 +14,7 @@ from anchorline.tenants import RULE, is_tenant
 
 PREFIX = "ANCHORLINE_"
 # Deadlines and timeouts that mean nothing at zero or below.
-POSITIVE = ("commit_deadline_s", "session_timeout_s", "shutdown_timeout_s")
+POSITIVE = ("commit_deadline_s", "session_timeout_s", "shutdown_timeout_s", "idempotency_ttl_s")
 BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
 
 
@@ -64,6 +64,7 @@ class Settings:
     max_blob_bytes: int = 1 << 30
     max_job_body_bytes: int = 1 << 20
     max_batch_body_bytes: int = 16 << 20
+    idempotency_ttl_s: float = 24 * 3600.0  # how long an Idempotency-Key names its job
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

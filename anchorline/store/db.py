@@ -68,6 +68,7 @@ idempotency_keys = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_idempotency_keys_created", "created_at"),
 )
 
 

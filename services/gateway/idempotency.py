@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -31,6 +32,9 @@ SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
 # A claim whose request never finished (its gateway died mid-publish) may be taken over after
 # this long, so that a key is not stuck in flight for good.
 LEASE_S = 60.0
+# How long a key names its job (the draft lets a server expire keys); a setting.
+TTL_S = 24 * 3600.0
+PURGE_EVERY_S = 60.0
 
 
 class Claim(StrEnum):
@@ -85,13 +89,19 @@ def fingerprint(job: JobRequested) -> str:
 class SqlIdempotencyKeys:
     """Claims in the `idempotency_keys` table, on PostgreSQL or SQLite."""
 
-    def __init__(self, engine: Engine, *, lease_s: float = LEASE_S) -> None:
+    def __init__(self, engine: Engine, *, lease_s: float = LEASE_S, ttl_s: float = TTL_S) -> None:
         self.engine = engine
         self.lease = timedelta(seconds=lease_s)
+        self.ttl = timedelta(seconds=ttl_s)
+        self._next_purge = 0.0
 
     def claim(self, job: JobRequested, *, key: str, fingerprint: str) -> Claimed:
+        self._purge_now_and_then()
         while True:
             with self.engine.begin() as connection:
+                connection.execute(
+                    idempotency_keys.delete().where(*self._is(job, key), self._expired())
+                )
                 if self._insert(connection, job, key=key, fingerprint=fingerprint):
                     return Claimed(Claim.NEW, job.job_id, job.kind.value)
                 row = connection.execute(
@@ -161,6 +171,17 @@ class SqlIdempotencyKeys:
         )
         taken = stale.values(claimed_at=now).returning(idempotency_keys.c.key)
         return connection.execute(taken).first() is not None
+
+    def _expired(self) -> sa.ColumnElement[bool]:
+        return idempotency_keys.c.created_at < utcnow() - self.ttl
+
+    def _purge_now_and_then(self) -> None:
+        """Forget expired keys of every tenant, at most once a minute per gateway process."""
+        if time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + PURGE_EVERY_S
+        with self.engine.begin() as connection:
+            connection.execute(idempotency_keys.delete().where(self._expired()))
 
     @staticmethod
     def _is(job: JobRequested, key: str) -> tuple[sa.ColumnElement[bool], ...]:

@@ -22,7 +22,7 @@ def build(settings: Settings) -> Starlette:
         blobs=FileBlobStore(settings.blobs),
         publisher=KafkaPublisher(settings),
         reader=SqlJobReader(engine),
-        idempotency=SqlIdempotencyKeys(engine),
+        idempotency=SqlIdempotencyKeys(engine, ttl_s=settings.idempotency_ttl_s),
         api_keys=settings.api_key_tenants,
         admin_keys=settings.admin_key_set,
         pipeline=KafkaPipelineView(settings),

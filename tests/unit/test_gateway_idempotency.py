@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,25 @@ def test_a_key_is_settled_before_the_gateway_waits_for_the_job(
         response = post(client, sign_manifest(), headers={**KEY, "Prefer": "wait=0.3"})
     assert response.status_code == 202
     assert reader.seen and set(reader.seen) == {"done"}, "a retry meanwhile gets the job, not 409"
+
+
+def test_an_expired_key_names_a_new_job_and_expired_keys_are_purged(
+    engine: Engine, sign_manifest: Any
+) -> None:
+    signed = sign_manifest(b"long ago")
+    job = job_request({**fields(signed), "content_uri": "sha256:" + "00" * 32})
+    same = fingerprint(job)
+    keeping = SqlIdempotencyKeys(engine)
+    for key in ("old", "other"):
+        assert keeping.claim(job, key=key, fingerprint=same).claim is Claim.NEW
+        keeping.complete(job, key=key)
+    assert keeping.claim(job, key="old", fingerprint=same).claim is Claim.DONE
+    time.sleep(0.01)
+
+    expiring = SqlIdempotencyKeys(engine, ttl_s=0.001)
+    later = dataclasses.replace(job, job_id="a-later-job")
+    renewed = expiring.claim(later, key="old", fingerprint=same)
+    assert (renewed.claim, renewed.job_id) == (Claim.NEW, "a-later-job")
+    with engine.connect() as connection:
+        keys = connection.execute(sa.select(idempotency_keys.c.key)).scalars().all()
+    assert keys == ["old"], "the other expired key was purged"
