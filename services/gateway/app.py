@@ -98,15 +98,16 @@ async def submit_job(request: Request) -> Response:
         job = _json_job(request, body, gateway.blobs)
     else:
         raise BadRequest("send multipart/form-data or application/json", 415)
-    keys = gateway.idempotency if key is not None else None
-    if keys is not None and key is not None:
+    claim = None
+    if key is not None and gateway.idempotency is not None:
+        claim = (gateway.idempotency, key)
         claimed = await run_in_threadpool(
-            functools.partial(keys.claim, job, key=key, fingerprint=fingerprint(job))
+            functools.partial(gateway.idempotency.claim, job, key=key, fingerprint=fingerprint(job))
         )
         if claimed.claim is not Claim.NEW:
             return _not_first(request, claimed)
         job = replace(job, job_id=claimed.job_id)
-    refused = await _publish(gateway.publisher, job, keys=keys, key=key)
+    refused = await _publish(gateway.publisher, job, claim=claim)
     if refused is not None:
         return refused
     wait_s = _preferred_wait(request)
@@ -128,29 +129,26 @@ def _not_first(request: Request, claimed: Claimed) -> Response:
 
 
 async def _publish(
-    publisher: Publisher, job: JobRequested, *, keys: IdempotencyKeys | None, key: str | None
+    publisher: Publisher, job: JobRequested, *, claim: tuple[IdempotencyKeys, str] | None
 ) -> Response | None:
     """Publish the job and its first status; a 503 when Kafka did not take them.
 
-    Under an Idempotency-Key the claim is completed once Kafka has the job, and released when
-    it did not, so that the client's retry may claim the key again.
+    Under an Idempotency-Key (`claim`), the key is settled once Kafka has the job, and released
+    when it did not, so that the client's retry may claim it again.
     """
     queued = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant).status(
         Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0
     )
-    settle = None if keys is None or key is None else functools.partial(keys.release, job, key=key)
     try:
         await publisher.publish([job, queued])
-    except Unavailable as exc:
-        if settle is not None:
-            await run_in_threadpool(settle)
-        return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
-    except BaseException:
-        if settle is not None:
-            await run_in_threadpool(settle)
+    except BaseException as exc:
+        if claim is not None:
+            await run_in_threadpool(functools.partial(claim[0].release, job, key=claim[1]))
+        if isinstance(exc, Unavailable):
+            return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
         raise
-    if keys is not None and key is not None:
-        await run_in_threadpool(functools.partial(keys.complete, job, key=key))
+    if claim is not None:
+        await run_in_threadpool(functools.partial(claim[0].complete, job, key=claim[1]))
     return None
 
 
