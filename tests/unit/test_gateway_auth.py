@@ -211,3 +211,17 @@ def test_an_admin_sees_every_tenants_jobs_and_global_metrics(
 def test_admin_keys_parse_into_a_set() -> None:
     assert Settings(admin_keys=" op1, ,op2").admin_key_set == frozenset({"op1", "op2"})
     assert Settings().admin_key_set == frozenset()
+
+
+def test_admin_keys_alone_close_the_api(tmp_path: Path, engine: Engine) -> None:
+    gateway = Gateway(
+        FileBlobStore(tmp_path / "b"),
+        MemoryPublisher(),
+        SqlJobReader(engine),
+        admin_keys=frozenset({"the-operator"}),
+    )
+    with TestClient(create_app(gateway)) as client:
+        assert client.get("/v1/jobs").status_code == 401
+        assert client.get("/v1/jobs", headers=ADMIN).status_code == 200
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/openapi.json").status_code == 200
