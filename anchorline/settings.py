@@ -10,10 +10,12 @@ from typing import Any
 
 from anchorline.errors import ConfigurationError
 from anchorline.stream.topics import Topics
+from anchorline.tenants import RULE, is_tenant
 
 PREFIX = "ANCHORLINE_"
 # Deadlines and timeouts that mean nothing at zero or below.
-POSITIVE = ("commit_deadline_s", "session_timeout_s", "shutdown_timeout_s")
+POSITIVE = ("commit_deadline_s", "session_timeout_s", "shutdown_timeout_s", "idempotency_ttl_s")
+BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 
 
@@ -62,6 +64,12 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     api_keys: str = ""
+    admin_keys: str = ""
+    # Bounds on what an HTTP client may send (see the README's HTTP limits).
+    max_blob_bytes: int = 1 << 30
+    max_job_body_bytes: int = 1 << 20
+    max_batch_body_bytes: int = 16 << 20
+    idempotency_ttl_s: float = 24 * 3600.0  # how long an Idempotency-Key names its job
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -74,6 +82,9 @@ class Settings:
             )
         if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_username:
             raise ConfigurationError(f"{PREFIX}KAFKA_USERNAME is needed with SASL")
+        for name in BYTE_LIMITS:
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{PREFIX}{name.upper()} must be above 0 bytes")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -105,8 +116,15 @@ class Settings:
             key, _, tenant = entry.partition(":")
             if not key or not tenant:
                 raise ConfigurationError(f"{PREFIX}API_KEYS entries must be key:tenant")
+            if not is_tenant(tenant):
+                raise ConfigurationError(f"{PREFIX}API_KEYS: tenant {tenant!r} is not {RULE}")
             pairs[key] = tenant
         return pairs
+
+    @property
+    def admin_key_set(self) -> frozenset[str]:
+        """The operators' keys, from `key,key`: they alone read the global views."""
+        return frozenset(filter(None, (part.strip() for part in self.admin_keys.split(","))))
 
     @property
     def topics(self) -> Topics:

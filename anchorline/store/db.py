@@ -1,4 +1,5 @@
-"""The job store's tables (written only by the projector, read by the gateway)."""
+"""The job store's tables: jobs and their events (written only by the projector, read by the
+gateway), and the gateway's own Idempotency-Key records."""
 
 from __future__ import annotations
 
@@ -53,6 +54,21 @@ job_events = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("note", sa.Text, nullable=True),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Tenant "" stands for no tenant (an open API): a primary key cannot hold NULL.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("job_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_idempotency_keys_created", "created_at"),
 )
 
 

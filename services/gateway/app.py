@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-import uuid
+import functools
+import logging
+import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -20,26 +21,41 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState, new_id, utcnow
-from anchorline.proof.manifest import SCHEMES, SIGNATURE_RE, parse_document
-from anchorline.store.blobstore import SHA256_URI, FileBlobStore
+from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
+from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway import ops
-from anchorline_gateway.auth import ApiKeys, tenant_of, visible
+from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
+from anchorline_gateway.idempotency import (
+    Claim,
+    Claimed,
+    IdempotencyKeys,
+    fingerprint,
+    key_of,
+)
+from anchorline_gateway.limits import Limits, capped, read_json
+from anchorline_gateway.openapi import openapi
 from anchorline_gateway.pipeline import PipelineView
+from anchorline_gateway.problems import BadRequest, problem
 from anchorline_gateway.publisher import Publisher, Unavailable
-from anchorline_gateway.reads import BadCursor, JobReader
+from anchorline_gateway.reads import JOB_ID_RE, BadCursor, JobReader
 from anchorline_gateway.receipts import get_receipt
+from anchorline_gateway.submission import (
+    FORM_FIELDS,
+    FORM_FILES,
+    MAX_MANIFEST_BYTES,
+    job_request,
+    json_fields,
+    unknown_fields,
+)
 
-MAX_MANIFEST_BYTES = 64 * 1024
-MAX_IDEMPOTENCY_KEY = 255
 MAX_WAIT_S = 60.0
 MAX_BATCH = 500
 WAIT_POLL_S = 0.1
 FINAL_STATES = frozenset({"succeeded", "failed", "dead"})
-IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3c52-8d1e-4a8e-9a59-3c1f0f6b2a10")
 MAX_LIST = 200
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 RETRY_AFTER_S = 5
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,16 +66,10 @@ class Gateway:
     publisher: Publisher
     reader: JobReader
     api_keys: Mapping[str, str] = field(default_factory=dict)
+    admin_keys: frozenset[str] = frozenset()
     pipeline: PipelineView | None = None
-
-
-def problem(status: int, detail: str, **headers: str) -> JSONResponse:
-    return JSONResponse({"error": detail}, status_code=status, headers=headers or None)
-
-
-class BadRequest(HTTPException):
-    def __init__(self, detail: str, status_code: int = 400) -> None:
-        super().__init__(status_code=status_code, detail=detail)
+    idempotency: IdempotencyKeys | None = None
+    limits: Limits = field(default_factory=Limits)
 
 
 def _gateway(request: Request) -> Gateway:
@@ -68,33 +78,38 @@ def _gateway(request: Request) -> Gateway:
 
 
 async def upload_blob(request: Request) -> Response:
-    uri, size = await _gateway(request).blobs.put_stream(request.stream())
+    gateway = _gateway(request)
+    tenant = owner(request, request.query_params.get("tenant"))
+    body = capped(request, gateway.limits.blob_bytes).stream()
+    uri, size = await gateway.blobs.put_stream(body, tenant=tenant)
     return JSONResponse({"content_uri": uri, "size": size}, status_code=201)
 
 
 async def submit_job(request: Request) -> Response:
     gateway = _gateway(request)
+    key = key_of(request)
+    if key is not None and gateway.idempotency is None:
+        raise BadRequest("this gateway keeps no Idempotency-Key records", 501)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        fields = await _multipart_fields(request, gateway.blobs)
+        job = await _multipart_job(capped(request, gateway.limits.multipart_bytes), gateway)
     elif content_type.startswith("application/json"):
-        fields = await _json_fields(request, gateway.blobs)
+        body = await read_json(request, gateway.limits.job_body_bytes)
+        job = _json_job(request, body, gateway.blobs)
     else:
         raise BadRequest("send multipart/form-data or application/json", 415)
-    job = _bind_tenant(request, _job_request(fields))
-    key = request.headers.get("idempotency-key")
-    if key is not None:
-        job = replace(job, job_id=idempotent_job_id(key, job.tenant))
-        known = await run_in_threadpool(gateway.reader.get, job.job_id)
-        if known is not None:
-            return _accepted(request, job.job_id, known["kind"], known["state"], status_code=200)
-    queued = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant).status(
-        Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0
-    )
-    try:
-        await gateway.publisher.publish([job, queued])
-    except Unavailable as exc:
-        return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
+    claim = None
+    if key is not None and gateway.idempotency is not None:
+        claim = (gateway.idempotency, key)
+        claimed = await run_in_threadpool(
+            functools.partial(gateway.idempotency.claim, job, key=key, fingerprint=fingerprint(job))
+        )
+        if claimed.claim is not Claim.NEW:
+            return _not_first(request, claimed)
+        job = replace(job, job_id=claimed.job_id)
+    refused = await _publish(gateway.publisher, job, claim=claim)
+    if refused is not None:
+        return refused
     wait_s = _preferred_wait(request)
     if wait_s:
         finished = await _wait_terminal(gateway.reader, job.job_id, wait_s)
@@ -103,14 +118,38 @@ async def submit_job(request: Request) -> Response:
     return _accepted(request, job.job_id, job.kind, "queued", status_code=202)
 
 
-def _bind_tenant(request: Request, job: JobRequested) -> JobRequested:
-    """With API keys, a job belongs to the key's tenant, whatever the body says."""
-    tenant = tenant_of(request)
-    if tenant is None:
-        return job
-    if job.tenant not in (None, tenant):
-        raise BadRequest(f"this API key submits for tenant {tenant!r} only", 403)
-    return replace(job, tenant=tenant)
+def _not_first(request: Request, claimed: Claimed) -> Response:
+    """The answer to a request whose Idempotency-Key an earlier request took."""
+    if claimed.claim is Claim.MISMATCH:
+        raise BadRequest("this Idempotency-Key was used for another request", 422)
+    if claimed.claim is Claim.IN_FLIGHT:
+        reason = "a request with this Idempotency-Key is still being processed; retry later"
+        return problem(409, reason, **{"Retry-After": "1"})
+    return _accepted(request, claimed.job_id, claimed.kind, "queued", status_code=200)
+
+
+async def _publish(
+    publisher: Publisher, job: JobRequested, *, claim: tuple[IdempotencyKeys, str] | None
+) -> Response | None:
+    """Publish the job and its first status; a 503 when Kafka did not take them.
+
+    Under an Idempotency-Key (`claim`), the key is settled once Kafka has the job, and released
+    when it did not, so that the client's retry may claim it again.
+    """
+    queued = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant).status(
+        Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0
+    )
+    try:
+        await publisher.publish([job, queued])
+    except BaseException as exc:
+        if claim is not None:
+            await run_in_threadpool(functools.partial(claim[0].release, job, key=claim[1]))
+        if isinstance(exc, Unavailable):
+            return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
+        raise
+    if claim is not None:
+        await run_in_threadpool(functools.partial(claim[0].complete, job, key=claim[1]))
+    return None
 
 
 def _preferred_wait(request: Request) -> float:
@@ -119,9 +158,10 @@ def _preferred_wait(request: Request) -> float:
         name, _, value = preference.strip().partition("=")
         if name.strip().lower() == "wait":
             try:
-                return min(max(float(value), 0.0), MAX_WAIT_S)
+                seconds = float(value)
             except ValueError:
                 return 0.0
+            return min(max(seconds, 0.0), MAX_WAIT_S) if math.isfinite(seconds) else 0.0
     return 0.0
 
 
@@ -136,13 +176,6 @@ async def _wait_terminal(reader: JobReader, job_id: str, wait_s: float) -> dict[
     return None
 
 
-def idempotent_job_id(key: str, tenant: str | None) -> str:
-    """The same key (per tenant) always names the same job, so a client's retry finds it."""
-    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{tenant or ''}\n{key}"))
-
-
 def _accepted(
     request: Request, job_id: str, kind: str, state: str, *, status_code: int
 ) -> Response:
@@ -151,59 +184,61 @@ def _accepted(
     return JSONResponse(body, status_code=status_code, headers={"Location": status_url})
 
 
-async def _multipart_fields(request: Request, blobs: FileBlobStore) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    # The content and, optionally, the manifest may come as files; closing the form on the way
-    # out releases their spooled temporary files.
-    async with request.form(max_files=2, max_fields=16, max_part_size=MAX_MANIFEST_BYTES) as form:
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if name == "content":
-                    fields["content_uri"], _ = await run_in_threadpool(blobs.put_file, value.file)
-                elif name == "manifest":
-                    fields["manifest"] = (await value.read(MAX_MANIFEST_BYTES + 1)).decode(
-                        "utf-8", "replace"
-                    )
-                else:
-                    raise BadRequest(f"unexpected file field {name!r}")
-            else:
-                fields[name] = value
-    if "content_uri" not in fields:
-        raise BadRequest("multipart body lacks the 'content' file")
-    return fields
+async def _multipart_job(request: Request, gateway: Gateway) -> JobRequested:
+    """A multipart job request, its content stored in the blob store once the rest is checked."""
+    # Closing the form on the way out releases the spooled temporary files of its file parts.
+    async with request.form(max_files=2, max_fields=8, max_part_size=MAX_MANIFEST_BYTES) as form:
+        parts = _known_parts(form.multi_items())
+        fields: dict[str, Any] = {n: v for n, v in parts.items() if isinstance(v, str)}
+        manifest = parts.get("manifest")
+        if isinstance(manifest, UploadFile):
+            raw = await manifest.read(MAX_MANIFEST_BYTES + 1)
+            fields["manifest"] = raw.decode("utf-8", "replace")
+        content = parts.get("content")
+        if not isinstance(content, UploadFile):
+            raise BadRequest("multipart body lacks the 'content' file")
+        fields["tenant"] = owner(request, fields.get("tenant"))
+        job = job_request({**fields, "content_uri": ""})
+        store = functools.partial(gateway.blobs.put_file, content.file, tenant=job.tenant)
+        uri, _ = await run_in_threadpool(store)
+    return replace(job, content_uri=uri)
 
 
-async def _json_body(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError as exc:
-        raise BadRequest(f"body is not JSON: {exc}") from exc
+def _known_parts(items: list[tuple[str, UploadFile | str]]) -> dict[str, UploadFile | str]:
+    """Each part by name, or BadRequest for an unknown, repeated or misplaced one."""
+    unknown_fields([name for name, _ in items], (*FORM_FIELDS, "content"))
+    parts: dict[str, UploadFile | str] = {}
+    for name, value in items:
+        if name in parts:
+            raise BadRequest(f"field {name!r} is given more than once")
+        if isinstance(value, UploadFile) and name not in FORM_FILES:
+            raise BadRequest(f"field {name!r} must be a plain field, not a file")
+        if isinstance(value, str) and name not in FORM_FIELDS:
+            raise BadRequest(f"field {name!r} must be a file")
+        parts[name] = value
+    return parts
 
 
-async def _json_fields(request: Request, blobs: FileBlobStore) -> dict[str, Any]:
-    return _stored_content_fields(await _json_body(request), blobs)
-
-
-def _stored_content_fields(body: Any, blobs: FileBlobStore) -> dict[str, Any]:
-    """The fields of a JSON job request, whose content was uploaded to /v1/blobs before."""
-    if not isinstance(body, dict):
-        raise BadRequest("a job request must be a JSON object")
-    uri = body.get("content_uri")
-    if not isinstance(uri, str) or not SHA256_URI.match(uri):
-        raise BadRequest(
-            "content_uri must be sha256:<64 lowercase hex> of content uploaded to /v1/blobs"
-        )
-    if not blobs.path_of(uri.removeprefix("sha256:")).exists():
+def _json_job(request: Request, body: Any, blobs: FileBlobStore) -> JobRequested:
+    """A JSON job request, whose content its tenant uploaded to /v1/blobs before."""
+    fields = json_fields(body)
+    fields["tenant"] = owner(request, fields.get("tenant"))
+    job = job_request(fields)  # every field checked before the blob store is asked
+    # The same answer whether another tenant has this content or nobody does.
+    if not blobs.path_of(job.content_uri.removeprefix("sha256:"), tenant=job.tenant).exists():
+        uri = job.content_uri
         raise BadRequest(f"{uri} is not in the blob store; upload it with POST /v1/blobs", 422)
-    if isinstance(body.get("manifest"), dict):
-        body = {**body, "manifest": json.dumps(body["manifest"])}
-    return body
+    return job
 
 
 async def submit_batch(request: Request) -> Response:
     """Many JSON job requests at once: all are accepted, or none (400 naming each bad one)."""
     gateway = _gateway(request)
-    body = await _json_body(request)
+    if "idempotency-key" in request.headers:
+        raise BadRequest("Idempotency-Key is taken by POST /v1/jobs only; send jobs one by one")
+    body = await read_json(request, gateway.limits.batch_body_bytes)
+    if isinstance(body, dict):
+        unknown_fields(body, ("jobs",))
     items = body.get("jobs") if isinstance(body, dict) else None
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
         raise BadRequest(f'send {{"jobs": [...]}} with 1 to {MAX_BATCH} job requests')
@@ -211,8 +246,7 @@ async def submit_batch(request: Request) -> Response:
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            fields = _stored_content_fields(item, gateway.blobs)
-            jobs.append(_bind_tenant(request, _job_request(fields)))
+            jobs.append(_json_job(request, item, gateway.blobs))
         except HTTPException as exc:
             errors.append({"index": index, "status": exc.status_code, "error": exc.detail})
     if errors:
@@ -237,43 +271,9 @@ async def submit_batch(request: Request) -> Response:
     return JSONResponse({"jobs": accepted}, status_code=202)
 
 
-def _job_request(fields: dict[str, Any]) -> JobRequested:
-    kind = fields.get("kind")
-    if kind not in {k.value for k in JobKind}:
-        raise BadRequest("kind must be one of verify, proof, anchor")
-    manifest = fields.get("manifest")
-    if not isinstance(manifest, str) or not manifest:
-        raise BadRequest("manifest is required (a JSON object)")
-    if len(manifest.encode()) > MAX_MANIFEST_BYTES:
-        raise BadRequest(f"manifest is larger than {MAX_MANIFEST_BYTES} bytes", 413)
-    try:
-        parse_document(manifest)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
-    signature = fields.get("signature")
-    if not isinstance(signature, str) or not SIGNATURE_RE.match(signature):
-        raise BadRequest("signature must be 0x followed by 130 hex digits", 422)
-    tenant = fields.get("tenant")
-    if tenant is not None and not isinstance(tenant, str):
-        raise BadRequest("tenant must be a string")
-    scheme = fields.get("signature_scheme") or "eip191"
-    if scheme not in SCHEMES:
-        raise BadRequest(f"signature_scheme must be one of {', '.join(SCHEMES)}", 422)
-    return JobRequested(
-        job_id=new_id(),
-        kind=JobKind(kind),
-        content_uri=fields["content_uri"],
-        manifest=manifest,
-        signature=signature,
-        signature_scheme=scheme,
-        submitted_at=utcnow(),
-        tenant=tenant,
-    )
-
-
 async def get_job(request: Request) -> Response:
     job_id = request.path_params["job_id"]
-    if not JOB_ID_RE.match(job_id):
+    if not JOB_ID_RE.fullmatch(job_id):
         return problem(400, "job id has characters a job id never has")
     reader = _gateway(request).reader
     job = await run_in_threadpool(reader.get, job_id)
@@ -322,6 +322,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return problem(exc.status_code, exc.detail)
 
 
+async def database_error(request: Request, exc: Exception) -> Response:
+    """The jobs database did not answer (down, or not migrated yet): a retry may succeed."""
+    log.warning("jobs database: %s", exc)
+    reason = f"the jobs database did not answer ({type(exc).__name__})"
+    return problem(503, reason, **{"Retry-After": str(RETRY_AFTER_S)})
+
+
 def create_app(gateway: Gateway) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -342,10 +349,11 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/metrics", ops.metrics, methods=["GET"]),
         Route("/v1/pipeline", ops.pipeline, methods=["GET"]),
         Route("/", ops.dashboard, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error},
-        middleware=[Middleware(ApiKeys, keys=gateway.api_keys)],
+        exception_handlers={HTTPException: http_error, SQLAlchemyError: database_error},
+        middleware=[Middleware(ApiKeys, keys=gateway.api_keys, admin_keys=gateway.admin_keys)],
     )

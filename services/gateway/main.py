@@ -9,18 +9,24 @@ from anchorline.settings import Settings
 from anchorline.store.blobstore import FileBlobStore
 from anchorline.store.db import make_engine
 from anchorline_gateway.app import Gateway, create_app
+from anchorline_gateway.idempotency import SqlIdempotencyKeys
+from anchorline_gateway.limits import Limits
 from anchorline_gateway.pipeline import KafkaPipelineView
 from anchorline_gateway.publisher import KafkaPublisher
 from anchorline_gateway.reads import SqlJobReader
 
 
 def build(settings: Settings) -> Starlette:
+    engine = make_engine(settings.db_url)
     gateway = Gateway(
         blobs=FileBlobStore(settings.blobs),
         publisher=KafkaPublisher(settings),
-        reader=SqlJobReader(make_engine(settings.db_url)),
+        reader=SqlJobReader(engine),
+        idempotency=SqlIdempotencyKeys(engine, ttl_s=settings.idempotency_ttl_s),
         api_keys=settings.api_key_tenants,
+        admin_keys=settings.admin_key_set,
         pipeline=KafkaPipelineView(settings),
+        limits=Limits.from_settings(settings),
     )
     return create_app(gateway)
 

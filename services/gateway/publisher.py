@@ -79,12 +79,16 @@ class KafkaPublisher:
         for event in events:
             future: asyncio.Future[None] = loop.create_future()
             futures.append(future)
-            self.producer.produce(
-                self.topics.for_event(event),
-                key=key_of(event).encode(),
-                value=codec.encode(event),
-                on_delivery=_resolver(loop, future),
-            )
+            try:
+                self.producer.produce(
+                    self.topics.for_event(event),
+                    key=key_of(event).encode(),
+                    value=codec.encode(event),
+                    on_delivery=_resolver(loop, future),
+                )
+            except (BufferError, KafkaException) as exc:
+                # The local queue is full, or librdkafka refused the message before sending it.
+                raise Unavailable(f"Kafka did not take the request: {exc}") from exc
         try:
             await asyncio.wait_for(asyncio.gather(*futures), timeout=self.timeout_s + 1)
         except TimeoutError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -11,6 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from anchorline.store.db import job_events, jobs
+from anchorline.untrusted import parse_json
+
+JOB_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+MAX_CURSOR_BYTES = 512
 
 
 class BadCursor(ValueError):
@@ -25,10 +30,13 @@ def encode_cursor(created_at: datetime, job_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, job_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(job_id)
+        created, job_id = parse_json(raw, what="cursor", max_bytes=MAX_CURSOR_BYTES, max_depth=1)
+        moment = datetime.fromisoformat(created)
     except (ValueError, TypeError) as exc:
         raise BadCursor("cursor is not one this API returned") from exc
+    if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
+        raise BadCursor("cursor is not one this API returned")
+    return moment, job_id
 
 
 class JobReader(Protocol):

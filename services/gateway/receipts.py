@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from anchorline.proof.receipt import FORMAT
 from anchorline_gateway.auth import visible
+from anchorline_gateway.reads import JOB_ID_RE
 
 PROVEN_KINDS = ("proof", "anchor")
 
@@ -24,6 +25,16 @@ class NoReceipt(Exception):
 
 def build_receipt(job: dict[str, Any]) -> dict[str, Any]:
     """The receipt of a succeeded proof or anchor job, or NoReceipt saying why there is none."""
+    try:
+        return _receipt(job)
+    except (KeyError, TypeError, AttributeError) as exc:
+        # The record is the projection of status events, which anyone who may write the status
+        # topic can shape: a record without a field a receipt needs has no receipt.
+        missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else type(exc).__name__
+        raise NoReceipt(f"the job's record lacks what a receipt needs ({missing})") from exc
+
+
+def _receipt(job: dict[str, Any]) -> dict[str, Any]:
     kind, state = job["kind"], job["state"]
     if kind not in PROVEN_KINDS:
         raise NoReceipt(f"a {kind} job is not proven; only proof and anchor jobs have receipts")
@@ -32,6 +43,8 @@ def build_receipt(job: dict[str, Any]) -> dict[str, Any]:
         raise NoReceipt(f"the job is {state} at its {job['stage']} stage{reason}")
     result = job["result"]
     verify, prove = result.get("verify", {}), result.get("prove", {})
+    if not isinstance(verify, dict) or not isinstance(prove, dict):
+        raise NoReceipt("the job's record lacks what a receipt needs (its stage results)")
     if "manifest" not in verify or "attestation" not in prove:
         raise NoReceipt("the job was processed before anchorline recorded receipts")
     anchor = result.get("anchor") if kind == "anchor" else None
@@ -80,6 +93,8 @@ def _anchor(anchor: dict[str, Any]) -> dict[str, Any]:
 
 async def get_receipt(request: Request) -> Response:
     job_id = request.path_params["job_id"]
+    if not JOB_ID_RE.fullmatch(job_id):
+        return JSONResponse({"error": "job id has characters a job id never has"}, status_code=400)
     reader = request.app.state.gateway.reader
     job = await run_in_threadpool(reader.get, job_id)
     if job is None or not visible(request, job):

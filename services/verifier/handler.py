@@ -86,14 +86,19 @@ class Verification:
 
 
 def hash_content(
-    blobs: BlobReader, uri: str, *, chunk_size: int, progress: Callable[[int], None] | None = None
+    blobs: BlobReader,
+    uri: str,
+    *,
+    chunk_size: int,
+    progress: Callable[[int], None] | None = None,
+    tenant: str | None = None,
 ) -> tuple[str, int]:
     """Stream the content once, in fixed memory; returns (0x sha256, size)."""
-    total = blobs.size(uri)
+    total = blobs.size(uri, tenant=tenant)
     hasher = hashlib.sha256()
     done = 0
     reported = 0
-    for chunk in blobs.chunks(uri, chunk_size=chunk_size):
+    for chunk in blobs.chunks(uri, chunk_size=chunk_size, tenant=tenant):
         hasher.update(chunk)
         done += len(chunk)
         percent = done * 100 // total if total else 100
@@ -203,6 +208,7 @@ class VerifyHandler:
             event.content_uri,
             chunk_size=self.chunk_size,
             progress=lambda percent: report(ref, percent),
+            tenant=event.tenant,  # its blobs are the submitting tenant's alone
         )
         verification = check_manifest(
             event.manifest, event.signature, file_hash, size, scheme=event.signature_scheme

@@ -32,7 +32,7 @@ def test_dead_jobs_replay_once_after_the_cause_is_fixed(
     content = b"arrives late"
     job = signed_job(settings, JobKind.VERIFY, content)
     blobs = FileBlobStore(settings.blobs)
-    blobs.path_of(job.content_uri.removeprefix("sha256:")).unlink()  # not there yet
+    blobs.path_of(job.content_uri.removeprefix("sha256:"), tenant=None).unlink()  # not there yet
     publish(settings, job, (settings.topics.jobs_requested, b"rubbish"))
     running(StageRunner(VerifyHandler(blobs), settings, service="verifier").run)
     running(Projector(settings, SqlJobStore(engine)).run)

@@ -126,3 +126,37 @@ def test_memory_store_missing_blob_is_retryable() -> None:
         store.size(URI)
     with pytest.raises(Retryable):
         next(store.chunks(URI, chunk_size=10))
+
+
+def test_each_tenant_has_blobs_of_its_own(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    uri, _ = store.put_file(io.BytesIO(DATA), tenant="acme")
+    assert store.path_of(URI.removeprefix("sha256:"), tenant="acme").parent.parent.parent == (
+        tmp_path / "tenants" / "acme"
+    )
+    assert store.size(uri, tenant="acme") == len(DATA)
+    for other in ("bolt", None):
+        with pytest.raises(Retryable):
+            store.size(uri, tenant=other)
+        with pytest.raises(Retryable):
+            list(store.chunks(uri, chunk_size=10, tenant=other))
+
+
+def test_a_streamed_blob_lands_in_its_tenants_place(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    uri, _ = asyncio.run(store.put_stream(_stream(DATA), tenant="bolt"))
+    assert b"".join(store.chunks(uri, chunk_size=100, tenant="bolt")) == DATA
+
+
+@pytest.mark.parametrize("tenant", ["..", "../acme", "a/b", "", "x" * 65])
+def test_a_tenant_that_is_not_a_name_is_refused(tmp_path: Path, tenant: str) -> None:
+    with pytest.raises(Permanent, match="tenant must be"):
+        FileBlobStore(tmp_path).path_of("00" * 32, tenant=tenant)
+
+
+def test_memory_blobs_are_kept_per_tenant() -> None:
+    store = MemoryBlobStore()
+    uri = store.add(DATA, tenant="acme")
+    assert store.size(uri, tenant="acme") == len(DATA)
+    with pytest.raises(Retryable):
+        store.size(uri)

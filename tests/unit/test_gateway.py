@@ -16,6 +16,7 @@ from anchorline.events import JobKind, JobRequested, JobStatus, Stage, StageStat
 from anchorline.store.blobstore import FileBlobStore
 from anchorline.stream import codec
 from anchorline_gateway.app import Gateway, create_app
+from anchorline_gateway.idempotency import SqlIdempotencyKeys
 from anchorline_gateway.publisher import MemoryPublisher
 from anchorline_gateway.reads import SqlJobReader, encode_cursor
 from anchorline_projector.store import SqlJobStore
@@ -39,7 +40,10 @@ def blobs(tmp_path: Path) -> FileBlobStore:
 def client(
     blobs: FileBlobStore, publisher: MemoryPublisher, engine: Engine
 ) -> Iterator[TestClient]:
-    with TestClient(create_app(Gateway(blobs, publisher, SqlJobReader(engine)))) as client:
+    gateway = Gateway(
+        blobs, publisher, SqlJobReader(engine), idempotency=SqlIdempotencyKeys(engine)
+    )
+    with TestClient(create_app(gateway)) as client:
         yield client
 
 
@@ -82,7 +86,7 @@ def test_multipart_submission_is_accepted_and_published(
         signed.signature,
         "acme",
     )
-    assert blobs.path_of(digest).read_bytes() == b"the document"
+    assert blobs.path_of(digest, tenant="acme").read_bytes() == b"the document"
     assert (queued.job_id, queued.stage, queued.state) == (
         body["job_id"],
         Stage.VERIFY,
@@ -156,7 +160,7 @@ def test_an_unexpected_file_is_400(
     request["files"]["extra"] = ("x.bin", b"x")
     response = client.post("/v1/jobs", **request)
     assert response.status_code == 400
-    assert error_of(response) == "unexpected file field 'extra'"
+    assert error_of(response).startswith("unknown field 'extra'")
     assert publisher.events == []
 
 
@@ -448,7 +452,6 @@ def test_an_idempotency_key_returns_the_same_job_on_retry(
     signed = sign_manifest(b"retried upload")
     first = client.post("/v1/jobs", headers={"Idempotency-Key": "order-17"}, **multipart(signed))
     assert first.status_code == 202
-    SqlJobStore(engine).apply_batch([e for e in publisher.events if isinstance(e, JobStatus)])
 
     again = client.post("/v1/jobs", headers={"Idempotency-Key": "order-17"}, **multipart(signed))
 
@@ -570,7 +573,7 @@ def test_a_batch_with_a_bad_item_is_refused_whole(
     assert publisher.events == []
 
 
-@pytest.mark.parametrize("body", [{"jobs": []}, {"jobs": "x"}, [], {"nope": 1}])
+@pytest.mark.parametrize("body", [{"jobs": []}, {"jobs": "x"}, [], {}])
 def test_a_batch_needs_a_list_of_jobs(client: TestClient, body: Any) -> None:
     response = client.post("/v1/jobs/batch", json=body)
     assert response.status_code == 400

@@ -150,3 +150,9 @@ def test_the_kafka_password_stays_out_of_the_settings_repr() -> None:
     )
     assert "verifier" in repr(settings)
     assert "s3" not in repr(settings)
+
+
+@pytest.mark.parametrize("name", ["max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes"])
+def test_a_body_limit_must_be_positive(name: str) -> None:
+    with pytest.raises(ConfigurationError, match=name.upper()):
+        Settings(**{name: 0})

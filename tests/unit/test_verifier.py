@@ -47,7 +47,7 @@ def request(
     return JobRequested(
         job_id="job-1",
         kind=kind,
-        content_uri=blobs.add(content),
+        content_uri=blobs.add(content, tenant="acme"),
         manifest=manifest,
         signature=signature,
         submitted_at=SUBMITTED,
