@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from anchorline.errors import Poison
+from anchorline.errors import BadInput, Poison
 from anchorline.events import JobStatus, StageState
+from anchorline.untrusted import parse_json
 
 STAGE_RANK = {"verify": 0, "prove": 1, "anchor": 2}
 STATE_RANK = {"queued": 0, "running": 1, "retrying": 2, "succeeded": 3, "failed": 4, "dead": 5}
 TERMINAL = frozenset({"succeeded", "failed", "dead"})
 MAX_ID = 64  # the width of the jobs table's id columns
+# A stage's result is one Kafka record (about 1 MB at most) and a few levels deep.
+MAX_RESULT_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,18 @@ def check_status(event: JobStatus) -> JobStatus:
             raise Poison(f"{name} must be 1 to {MAX_ID} characters")
     if event.result is not None:
         try:
-            result = json.loads(event.result)
-        except ValueError as exc:
-            raise Poison(f"result is not JSON: {exc}") from exc
-        if not isinstance(result, dict):
-            raise Poison("result must be a JSON object")
+            result_of(event.result)
+        except BadInput as exc:
+            raise Poison(str(exc)) from exc
     return event
+
+
+def result_of(text: str) -> dict[str, Any]:
+    """A status's result, parsed within bounds; BadInput if it is not a small JSON object."""
+    result = parse_json(text, what="result", max_bytes=MAX_RESULT_BYTES)
+    if not isinstance(result, dict):
+        raise BadInput("result must be a JSON object")
+    return result
 
 
 def event_rank(event: JobStatus) -> tuple[int, int, int, int]:
@@ -108,7 +116,7 @@ def apply(row: JobRow | None, event: JobStatus) -> JobRow | None:
 def _transition(row: JobRow, event: JobStatus) -> JobRow:
     result = dict(row.result)
     if event.result:
-        result[str(event.stage)] = json.loads(event.result)
+        result[str(event.stage)] = result_of(event.result)
     state = job_state(event)
     succeeded = event.state is StageState.SUCCEEDED
     return replace(

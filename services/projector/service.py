@@ -9,7 +9,6 @@ import time
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from sqlalchemy.exc import SQLAlchemyError
 
-from anchorline.errors import Poison
 from anchorline.events import JobStatus
 from anchorline.settings import Settings
 from anchorline.stream import codec
@@ -70,7 +69,7 @@ class Projector:
     def _decode(self, message: Message) -> JobStatus | None:
         try:
             return check_status(codec.decode(message.value(), JobStatus))
-        except Poison as exc:
+        except Exception as exc:  # Poison, or whatever else one forged record provokes
             raw = incoming(message)
             log.warning("dead-lettering undecodable status at offset %s: %s", raw.offset, exc)
             self.dead_letters.produce(

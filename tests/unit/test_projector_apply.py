@@ -213,3 +213,15 @@ def test_a_status_the_table_cannot_hold_is_poison(changes: dict[str, str]) -> No
     assert check_status(event) is event
     with pytest.raises(Poison):
         check_status(dataclasses.replace(event, **changes))  # type: ignore[arg-type]
+
+
+def test_a_deep_result_is_poison_not_a_recursion(make_status: MakeStatus) -> None:
+    deep = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(Poison, match="result nests deeper than 32 levels"):
+        check_status(make_status(StageState.SUCCEEDED, result=deep))
+
+
+def test_a_result_over_its_size_limit_is_poison(make_status: MakeStatus) -> None:
+    huge = json.dumps({"a": "x" * (1 << 20)})
+    with pytest.raises(Poison, match="result is larger than"):
+        check_status(make_status(StageState.SUCCEEDED, result=huge))

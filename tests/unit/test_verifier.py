@@ -247,3 +247,22 @@ def test_check_manifest_never_raises_on_garbage() -> None:
     assert verification.ok is False
     assert verification.as_result()["status"] == "FAIL"
     assert verification.reason == "manifest must be a JSON object"
+
+
+@pytest.mark.parametrize(
+    ("depth", "reason"),
+    [
+        (100_000, "manifest is larger than 65536 bytes"),
+        (30_000, "manifest nests deeper than 32 levels"),
+    ],
+)
+def test_a_deep_manifest_fails_the_job_with_the_reason(
+    sign_manifest: SignManifest, depth: int, reason: str
+) -> None:
+    blobs = MemoryBlobStore()
+    signed = sign_manifest()
+    deep = "[" * depth + "]" * depth
+    out, _ = run(request(blobs, signed.content, deep, signed.signature), blobs)
+    status = only_status(out)
+    assert status.state is StageState.FAILED
+    assert reason in (status.error or "")
