@@ -79,7 +79,7 @@ def encode(event: Event) -> bytes:
     buffer.write(MAGIC + schemas.fingerprints[event_type])
     try:
         fastavro.schemaless_writer(buffer, schemas.by_type[event_type], asdict(event))
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise SerializationError(f"cannot encode {event_type.__name__}: {exc}") from exc
     return buffer.getvalue()
 

@@ -63,7 +63,7 @@ class DeadLetter:
 
     @property
     def attempts(self) -> int:
-        return headers.number(self.headers, headers.ATTEMPTS, 0)
+        return headers.lenient(headers.attempt, self.headers, 0)
 
     def event(self) -> Event | None:
         try:
@@ -148,7 +148,7 @@ def replay_messages(
 ) -> list[tuple[str, bytes | None, bytes, list[Header]]]:
     """What replaying one letter produces: (topic, key, value, headers) for each message."""
     event = letter.event()
-    known = headers.generations(letter.headers)
+    known = headers.known_generations(letter.headers)
     refs = refs_of(event) if event is not None else []
     bumped = {ref.job_id: known.get(ref.job_id, 0) + 1 for ref in refs}
     note = f"replayed from {letter.coordinates}"

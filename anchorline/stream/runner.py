@@ -43,7 +43,7 @@ class Incoming:
 
     @property
     def attempt(self) -> int:
-        return max(1, headers.number(self.headers, headers.ATTEMPTS, 1))
+        return headers.lenient(headers.attempt, self.headers, 1)
 
     def origin(self) -> list[Header]:
         """Where the message first came from: kept across retries, as Spring does."""
@@ -109,11 +109,15 @@ class MessageProcessor:
         out: list[Outgoing] = []
         decoded: list[tuple[Incoming, Any]] = []
         for message in batch:
+            event = None
             try:
-                decoded.append((message, codec.decode(message.value, self.handler.consumes)))
-            except Poison as exc:
-                log.warning("dead-lettering undecodable message at %s", _where(message))
-                out.extend(self._dead_letter([(message, None)], exc))
+                event = codec.decode(message.value, self.handler.consumes)
+                headers.check(message.headers)
+            except Exception as exc:  # Poison, or whatever else one hostile record provokes
+                log.warning("dead-lettering %s: %.200s", _where(message), exc)
+                out.extend(self._dead_letter([(message, event)], exc))
+                continue
+            decoded.append((message, event))
         groups = [decoded] if self.handler.batched else [[item] for item in decoded]
         for group in groups:
             if group:
@@ -152,7 +156,7 @@ class MessageProcessor:
         ]
 
     def _refs(self, message: Incoming, event: Any) -> list[JobRef]:
-        known = headers.generations(message.headers)
+        known = headers.known_generations(message.headers)
         return [replace(ref, generation=known.get(ref.job_id, 0)) for ref in refs_of(event)]
 
     @staticmethod
@@ -183,7 +187,7 @@ class MessageProcessor:
             self.handler.stage,
             StageState.FAILED,
             attempt=attempt,
-            error=str(exc),
+            error=headers.reason(exc),
             error_class=type(exc).__name__,
         )
 
@@ -193,7 +197,7 @@ class MessageProcessor:
             log.warning("dead-lettering %s after %d attempts: %s", _where(message), attempt, exc)
             return self._dead_letter([(message, event)], exc)
         due = self.clock() + timedelta(seconds=self.retry.delay(attempt))
-        log.info("attempt %d of %s failed (%s); next at %s", attempt, _where(message), exc, due)
+        log.info("attempt %d of %s failed (%.200s); next at %s", attempt, _where(message), exc, due)
         retry_headers = [
             *headers.failure(exc),
             *message.origin(),
@@ -219,7 +223,7 @@ class MessageProcessor:
                 self.handler.stage,
                 StageState.RETRYING,
                 attempt=attempt,
-                error=str(exc),
+                error=headers.reason(exc),
                 error_class=type(exc).__name__,
                 next_attempt_at=due,
             )
@@ -245,7 +249,7 @@ class MessageProcessor:
                     self.handler.stage,
                     StageState.DEAD,
                     attempt=message.attempt,
-                    error=str(exc),
+                    error=headers.reason(exc),
                     error_class=type(exc).__name__,
                 )
                 out.append(self.encode(dead))

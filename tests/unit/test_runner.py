@@ -332,3 +332,42 @@ def test_dead_letter_headers_name_where_the_message_came_from() -> None:
         "kafka_dlt-original-timestamp": b"1714564800000",
         "retry_topic-attempts": b"2",
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("retry_topic-attempts", b"9" * 30, "not a decimal integer of at most 19 digits"),
+        ("retry_topic-attempts", b"-1", "must be from 1 to 10000, not -1"),
+        ("retry_topic-attempts", b"99999", "must be from 1 to 10000, not 99999"),
+        ("retry_topic-attempts", b"two", "not a decimal integer"),
+        ("anchorline-generations", b'{"a": 1000000000000000000000000000000}', "from 0 to"),
+        ("anchorline-generations", b'{"a": -1}', "from 0 to 1000000"),
+        ("anchorline-generations", b'{"a": 1.5}', "from 0 to 1000000"),
+        ("anchorline-generations", b'{"a": [[1]]}', "nests deeper than 1 levels"),
+        ("anchorline-generations", b"[1]", "must be a JSON object"),
+        ("anchorline-generations", b"{", "is not JSON"),
+    ],
+)
+def test_a_hostile_header_dead_letters_its_record_with_the_reason(
+    name: str, value: bytes, reason: str
+) -> None:
+    raw = message_of("a")
+    forged = Incoming(SOURCE, 2, 8, raw.key, raw.value, 0, {name: value})
+    handler = FakeHandler()
+    out = Harness(handler).process(forged, message_of("b", offset=9))
+    assert handler.calls == [["b"]]
+    letter = out[0]
+    assert letter.topic == f"{SOURCE}.dlq"
+    assert reason in headers_of(letter)["kafka_dlt-exception-message"]
+    assert headers_of(letter)["kafka_dlt-exception-fqcn"].endswith("BadHeader")
+    dead = decoded(out, TOPICS.job_status)[0]
+    assert (dead.job_id, dead.state) == ("a", StageState.DEAD)
+    assert reason in (dead.error or "")
+
+
+def test_an_exception_message_is_cut_before_it_travels() -> None:
+    handler = FakeHandler(Permanent("x" * 1_000_000))
+    out = Harness(handler).process(message_of("a"))
+    (failed,) = decoded(out, TOPICS.job_status)
+    assert failed.error is not None and len(failed.error) == 4096
