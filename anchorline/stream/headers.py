@@ -28,6 +28,7 @@ ORIGINAL_OFFSET = "kafka_dlt-original-offset"
 DLT_ORIGINAL_TIMESTAMP = "kafka_dlt-original-timestamp"
 GENERATIONS = "anchorline-generations"
 REPLAY_OF = "anchorline-replay-of"
+VALUE_DROPPED = "anchorline-value-dropped"  # bytes of a value too large to copy to a retry or DLQ
 
 ORIGIN = (ORIGINAL_TOPIC, ORIGINAL_PARTITION, ORIGINAL_OFFSET, DLT_ORIGINAL_TIMESTAMP)
 

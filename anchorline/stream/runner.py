@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from anchorline.errors import Permanent, Poison
+from anchorline.errors import OutputTooLarge, Permanent, Poison
 from anchorline.events import Event, JobRef, JobStatus, StageState, refs_of, utcnow
 from anchorline.settings import Settings
 from anchorline.stream import codec, headers
@@ -29,6 +29,9 @@ from anchorline.stream.stage import StageHandler
 from anchorline.stream.topics import Topics, key_of
 
 log = logging.getLogger(__name__)
+# librdkafka refuses records over its message.max.bytes (1,000,000) in produce(), and the broker
+# over its own (1 MiB); the rest is room for a transaction's framing.
+MAX_RECORD_BYTES = 960_000
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,14 @@ class MessageProcessor:
         retry: RetryPolicy,
         publish_now: Callable[[JobStatus], None],
         clock: Callable[[], datetime] = utcnow,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self.handler = handler
         self.topics = topics
         self.retry = retry
         self.publish_now = publish_now
         self.clock = clock
+        self.max_record_bytes = max_record_bytes
 
     def process(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -122,38 +127,72 @@ class MessageProcessor:
         for group in groups:
             if group:
                 out.extend(self._run(group))
-        return out
+        return [self._fit(item) for item in out]
 
-    def _run(self, group: list[tuple[Incoming, Any]]) -> list[Outgoing]:
+    def _fit(self, item: Outgoing) -> Outgoing:
+        """The record, or if it is still too large to produce (a copy of a huge incoming value
+        to a retry or dead-letter topic) the same without its value: never one that would
+        fail the whole transaction with MSG_SIZE_TOO_LARGE."""
+        size = record_size(item)
+        if size <= self.max_record_bytes:
+            return item
+        log.warning("dropping the %d-byte value of a record to %s: too large", size, item.topic)
+        dropped = (headers.VALUE_DROPPED, str(len(item.value)).encode())
+        return replace(item, value=b"", headers=[*item.headers, dropped])
+
+    def _run(
+        self, group: list[tuple[Incoming, Any]], *, announce: bool = True
+    ) -> list[Outgoing]:
+        """The group's output; if anything about it fails, each record's own, run alone, so that
+        one bad record fails, retries or dies by itself and never with another job's error."""
         jobs = {
             ref.job_id: (message, ref)
             for message, event in group
             for ref in self._refs(message, event)
         }
-        stage = self.handler.stage
-        for message, ref in jobs.values():
-            self.publish_now(
-                ref.status(stage, StageState.RUNNING, attempt=message.attempt, progress=0)
-            )
         try:
+            if announce:
+                self._announce(jobs)
             results = self.handler.handle([event for _, event in group], self._reporter(jobs))
-        except Permanent as exc:
-            return [
-                self.encode(self._failed(ref, exc, message.attempt))
-                for message, ref in jobs.values()
-            ]
-        except Poison as exc:
-            return self._dead_letter(group, exc)
-        except Exception as exc:  # Retryable, and whatever a bug or a library throws
-            out: list[Outgoing] = []
-            for message, event in group:
-                out.extend(self._retry_or_die(message, event, exc))
-            return out
+            return self._outputs(results, jobs)
+        except Exception as exc:  # of any type: a bug or a library's, as much as ours
+            if len(group) > 1:
+                log.warning("a group of %d failed (%.200s); one at a time now", len(group), exc)
+                return [out for one in group for out in self._run([one], announce=False)]
+            message, event = group[0]
+            return self._failure(message, event, exc)
+
+    def _announce(self, jobs: dict[str, tuple[Incoming, JobRef]]) -> None:
+        for message, ref in jobs.values():
+            running = ref.status(
+                self.handler.stage, StageState.RUNNING, attempt=message.attempt, progress=0
+            )
+            self.publish_now(running)
+
+    def _outputs(
+        self, results: Sequence[Event], jobs: dict[str, tuple[Incoming, JobRef]]
+    ) -> list[Outgoing]:
         generation = {job_id: ref.generation for job_id, (_, ref) in jobs.items()}
         attempt = {job_id: message.attempt for job_id, (message, _) in jobs.items()}
-        return [
+        out = [
             self.encode(self._stamp(event, generation, attempt), generation) for event in results
         ]
+        for item in out:
+            size = record_size(item)
+            if size > self.max_record_bytes:
+                raise OutputTooLarge(
+                    f"the {self.handler.stage} stage's output for {item.key!r} on {item.topic} "
+                    f"is {size} bytes, over the record limit of {self.max_record_bytes}"
+                )
+        return out
+
+    def _failure(self, message: Incoming, event: Any, exc: Exception) -> list[Outgoing]:
+        if isinstance(exc, Permanent):
+            refs = self._refs(message, event)
+            return [self.encode(self._failed(ref, exc, message.attempt)) for ref in refs]
+        if isinstance(exc, Poison):
+            return self._dead_letter([(message, event)], exc)
+        return self._retry_or_die(message, event, exc)  # Retryable, and anything unexpected
 
     def _refs(self, message: Incoming, event: Any) -> list[JobRef]:
         known = headers.known_generations(message.headers)
@@ -270,6 +309,12 @@ class MessageProcessor:
         )
 
 
+def record_size(item: Outgoing) -> int:
+    """What a record weighs against the producer's message.max.bytes, framing aside."""
+    extras = sum(len(name) + len(value or b"") for name, value in item.headers)
+    return len(item.key or b"") + len(item.value) + extras
+
+
 def _where(message: Incoming) -> str:
     return f"{message.topic}[{message.partition}]@{message.offset}"
 
@@ -309,6 +354,7 @@ class StageRunner:
             topics=self.topics,
             retry=RetryPolicy(settings.max_attempts, settings.retry_ladder),
             publish_now=self._publish_now,
+            max_record_bytes=settings.max_record_bytes,
         )
         self.pending: list[Message] = []
         self.pending_since = 0.0

@@ -24,6 +24,7 @@ from anchorline.stream.runner import (
     Outgoing,
     RetryPolicy,
     dead_letter_headers,
+    record_size,
 )
 from anchorline.stream.stage import Report
 from anchorline.stream.topics import Topics
@@ -297,13 +298,79 @@ def test_an_unbatched_handler_gets_one_message_at_a_time() -> None:
     assert handler.calls == [["a"], ["b"], ["c"]]
 
 
-def test_a_batch_fails_together() -> None:
-    handler = FakeHandler(Permanent("bad window"), batched=True)
-    out = Harness(handler).process(message_of("a", 1), message_of("b", 2))
-    assert [(s.job_id, s.state) for s in decoded(out, TOPICS.job_status)] == [
-        ("a", StageState.FAILED),
-        ("b", StageState.FAILED),
-    ]
+class PickyHandler(FakeHandler):
+    """A batched stage that raises `error` for any batch holding the job `bad`, and whose
+    output for the job `huge` is too large for a record."""
+
+    def __init__(self, error: Exception, *, bad: str = "bad") -> None:
+        super().__init__(batched=True)
+        self.error = error
+        self.bad = bad
+
+    def handle(self, events: Sequence[JobRequested], report: Report) -> list[Event]:
+        self.calls.append([event.job_id for event in events])
+        if any(event.job_id == self.bad for event in events):
+            raise self.error
+        return [
+            refs_of(event)[0].status(
+                self.stage,
+                StageState.SUCCEEDED,
+                result='"' + "x" * 2_000_000 * (event.job_id == "huge") + '"',
+            )
+            for event in events
+        ]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        Permanent("signer is not an address"),
+        Poison("breaks the contract"),
+        Retryable("node away"),
+        RecursionError("too deep"),
+        OverflowError("too big"),
+        AssertionError("cannot be"),
+        ValueError("not-an-address"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_a_failing_batch_runs_again_one_record_at_a_time(error: Exception) -> None:
+    handler = PickyHandler(error)
+    batch = [message_of(job, offset) for offset, job in enumerate(["a", "bad", "c"])]
+    out = Harness(handler).process(*batch)
+    assert handler.calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    states = {s.job_id: s for s in decoded(out, TOPICS.job_status)}
+    assert states["a"].state is StageState.SUCCEEDED
+    assert states["c"].state is StageState.SUCCEEDED
+    assert states["a"].error is None and states["c"].error is None
+    expected = {
+        Permanent: StageState.FAILED,
+        Poison: StageState.DEAD,
+    }.get(type(error), StageState.RETRYING)
+    assert states["bad"].state is expected
+    assert states["bad"].error == str(error)
+    assert states["bad"].error_class == type(error).__name__
+
+
+def test_an_output_too_large_for_a_record_fails_its_job_alone_with_the_reason() -> None:
+    handler = PickyHandler(Permanent("unused"))
+    batch = [message_of(job, offset) for offset, job in enumerate(["a", "huge", "c"])]
+    out = Harness(handler).process(*batch)
+    states = {s.job_id: s for s in decoded(out, TOPICS.job_status)}
+    assert [states[job].state for job in "ac"] == [StageState.SUCCEEDED] * 2
+    failed = states["huge"]
+    assert failed.state is StageState.FAILED and failed.result is None
+    assert failed.error_class == "OutputTooLarge"
+    assert "over the record limit of 960000" in (failed.error or "")
+    assert max(record_size(item) for item in out) < 960_000
+
+
+def test_a_dead_letter_too_large_to_copy_keeps_its_headers_and_drops_its_value() -> None:
+    huge = message(b"\xc3\x01" + b"x" * 1_000_000)
+    (letter,) = Harness(FakeHandler()).process(huge)
+    assert letter.topic == f"{SOURCE}.dlq" and letter.value == b""
+    assert headers_of(letter)["anchorline-value-dropped"] == "1000002"
+    assert "unknown schema fingerprint" in headers_of(letter)["kafka_dlt-exception-message"]
 
 
 def test_reported_progress_is_published_at_once() -> None:
@@ -371,3 +438,4 @@ def test_an_exception_message_is_cut_before_it_travels() -> None:
     out = Harness(handler).process(message_of("a"))
     (failed,) = decoded(out, TOPICS.job_status)
     assert failed.error is not None and len(failed.error) == 4096
+
