@@ -24,6 +24,9 @@ from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 log = logging.getLogger(__name__)
 
 Place = tuple[str, int]
+# A record may be due a little later than its timestamp plus the longest rung: it was written
+# by another process, whose clock may run ahead of the broker's.
+CLOCK_LEEWAY_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class DelayForwarder:
             settings, group_id=f"anchorline-{service}-delay", service=f"{service}-delay"
         )
         self.held: dict[Place, Hold] = {}
-        self.max_wait_s = max(settings.retry_ladder)
+        self.max_wait_s = max(settings.retry_ladder) + CLOCK_LEEWAY_S
         self.clock = clock
 
     def run(self, stop: threading.Event) -> None:
