@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -13,7 +14,12 @@ from anchorline.stream.topics import Topics
 
 PREFIX = "ANCHORLINE_"
 # Deadlines and timeouts that mean nothing at zero or below.
-POSITIVE = ("commit_deadline_s", "session_timeout_s", "shutdown_timeout_s")
+POSITIVE = (
+    "commit_deadline_s",
+    "session_timeout_s",
+    "shutdown_timeout_s",
+    "content_read_timeout_s",
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,9 @@ class Settings:
     max_record_bytes: int = 960_000  # keep under the broker's and producer's message.max.bytes
     retry_delays_s: str = "5,30,300"
     chunk_size: int = 1 << 20
+    content_roots: str = ""  # where file:// content URIs may point, `:` or `,` separated
+    max_content_bytes: int = 4 << 30
+    content_read_timeout_s: float = 60.0
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     api_keys: str = ""
@@ -97,6 +106,11 @@ class Settings:
                 raise ConfigurationError(f"{PREFIX}API_KEYS entries must be key:tenant")
             pairs[key] = tenant
         return pairs
+
+    @property
+    def content_root_paths(self) -> tuple[Path, ...]:
+        """The directories file:// content URIs may name; none means file:// is refused."""
+        return tuple(Path(p) for p in re.split(r"[:,]", self.content_roots) if p.strip())
 
     @property
     def topics(self) -> Topics:

@@ -27,11 +27,15 @@ from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
 from anchorline.stream.stage import StageHandler
 from anchorline.stream.topics import Topics, key_of
+from anchorline.stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 # librdkafka refuses records over its message.max.bytes (1,000,000) in produce(), and the broker
 # over its own (1 MiB); the rest is room for a transaction's framing.
 MAX_RECORD_BYTES = 960_000
+# Handling a batch longer than this ends the process (stack dump, exit 70) before the consumer
+# would exceed max.poll.interval.ms (300 s, stream/kafka.py) and hold partitions it lost.
+HANDLING_DEADLINE_S = 240.0
 
 
 @dataclass(frozen=True)
@@ -358,6 +362,7 @@ class StageRunner:
         )
         self.pending: list[Message] = []
         self.pending_since = 0.0
+        self.handling = Watchdog(HANDLING_DEADLINE_S)
 
     def _publish_now(self, status: JobStatus) -> None:
         self.status_producer.produce(
@@ -378,6 +383,7 @@ class StageRunner:
                 self._poll_once()
             self.flush()
         finally:
+            self.handling.stop()
             self.status_producer.flush(10)
             self.loop.close()
             forwarder.join(30)
@@ -400,6 +406,7 @@ class StageRunner:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        outgoing = self.processor.process([incoming(message) for message in batch])
+        with self.handling.guard("handling a batch"):
+            outgoing = self.processor.process([incoming(message) for message in batch])
         self.status_producer.flush(30)
         self.loop.commit(batch, outgoing)
