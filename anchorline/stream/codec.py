@@ -94,10 +94,14 @@ def decode_any(data: bytes | None) -> Event:
     if known is None:
         raise SerializationError(f"unknown schema fingerprint {data[2:HEADER_SIZE].hex()}")
     event_type, parsed = known
+    body = io.BytesIO(data[HEADER_SIZE:])
     try:
-        record = fastavro.schemaless_reader(io.BytesIO(data[HEADER_SIZE:]), parsed, None)
+        record = fastavro.schemaless_reader(body, parsed, None)
     except (ValueError, TypeError, EOFError, IndexError, KeyError, OverflowError) as exc:
         raise SerializationError(f"corrupt {event_type.__name__} body: {exc}") from exc
+    trailing = len(data) - HEADER_SIZE - body.tell()
+    if trailing:  # one message is one record: bytes after it were smuggled or corrupted
+        raise SerializationError(f"{trailing} bytes after the {event_type.__name__} body")
     return _to_event(event_type, record)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from anchorline.errors import BadInput, Poison
+from anchorline.events import MAX_ATTEMPTS, MAX_GENERATION
 from anchorline.untrusted import parse_json
 
 Header = tuple[str, str | bytes | None]
@@ -32,10 +33,6 @@ VALUE_DROPPED = "anchorline-value-dropped"  # bytes of a value too large to copy
 
 ORIGIN = (ORIGINAL_TOPIC, ORIGINAL_PARTITION, ORIGINAL_OFFSET, DLT_ORIGINAL_TIMESTAMP)
 
-# Bounds of what any producer may put in our headers: an attempt count past MAX_ATTEMPTS or a
-# generation past MAX_GENERATION (a job replayed a million times) is forged, not a retry.
-MAX_ATTEMPTS = 10_000
-MAX_GENERATION = 1_000_000
 MAX_NUMBER = 2**63 - 1  # Kafka's own offsets and timestamps are signed 64-bit
 MAX_GENERATIONS_BYTES = 256 * 1024  # an anchor batch of a few thousand jobs
 MAX_TEXT = 4096  # an error message carried in a header or a status

@@ -18,7 +18,15 @@ from typing import Any
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from anchorline.errors import OutputTooLarge, Permanent, Poison
-from anchorline.events import Event, JobRef, JobStatus, StageState, refs_of, utcnow
+from anchorline.events import (
+    Event,
+    JobRef,
+    JobStatus,
+    StageState,
+    check_refs,
+    refs_of,
+    utcnow,
+)
 from anchorline.settings import Settings
 from anchorline.stream import codec, headers
 from anchorline.stream.delay import DelayForwarder
@@ -120,7 +128,7 @@ class MessageProcessor:
         for message in batch:
             event = None
             try:
-                event = codec.decode(message.value, self.handler.consumes)
+                event = check_refs(codec.decode(message.value, self.handler.consumes))
                 headers.check(message.headers)
             except Exception as exc:  # Poison, or whatever else one hostile record provokes
                 log.warning("dead-lettering %s: %.200s", _where(message), exc)

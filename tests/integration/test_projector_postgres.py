@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -183,3 +184,32 @@ def state_of(engine: sa.Engine, job_id: str) -> str | None:
             sa.select(jobs.c.state).where(jobs.c.job_id == job_id)
         ).scalar()
     return state
+
+
+def test_forged_statuses_are_dead_lettered_and_leave_the_job_alone(
+    settings: Settings, engine: sa.Engine, running
+) -> None:
+    victim = JobRef(new_id(), JobKind.VERIFY, submitted_at=utcnow(), tenant="acme")
+    done = victim.status(Stage.VERIFY, StageState.SUCCEEDED, result='{"status": "OK"}')
+    publish(settings, done)
+    running(Projector(settings, SqlJobStore(engine)).run)
+    wait_for(lambda: state_of(engine, victim.job_id) == "succeeded")
+
+    phantom = JobRef(new_id(), JobKind.VERIFY, submitted_at=utcnow())
+    publish(
+        settings,
+        replace(victim, tenant="mallory", generation=7).status(
+            Stage.VERIFY, StageState.FAILED, error="forged"
+        ),
+        replace(phantom, generation=-1).status(Stage.VERIFY, StageState.QUEUED),
+    )
+    letters = read_topic(
+        settings,
+        settings.topics.dead_letter(settings.topics.job_status),
+        until=lambda m: len(m) >= 2,
+    )
+    reasons = sorted(dict(m.headers())[headers.EXCEPTION_MESSAGE] for m in letters)
+    assert b"a status naming another tenant" in reasons[0]
+    assert b"generation must be from 0 to 1000000, not -1" in reasons[1]
+    assert state_of(engine, victim.job_id) == "succeeded"
+    assert state_of(engine, phantom.job_id) is None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -439,3 +440,24 @@ def test_an_exception_message_is_cut_before_it_travels() -> None:
     (failed,) = decoded(out, TOPICS.job_status)
     assert failed.error is not None and len(failed.error) == 4096
 
+
+
+@pytest.mark.parametrize(
+    ("job_id", "tenant", "reason"),
+    [
+        ("j" * 65, None, "is not 1 to 64 characters"),
+        ("a/b", None, "is not 1 to 64 characters"),
+        ("", None, "is not 1 to 64 characters"),
+        ("ok", "t" * 129, "tenant of job ok is over 128 characters"),
+    ],
+)
+def test_a_job_id_or_tenant_outside_the_contract_is_dead_lettered(
+    job_id: str, tenant: str | None, reason: str
+) -> None:
+    event = replace(requested("x"), job_id=job_id, tenant=tenant)
+    handler = FakeHandler()
+    harness = Harness(handler)
+    (letter,) = harness.process(message(codec.encode(event)))
+    assert letter.topic == f"{SOURCE}.dlq"
+    assert reason in headers_of(letter)["kafka_dlt-exception-message"]
+    assert handler.calls == [] and harness.published == []
