@@ -58,6 +58,7 @@ class Settings:
     commit_deadline_s: float = 30.0  # a transaction commit blocked longer ends the process
     session_timeout_s: float = 10.0  # a consumer silent this long leaves its group
     max_attempts: int = 4
+    max_deliveries: int = 3  # a record that ended the process this often is dead-lettered
     max_record_bytes: int = 960_000  # keep under the broker's and producer's message.max.bytes
     retry_delays_s: str = "5,30,300"
     chunk_size: int = 1 << 20

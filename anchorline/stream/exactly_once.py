@@ -121,6 +121,11 @@ class ExactlyOnce:
         leaving.join(5)
         exit_hung(what, waited_s)
 
+    def rewind(self, batch: list[Message]) -> None:
+        """Seek back to the first of `batch`'s messages in each partition: they were polled
+        but not handled, and are delivered again."""
+        self._rewind(batch)
+
     def _rewind(self, batch: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}
         for message in batch:

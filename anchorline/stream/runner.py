@@ -7,6 +7,7 @@ committing each batch's output and consumed offsets in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -30,6 +31,7 @@ from anchorline.events import (
 from anchorline.settings import Settings
 from anchorline.stream import codec, headers
 from anchorline.stream.delay import DelayForwarder
+from anchorline.stream.deliveries import DeliveryLog, Place
 from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
@@ -151,6 +153,19 @@ class MessageProcessor:
         log.warning("dropping the %d-byte value of a record to %s: too large", size, item.topic)
         dropped = (headers.VALUE_DROPPED, str(len(item.value)).encode())
         return replace(item, value=b"", headers=[*item.headers, dropped])
+
+    def give_up(self, message: Incoming, *, deliveries: int) -> list[Outgoing]:
+        """Dead letters for a record that was `deliveries` times in the hands of a process that
+        ended before committing it: handling it again would end this one too."""
+        reason = Poison(
+            f"delivered {deliveries} times and never committed: each time, the process "
+            "handling it ended (ANCHORLINE_MAX_DELIVERIES)"
+        )
+        event = None
+        with contextlib.suppress(Exception):
+            event = check_refs(codec.decode(message.value, self.handler.consumes))
+        log.warning("dead-lettering %s: %s", _where(message), reason)
+        return [self._fit(item) for item in self._dead_letter([(message, event)], reason)]
 
     def _run(
         self, group: list[tuple[Incoming, Any]], *, announce: bool = True
@@ -321,6 +336,18 @@ class MessageProcessor:
         )
 
 
+def _place(message: Message) -> Place:
+    return (message.topic() or "", message.partition() or 0)
+
+
+def _heads(batch: list[Message]) -> dict[Place, int]:
+    """Where each partition's part of the batch starts."""
+    heads: dict[Place, int] = {}
+    for message in batch:
+        heads.setdefault(_place(message), message.offset() or 0)
+    return heads
+
+
 def record_size(item: Outgoing) -> int:
     """What a record weighs against the producer's message.max.bytes, framing aside."""
     extras = sum(len(name) + len(value or b"") for name, value in item.headers)
@@ -371,6 +398,8 @@ class StageRunner:
         self.pending: list[Message] = []
         self.pending_since = 0.0
         self.handling = Watchdog(HANDLING_DEADLINE_S)
+        self.deliveries = DeliveryLog(settings, source=self.source)
+        self.max_deliveries = settings.max_deliveries
 
     def _publish_now(self, status: JobStatus) -> None:
         self.status_producer.produce(
@@ -392,6 +421,7 @@ class StageRunner:
             self.flush()
         finally:
             self.handling.stop()
+            self.deliveries.close()
             self.status_producer.flush(10)
             self.loop.close()
             forwarder.join(30)
@@ -408,13 +438,37 @@ class StageRunner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.flush()
+        self.deliveries.forget((p.topic, p.partition) for p in partitions)
 
     def flush(self) -> None:
-        """Process the pending messages and commit their output and offsets in one transaction."""
+        """Process the pending messages and commit their output and offsets in one transaction;
+        records whose delivery ended a process before go one at a time (deliveries.py)."""
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        with self.handling.guard("handling a batch"):
-            outgoing = self.processor.process([incoming(message) for message in batch])
+        counts = self.deliveries.begin(_heads(batch))
+        again = [message for message in batch if counts[_place(message)] > 1]
+        fresh = [message for message in batch if counts[_place(message)] == 1]
+        if fresh and not self._handle(fresh):
+            self.loop.rewind(again)
+            return
+        started: set[Place] = set()
+        for index, message in enumerate(again):
+            place = _place(message)
+            if place in started:
+                counts.update(self.deliveries.begin({place: message.offset() or 0}))
+            started.add(place)
+            if not self._handle([message], deliveries=counts[place]):
+                self.loop.rewind(again[index + 1 :])
+                return
+
+    def _handle(self, batch: list[Message], *, deliveries: int = 1) -> bool:
+        """Handle and commit one batch; False if its transaction was rolled back."""
+        records = [incoming(message) for message in batch]
+        if deliveries > self.max_deliveries:
+            outgoing = self.processor.give_up(records[0], deliveries=deliveries - 1)
+        else:
+            with self.handling.guard("handling a batch"):
+                outgoing = self.processor.process(records)
         self.status_producer.flush(30)
-        self.loop.commit(batch, outgoing)
+        return self.loop.commit(batch, outgoing)
