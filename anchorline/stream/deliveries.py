@@ -15,9 +15,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
-from anchorline.errors import BadInput
+from anchorline.errors import BadInput, IncompleteRead
 from anchorline.settings import Settings
 from anchorline.stream.kafka import producer_config
 from anchorline.stream.topic_reader import read_to_end
@@ -70,12 +70,20 @@ class DeliveryLog:
         counts: dict[Place, int] = {}
         for place, offset in heads.items():
             delivery = self.counter.begin(place, offset)
-            value = f'{{"offset":{delivery.offset},"count":{delivery.count}}}'.encode()
-            self.producer.produce(self.topic, key=_key(place), value=value)
             counts[place] = delivery.count
+            self._write(place, delivery)
+        # Counting is a defence, not a condition of work: a broker that does not take the
+        # counts now (away, or the topic not created yet) must not stop the stage.
         if self.producer.flush(FLUSH_S):
             log.warning("deliveries not written within %.0f s; handling the batch anyway", FLUSH_S)
         return counts
+
+    def _write(self, place: Place, delivery: Delivery) -> None:
+        value = f'{{"offset":{delivery.offset},"count":{delivery.count}}}'.encode()
+        try:
+            self.producer.produce(self.topic, key=_key(place), value=value)
+        except (KafkaException, BufferError) as exc:
+            log.warning("cannot count a delivery in %s (%s); handling it anyway", self.topic, exc)
 
     def forget(self, places: Iterable[Place]) -> None:
         """Partitions no longer ours: their counts are read again if they come back."""
@@ -87,6 +95,19 @@ class DeliveryLog:
     def _load(self, places: set[Place]) -> None:
         if places <= self.loaded:
             return
+        try:
+            heads = self._read()
+        except (IncompleteRead, KafkaException) as exc:
+            log.warning("cannot read %s (%s); counting from memory for now", self.topic, exc)
+            return
+        for place in places:
+            if place in heads:
+                self.counter.heads[place] = heads[place]
+            else:
+                self.counter.heads.pop(place, None)
+        self.loaded |= places
+
+    def _read(self) -> dict[Place, Delivery]:
         heads: dict[Place, Delivery] = {}
         for message in read_to_end(self.settings, self.topic):
             place = _place(message.key())  # type: ignore[attr-defined]
@@ -96,12 +117,7 @@ class DeliveryLog:
                     heads.pop(place, None)
                 else:
                     heads[place] = delivery
-        for place in places:
-            if place in heads:
-                self.counter.heads[place] = heads[place]
-            else:
-                self.counter.heads.pop(place, None)
-        self.loaded |= places
+        return heads
 
 
 def _key(place: Place) -> bytes:
