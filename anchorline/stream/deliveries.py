@@ -51,6 +51,13 @@ class DeliveryCounter:
         self.heads[place] = Delivery(offset, count)
         return self.heads[place]
 
+    def retract(self, place: Place) -> None:
+        """Undo the last count: its batch was rolled back in a process that lives on, so its
+        next delivery is not one that a death caused."""
+        last = self.heads.get(place)
+        if last is not None:
+            self.heads[place] = Delivery(last.offset, last.count - 1)
+
 
 class DeliveryLog:
     """The counter of one stage's input, kept in the compacted deliveries topic."""
@@ -84,6 +91,11 @@ class DeliveryLog:
             self.producer.produce(self.topic, key=_key(place), value=value)
         except (KafkaException, BufferError) as exc:
             log.warning("cannot count a delivery in %s (%s); handling it anyway", self.topic, exc)
+
+    def retract(self, places: Iterable[Place]) -> None:
+        """The batch from these heads was rolled back, not ended by a death: counted once."""
+        for place in places:
+            self.counter.retract(place)
 
     def forget(self, places: Iterable[Place]) -> None:
         """Partitions no longer ours: their counts are read again if they come back."""

@@ -450,7 +450,7 @@ class StageRunner:
         again = [message for message in batch if counts[_place(message)] > 1]
         fresh = [message for message in batch if counts[_place(message)] == 1]
         if fresh and not self._handle(fresh):
-            self.loop.rewind(again)
+            self._rolled_back(counts, again)
             return
         started: set[Place] = set()
         for index, message in enumerate(again):
@@ -459,8 +459,14 @@ class StageRunner:
                 counts.update(self.deliveries.begin({place: message.offset() or 0}))
             started.add(place)
             if not self._handle([message], deliveries=counts[place]):
-                self.loop.rewind(again[index + 1 :])
+                self._rolled_back(counts, again[index + 1 :])
                 return
+
+    def _rolled_back(self, counts: dict[Place, int], unhandled: list[Message]) -> None:
+        """A commit was rolled back (and its batch rewound) in this living process: what was
+        counted is delivered again without a death, and what was not handled is polled again."""
+        self.deliveries.retract(counts)
+        self.loop.rewind(unhandled)
 
     def _handle(self, batch: list[Message], *, deliveries: int = 1) -> bool:
         """Handle and commit one batch; False if its transaction was rolled back."""

@@ -33,3 +33,11 @@ def test_a_forged_or_broken_count_is_ignored(value: bytes | None) -> None:
 
 def test_a_count_reads_back() -> None:
     assert _delivery(b'{"offset":7,"count":2}') == Delivery(7, 2)
+
+
+def test_a_rolled_back_batch_is_not_counted_as_a_death() -> None:
+    counter = DeliveryCounter()
+    counter.begin(P0, 10)
+    counter.retract(P0)  # its transaction was aborted; the process lives on
+    assert counter.begin(P0, 10).count == 1
+    assert counter.begin(P0, 10).count == 2  # this time the process had ended
