@@ -141,18 +141,7 @@ class MessageProcessor:
         for group in groups:
             if group:
                 out.extend(self._run(group))
-        return [self._fit(item) for item in out]
-
-    def _fit(self, item: Outgoing) -> Outgoing:
-        """The record, or if it is still too large to produce (a copy of a huge incoming value
-        to a retry or dead-letter topic) the same without its value: never one that would
-        fail the whole transaction with MSG_SIZE_TOO_LARGE."""
-        size = record_size(item)
-        if size <= self.max_record_bytes:
-            return item
-        log.warning("dropping the %d-byte value of a record to %s: too large", size, item.topic)
-        dropped = (headers.VALUE_DROPPED, str(len(item.value)).encode())
-        return replace(item, value=b"", headers=[*item.headers, dropped])
+        return [fit(item, max_bytes=self.max_record_bytes) for item in out]
 
     def give_up(self, message: Incoming, *, deliveries: int) -> list[Outgoing]:
         """Dead letters for a record that was `deliveries` times in the hands of a process that
@@ -165,7 +154,8 @@ class MessageProcessor:
         with contextlib.suppress(Exception):
             event = check_refs(codec.decode(message.value, self.handler.consumes))
         log.warning("dead-lettering %s: %s", _where(message), reason)
-        return [self._fit(item) for item in self._dead_letter([(message, event)], reason)]
+        letters = self._dead_letter([(message, event)], reason)
+        return [fit(item, max_bytes=self.max_record_bytes) for item in letters]
 
     def _run(
         self, group: list[tuple[Incoming, Any]], *, announce: bool = True
@@ -346,6 +336,22 @@ def _heads(batch: list[Message]) -> dict[Place, int]:
     for message in batch:
         heads.setdefault(_place(message), message.offset() or 0)
     return heads
+
+
+def fit(item: Outgoing, *, max_bytes: int) -> Outgoing:
+    """The record, or if it is too large to produce (a copy of a huge incoming record to a retry
+    or dead-letter topic) the same without its value, and if need be without the long headers
+    and key it copied: never one that fails a whole transaction with MSG_SIZE_TOO_LARGE."""
+    size = record_size(item)
+    if size <= max_bytes:
+        return item
+    log.warning("dropping the value of a %d-byte record to %s: too large", size, item.topic)
+    dropped = (headers.VALUE_DROPPED, str(len(item.value)).encode())
+    slim = replace(item, value=b"", headers=[*item.headers, dropped])
+    if record_size(slim) > max_bytes:
+        short = [(name, v) for name, v in slim.headers if len(v or b"") <= headers.MAX_TEXT]
+        slim = replace(slim, key=(item.key or b"")[: headers.MAX_TEXT], headers=short)
+    return slim
 
 
 def record_size(item: Outgoing) -> int:

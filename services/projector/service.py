@@ -12,9 +12,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from anchorline.errors import Poison
 from anchorline.events import JobStatus
 from anchorline.settings import Settings
-from anchorline.stream import codec, headers
+from anchorline.stream import codec
+from anchorline.stream.exactly_once import Outgoing
 from anchorline.stream.kafka import consumer_config, producer_config
-from anchorline.stream.runner import MAX_RECORD_BYTES, dead_letter_headers, incoming
+from anchorline.stream.runner import dead_letter_headers, fit, incoming
 from anchorline_projector.apply import check_status
 from anchorline_projector.store import SqlJobStore
 
@@ -83,13 +84,17 @@ class Projector:
     def _dead_letter(self, message: Message, exc: Exception) -> None:
         raw = incoming(message)
         log.warning("dead-lettering the status at offset %s: %.200s", raw.offset, exc)
-        value = raw.value or b""
-        letter_headers = dead_letter_headers(raw, exc, attempts=0)
-        if len(value) > MAX_RECORD_BYTES:  # too large to produce: the reason must still go
-            letter_headers.append((headers.VALUE_DROPPED, str(len(value)).encode()))
-            value = b""
+        letter = fit(
+            Outgoing(
+                self.topics.dead_letter(raw.topic),
+                raw.key,
+                raw.value or b"",
+                dead_letter_headers(raw, exc, attempts=0),
+            ),
+            max_bytes=self.settings.max_record_bytes,
+        )
         self.dead_letters.produce(
-            self.topics.dead_letter(raw.topic), key=raw.key, value=value, headers=letter_headers
+            letter.topic, key=letter.key, value=letter.value, headers=letter.headers
         )
 
 

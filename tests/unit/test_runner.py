@@ -461,3 +461,13 @@ def test_a_job_id_or_tenant_outside_the_contract_is_dead_lettered(
     assert letter.topic == f"{SOURCE}.dlq"
     assert reason in headers_of(letter)["kafka_dlt-exception-message"]
     assert handler.calls == [] and harness.published == []
+
+
+def test_a_dead_letter_whose_copied_headers_are_too_large_drops_them_too() -> None:
+    huge = {"kafka_dlt-original-topic": b"t" * 999_000, "kafka_dlt-original-offset": b"1"}
+    forged = Incoming(SOURCE, 2, 8, b"k" * 50_000, b"garbage", 0, huge)
+    (letter,) = Harness(FakeHandler()).process(forged)
+    assert record_size(letter) < 960_000
+    assert letter.key == b"k" * 4096
+    assert headers_of(letter)["kafka_dlt-original-offset"] == "1"
+    assert "too short" in headers_of(letter)["kafka_dlt-exception-message"]
