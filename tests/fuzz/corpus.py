@@ -162,6 +162,25 @@ def hostile_requests(draw: st.DrawFn, context: Context) -> Maker:
 
 
 @st.composite
+def hostile_anchors(draw: st.DrawFn, context: Context) -> Maker:
+    """AnchorRequested whose root is no 32-byte hex: its jobs fail with the reason."""
+    root = draw(
+        st.one_of(
+            st.text(max_size=80).filter(lambda text: len(text.removeprefix("0x")) != 64),
+            st.just("0x" + "zz" * 32),
+        )
+    )
+
+    def build(unique: str) -> Hostile:
+        event = replace(anchor(unique), root=root)
+        return Hostile(
+            context.topics.anchor_requested, unique.encode(), codec.encode(event), FAILED, unique
+        )
+
+    return build
+
+
+@st.composite
 def forged_events(draw: st.DrawFn, context: Context) -> Maker:
     """Well-formed records no stage could have written: dead-lettered with the reason."""
     bad_id = draw(
@@ -195,5 +214,6 @@ def hostile(context: Context) -> st.SearchStrategy[Maker]:
         undecodable(context),
         hostile_headers(context),
         hostile_requests(context),
+        hostile_anchors(context),
         forged_events(context),
     )

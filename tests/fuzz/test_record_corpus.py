@@ -126,6 +126,9 @@ def test_hostile_records_on_every_topic_die_alone_and_the_system_goes_on(
     system = fuzz_system
     blob_uri, _ = FileBlobStore(system.settings.blobs).put_file(io.BytesIO(b"fuzzed content"))
     records = corpus(Context(system.settings.topics, blob_uri), RECORDS)
+    assert {r.topic for r in records} == set(system.settings.topics.stage_inputs()) | {
+        system.settings.topics.job_status
+    }
     seen_output = len(system.output)
 
     publish(system, records)
