@@ -3,6 +3,7 @@ one delivered too often is dead-lettered unhandled. Kafka replaced by in-memory 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -13,8 +14,10 @@ from anchorline.settings import Settings
 from anchorline.stream import codec
 from anchorline.stream.deliveries import DeliveryCounter, Place
 from anchorline.stream.exactly_once import Outgoing
-from anchorline.stream.runner import StageRunner
+from anchorline.stream.kafka import consumer_config
+from anchorline.stream.runner import HANDLING_DEADLINE_S, StageRunner
 from anchorline.stream.topics import Topics
+from anchorline.stream.watchdog import Watchdog
 
 TOPIC = Topics("t").jobs_requested
 
@@ -149,3 +152,20 @@ def test_a_rolled_back_commit_is_not_counted_as_a_death() -> None:
     flush(stage, 10, 11)  # polled again after the rewind, in the same process
     assert handler.calls == [["job-10", "job-11"]] * 2
     assert [offsets for offsets, _ in loop.commits] == [[10, 11]]
+
+
+class SlowHandler(FakeHandler):
+    def handle(self, events: Any, report: Any) -> Any:
+        time.sleep(1.0)
+        return super().handle(events, report)
+
+
+def test_a_batch_handled_past_the_deadline_ends_the_process() -> None:
+    stage, _ = runner(SlowHandler(batched=True), MemoryLoop())
+    expired: list[str] = []
+    stage.handling = Watchdog(0.2, on_expiry=lambda what, waited: expired.append(what))
+    flush(stage, 10)
+    stage.handling.stop()
+    assert expired == ["handling a batch"]
+    poll_interval_s = consumer_config(Settings(), group_id="g")["max.poll.interval.ms"] / 1000
+    assert poll_interval_s > HANDLING_DEADLINE_S, "or the consumer leaves its group first"
