@@ -19,6 +19,10 @@ class BadInput(Permanent, ValueError):
     """Input from outside breaks a bound or is malformed; the message says which and how."""
 
 
+class OutputTooLarge(Permanent):
+    """A job's output cannot fit in a Kafka record: the job fails with its size and the limit."""
+
+
 class Poison(AnchorlineError):
     """The message cannot be decoded or breaks its schema: it goes to the dead-letter topic."""
 

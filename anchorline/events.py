@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+
+from anchorline.errors import Poison
+from anchorline.tenants import RULE as TENANT_RULE
+from anchorline.tenants import is_tenant
+
+# Limits of the public contract (docs/contract.md): what no stage writes is forged.
+JOB_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+MAX_TENANT = 128
+MAX_ATTEMPTS = 10_000
+MAX_GENERATION = 1_000_000  # a job replayed a million times
 
 
 class JobKind(StrEnum):
@@ -146,3 +157,16 @@ def refs_of(event: Event) -> list[JobRef]:
             JobRef(event.job_id, event.kind, event.submitted_at, event.tenant, event.content_sha256)
         ]
     return [JobRef(event.job_id, event.kind, event.submitted_at, event.tenant)]
+
+
+def check_refs(event: Event) -> Event:
+    """The event, if every job it names has an id and tenant within the contract's limits;
+    Poison saying which does not (no status could be written for such a job)."""
+    for ref in refs_of(event):
+        if not JOB_ID_RE.fullmatch(ref.job_id):
+            raise Poison(
+                f"job id {ref.job_id[:80]!r} is not 1 to 64 characters of A-Z a-z 0-9 . _ : -"
+            )
+        if ref.tenant is not None and not is_tenant(ref.tenant):
+            raise Poison(f"tenant of job {ref.job_id} is not {TENANT_RULE}")
+    return event

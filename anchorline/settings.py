@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -14,7 +15,13 @@ from anchorline.tenants import RULE, is_tenant
 
 PREFIX = "ANCHORLINE_"
 # Deadlines and timeouts that mean nothing at zero or below.
-POSITIVE = ("commit_deadline_s", "session_timeout_s", "shutdown_timeout_s", "idempotency_ttl_s")
+POSITIVE = (
+    "commit_deadline_s",
+    "session_timeout_s",
+    "shutdown_timeout_s",
+    "idempotency_ttl_s",
+    "content_read_timeout_s",
+)
 BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 
@@ -59,8 +66,13 @@ class Settings:
     commit_deadline_s: float = 30.0  # a transaction commit blocked longer ends the process
     session_timeout_s: float = 10.0  # a consumer silent this long leaves its group
     max_attempts: int = 4
+    max_deliveries: int = 3  # a record that ended the process this often is dead-lettered
+    max_record_bytes: int = 960_000  # keep under the broker's and producer's message.max.bytes
     retry_delays_s: str = "5,30,300"
     chunk_size: int = 1 << 20
+    content_roots: str = ""  # where file:// content URIs may point, `:` or `,` separated
+    max_content_bytes: int = 4 << 30
+    content_read_timeout_s: float = 60.0
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     api_keys: str = ""
@@ -125,6 +137,11 @@ class Settings:
     def admin_key_set(self) -> frozenset[str]:
         """The operators' keys, from `key,key`: they alone read the global views."""
         return frozenset(filter(None, (part.strip() for part in self.admin_keys.split(","))))
+
+    @property
+    def content_root_paths(self) -> tuple[Path, ...]:
+        """The directories file:// content URIs may name; none means file:// is refused."""
+        return tuple(Path(p) for p in re.split(r"[:,]", self.content_roots) if p.strip())
 
     @property
     def topics(self) -> Topics:

@@ -39,13 +39,15 @@ def child(mode: str, request: dict[str, str]) -> dict[str, float]:
     from anchorline_verifier.main import build  # noqa: F401  (everything the service imports)
 
     settings = Settings()
-    handler = VerifyHandler(FileBlobStore(Path(request["blobs"])), chunk_size=settings.chunk_size)
+    content = Path(request["path"])
+    blobs = FileBlobStore(Path(request["blobs"]), content_roots=[content.parent])
+    handler = VerifyHandler(blobs, chunk_size=settings.chunk_size)
     elapsed = 0.0
     if mode == "verify":
         event = JobRequested(
             job_id="bench",
             kind=JobKind.VERIFY,
-            content_uri=Path(request["path"]).as_uri(),
+            content_uri=content.as_uri(),
             manifest=request["manifest"],
             signature=request["signature"],
             submitted_at=utcnow(),

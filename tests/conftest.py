@@ -14,7 +14,7 @@ from anchorline.infra.postgres import PostgresServer, ensure_postgres_installed
 from anchorline.proof.registry import deploy_registry
 
 TESTS_DIR = Path(__file__).parent
-SUITES = ("unit", "integration", "e2e")
+SUITES = ("unit", "integration", "e2e", "fuzz")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -20,8 +20,12 @@ from eth_utils import (
     to_checksum_address,
 )
 
+from anchorline.errors import BadInput
 from anchorline.proof import eip712
+from anchorline.untrusted import parse_json
 
+# The gateway's limit too: a manifest is a few hundred bytes of hashes, an address and labels.
+MAX_BYTES = 64 * 1024
 HASH_RE = re.compile(r"^0x[0-9a-f]{64}$")
 SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130}$")
 REQUIRED = ("content_hash", "creator")
@@ -57,17 +61,10 @@ def sha256_hex(data: bytes) -> str:
 
 
 def parse_document(text: str) -> dict[str, Any]:
-    """The manifest JSON object, or ValueError saying why it is not one."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"manifest is not JSON: {exc.msg} at position {exc.pos}") from exc
+    """The manifest JSON object, or ValueError (BadInput) saying why it is not one."""
+    document = parse_json(text, what="manifest", max_bytes=MAX_BYTES)
     if not isinstance(document, dict):
-        raise ValueError("manifest must be a JSON object")
-    try:
-        canonical_bytes(document)
-    except UnicodeEncodeError as exc:
-        raise ValueError("manifest has a lone surrogate escape, which UTF-8 cannot carry") from exc
+        raise BadInput("manifest must be a JSON object")
     return document
 
 

@@ -5,16 +5,23 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import unquote, urlparse
+from urllib.parse import ParseResult, unquote, urlparse
 
 from anchorline.errors import Permanent, Retryable
 from anchorline.tenants import check_tenant
 
 SHA256_URI = re.compile(r"^sha256:([0-9a-f]{64})$")
+MAX_CONTENT_BYTES = 4 << 30
+READ_TIMEOUT_S = 60.0
+# O_NONBLOCK: opening a FIFO must not wait for a writer (reads of regular files ignore it).
+# O_NOFOLLOW: a path checked against the content roots must not become a link before it opens.
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
 
 
 class BlobReader(Protocol):
@@ -28,14 +35,26 @@ class BlobReader(Protocol):
 
 
 class FileBlobStore:
-    """Blobs as files named by their sha256 under one directory; `file://` URIs read in place.
+    """Blobs as files named by their sha256 under one directory; `file://` URIs read in place,
+    only under `content_roots`. Every read is of a regular file, at most `max_bytes` long and
+    done within `read_timeout_s`.
 
     Each tenant's blobs live apart (`tenants/<tenant>/sha256/…`), so that a tenant can neither
     use nor detect another's content; blobs of no tenant (an open API) live in `sha256/…`.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        content_roots: Sequence[Path] = (),
+        max_bytes: int = MAX_CONTENT_BYTES,
+        read_timeout_s: float = READ_TIMEOUT_S,
+    ) -> None:
         self.root = root
+        self.content_roots = tuple(Path(allowed).resolve() for allowed in content_roots)
+        self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     def path_of(self, digest: str, *, tenant: str | None) -> Path:
         base = self.root if tenant is None else self.root / "tenants" / check_tenant(tenant)
@@ -47,25 +66,67 @@ class FileBlobStore:
             return self.path_of(match.group(1), tenant=tenant)
         parsed = urlparse(uri)
         if parsed.scheme == "file" and parsed.path:
-            return Path(unquote(parsed.path))
+            return self._allowed(parsed, uri)
         raise Permanent(f"unsupported content_uri {uri!r}: use sha256:<hex> or file:///path")
+
+    def _allowed(self, parsed: ParseResult, uri: str) -> Path:
+        """The file a `file://` URI names, links and `..` resolved, if under a content root."""
+        if not self.content_roots:
+            raise Permanent("file:// content URIs are not allowed (no ANCHORLINE_CONTENT_ROOTS)")
+        if parsed.netloc not in ("", "localhost"):
+            raise Permanent(f"content_uri {uri[:200]!r} names a host")
+        try:
+            path = Path(unquote(parsed.path)).resolve()
+        except (OSError, ValueError) as exc:  # a loop of links, a NUL byte
+            raise Permanent(f"content_uri {uri[:200]!r} is not a usable path: {exc}") from exc
+        if not any(path.is_relative_to(allowed) for allowed in self.content_roots):
+            raise Permanent(f"content_uri {uri[:200]!r} is outside ANCHORLINE_CONTENT_ROOTS")
+        return path
 
     def size(self, uri: str, *, tenant: str | None = None) -> int:
         path = self.resolve(uri, tenant=tenant)
         try:
-            return path.stat().st_size
+            info = path.stat()
         except FileNotFoundError as exc:
             raise Retryable(f"content {uri} is not in the blob store yet") from exc
+        except (OSError, ValueError) as exc:
+            raise Permanent(f"content {uri} cannot be read: {exc}") from exc
+        self._check(uri, info)
+        return info.st_size
 
     def chunks(self, uri: str, *, chunk_size: int, tenant: str | None = None) -> Iterator[bytes]:
         path = self.resolve(uri, tenant=tenant)
         try:
-            handle = path.open("rb")
+            fd = os.open(path, OPEN_FLAGS)
         except FileNotFoundError as exc:
             raise Retryable(f"content {uri} is not in the blob store yet") from exc
+        except (OSError, ValueError) as exc:
+            raise Permanent(f"content {uri} cannot be read: {exc}") from exc
+        try:
+            self._check(uri, os.fstat(fd))
+            handle = os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
         with handle:
+            deadline = time.monotonic() + self.read_timeout_s
+            done = 0
             while chunk := handle.read(chunk_size):
+                done += len(chunk)
+                if done > self.max_bytes:
+                    raise Permanent(f"content {uri} grew past {self.max_bytes} bytes while read")
+                if time.monotonic() > deadline:
+                    raise Retryable(f"reading content {uri} took over {self.read_timeout_s} s")
                 yield chunk
+
+    def _check(self, uri: str, info: os.stat_result) -> None:
+        if not stat.S_ISREG(info.st_mode):
+            raise Permanent(f"content {uri} is not a regular file")
+        if info.st_size > self.max_bytes:
+            raise Permanent(
+                f"content {uri} is {info.st_size} bytes, over the limit of {self.max_bytes}"
+                " (ANCHORLINE_MAX_CONTENT_BYTES)"
+            )
 
     def writer(self, *, tenant: str | None) -> BlobWriter:
         staging = self.root / "staging"

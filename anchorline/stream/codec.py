@@ -79,7 +79,7 @@ def encode(event: Event) -> bytes:
     buffer.write(MAGIC + schemas.fingerprints[event_type])
     try:
         fastavro.schemaless_writer(buffer, schemas.by_type[event_type], asdict(event))
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise SerializationError(f"cannot encode {event_type.__name__}: {exc}") from exc
     return buffer.getvalue()
 
@@ -94,10 +94,14 @@ def decode_any(data: bytes | None) -> Event:
     if known is None:
         raise SerializationError(f"unknown schema fingerprint {data[2:HEADER_SIZE].hex()}")
     event_type, parsed = known
+    body = io.BytesIO(data[HEADER_SIZE:])
     try:
-        record = fastavro.schemaless_reader(io.BytesIO(data[HEADER_SIZE:]), parsed, None)
+        record = fastavro.schemaless_reader(body, parsed, None)
     except (ValueError, TypeError, EOFError, IndexError, KeyError, OverflowError) as exc:
         raise SerializationError(f"corrupt {event_type.__name__} body: {exc}") from exc
+    trailing = len(data) - HEADER_SIZE - body.tell()
+    if trailing:  # one message is one record: bytes after it were smuggled or corrupted
+        raise SerializationError(f"{trailing} bytes after the {event_type.__name__} body")
     return _to_event(event_type, record)
 
 

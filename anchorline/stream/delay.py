@@ -9,6 +9,7 @@ headers intact, in one transaction with the consumed offsets.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,9 @@ from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 log = logging.getLogger(__name__)
 
 Place = tuple[str, int]
+# A record may be due a little later than its timestamp plus the longest rung: it was written
+# by another process, whose clock may run ahead of the broker's.
+CLOCK_LEEWAY_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -33,12 +37,24 @@ class Hold:
     due: float
 
 
-def due_of(message: Message) -> float:
-    return headers.number(headers.as_map(message.headers()), headers.DUE, 0) / 1000
+def due_of(message: Message, *, max_wait_s: float = math.inf) -> float:
+    """When the message is due (epoch seconds): its header says, but never later than
+    `max_wait_s` after it was written, so that a forged far-off date cannot hold a partition
+    for good; a malformed one is due at once."""
+    found = headers.as_map(message.headers())
+    due_ms = headers.lenient(lambda h: headers.number(h, headers.DUE, 0), found, 0)
+    if math.isinf(max_wait_s):
+        return due_ms / 1000
+    _, written_ms = message.timestamp()
+    return min(due_ms / 1000, written_ms / 1000 + max_wait_s)
 
 
 def split_due(
-    messages: Sequence[Message], *, now: float, held: set[Place]
+    messages: Sequence[Message],
+    *,
+    now: float,
+    held: set[Place],
+    max_wait_s: float = math.inf,
 ) -> tuple[list[Message], dict[Place, Hold]]:
     """The messages to forward now, and the partitions to hold at their first early message."""
     ready: list[Message] = []
@@ -47,7 +63,7 @@ def split_due(
         place = (message.topic() or "", message.partition() or 0)
         if place in held or place in holds:
             continue  # behind a held message: it is fetched again after the resume
-        due = due_of(message)
+        due = due_of(message, max_wait_s=max_wait_s)
         if due > now:
             holds[place] = Hold(message.offset() or 0, due)
         else:
@@ -72,6 +88,7 @@ class DelayForwarder:
             settings, group_id=f"anchorline-{service}-delay", service=f"{service}-delay"
         )
         self.held: dict[Place, Hold] = {}
+        self.max_wait_s = max(settings.retry_ladder) + CLOCK_LEEWAY_S
         self.clock = clock
 
     def run(self, stop: threading.Event) -> None:
@@ -85,7 +102,9 @@ class DelayForwarder:
     def poll_once(self) -> None:
         self._resume_due()
         messages = self.loop.poll(limit=500, timeout=0.2)
-        ready, holds = split_due(messages, now=self.clock(), held=set(self.held))
+        ready, holds = split_due(
+            messages, now=self.clock(), held=set(self.held), max_wait_s=self.max_wait_s
+        )
         for place, hold in holds.items():
             partition = TopicPartition(place[0], place[1], hold.offset)
             self.loop.consumer.pause([partition])

@@ -63,7 +63,7 @@ class DeadLetter:
 
     @property
     def attempts(self) -> int:
-        return headers.number(self.headers, headers.ATTEMPTS, 0)
+        return headers.lenient(headers.attempt, self.headers, 0)
 
     def event(self) -> Event | None:
         try:
@@ -79,7 +79,7 @@ class DeadLetter:
         return {
             "coordinates": self.coordinates,
             "stage": self.stage,
-            "key": (self.key or b"").decode("utf-8", "replace"),
+            "key": _text(self.key),
             "job_ids": self.job_ids(),
             "attempts": self.attempts,
             "error_class": self.error_class,
@@ -99,13 +99,18 @@ class LetterFilter:
     until: datetime | None = None
 
     def matches(self, letter: DeadLetter) -> bool:
-        if self.job_id and self.job_id not in {*letter.job_ids(), (letter.key or b"").decode()}:
+        if self.job_id and self.job_id not in {*letter.job_ids(), _text(letter.key)}:
             return False
         if self.error and self.error.lower() not in f"{letter.error_class} {letter.error}".lower():
             return False
         if self.since and letter.timestamp < self.since:
             return False
         return not (self.until and letter.timestamp > self.until)
+
+
+def _text(key: bytes | None) -> str:
+    """A key as text; anyone may have written it, so it need not be UTF-8."""
+    return (key or b"").decode("utf-8", "replace")
 
 
 def read_letters(settings: Settings, stage: str | None = None) -> Iterator[DeadLetter]:
@@ -129,7 +134,7 @@ def read_letters(settings: Settings, stage: str | None = None) -> Iterator[DeadL
 def replayed(settings: Settings) -> set[str]:
     """Coordinates of the dead letters already replayed."""
     return {
-        (message.key() or b"").decode()  # type: ignore[attr-defined]
+        _text(message.key())  # type: ignore[attr-defined]
         for message in read_to_end(settings, settings.topics.replay_log)
     }
 
@@ -148,7 +153,7 @@ def replay_messages(
 ) -> list[tuple[str, bytes | None, bytes, list[Header]]]:
     """What replaying one letter produces: (topic, key, value, headers) for each message."""
     event = letter.event()
-    known = headers.generations(letter.headers)
+    known = headers.known_generations(letter.headers)
     refs = refs_of(event) if event is not None else []
     bumped = {ref.job_id: known.get(ref.job_id, 0) + 1 for ref in refs}
     note = f"replayed from {letter.coordinates}"

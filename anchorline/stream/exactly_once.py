@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from anchorline.settings import Settings
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import consumer_config, producer_config, transactional_id
-from anchorline.stream.watchdog import Watchdog, exit_hung
+from anchorline.stream.watchdog import Watchdog, exit_hung, exit_left_group
 
 log = logging.getLogger(__name__)
 RETRY_PAUSE_S = 0.1
@@ -61,6 +61,8 @@ class ExactlyOnce:
             error = message.error()
             if error is None:
                 messages.append(message)
+            elif error.code() == KafkaError._MAX_POLL_EXCEEDED:
+                exit_left_group(self.service)
             elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", error)
         return messages
@@ -118,6 +120,11 @@ class ExactlyOnce:
         leaving.start()
         leaving.join(5)
         exit_hung(what, waited_s)
+
+    def rewind(self, batch: list[Message]) -> None:
+        """Seek back to the first of `batch`'s messages in each partition: they were polled
+        but not handled, and are delivered again."""
+        self._rewind(batch)
 
     def _rewind(self, batch: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}

@@ -74,7 +74,15 @@ def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
     wanted = [name for name in settings.topics.all() if name not in existing]
     if not wanted:
         return []
-    compacted = {settings.topics.replay_log: {"cleanup.policy": "compact"}}
+    compacted = {
+        settings.topics.replay_log: {"cleanup.policy": "compact"},
+        # Read whole at every partition assignment: compacted often, so it stays small.
+        settings.topics.deliveries: {
+            "cleanup.policy": "compact",
+            "segment.ms": "600000",
+            "min.cleanable.dirty.ratio": "0.1",
+        },
+    }
     futures = admin.create_topics(
         [
             NewTopic(

@@ -7,6 +7,7 @@ committing each batch's output and consumed offsets in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -17,18 +18,34 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from anchorline.errors import Permanent, Poison
-from anchorline.events import Event, JobRef, JobStatus, StageState, refs_of, utcnow
+from anchorline.errors import OutputTooLarge, Permanent, Poison
+from anchorline.events import (
+    Event,
+    JobRef,
+    JobStatus,
+    StageState,
+    check_refs,
+    refs_of,
+    utcnow,
+)
 from anchorline.settings import Settings
 from anchorline.stream import codec, headers
 from anchorline.stream.delay import DelayForwarder
+from anchorline.stream.deliveries import DeliveryLog, Place
 from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
 from anchorline.stream.stage import StageHandler
 from anchorline.stream.topics import Topics, key_of
+from anchorline.stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
+# librdkafka refuses records over its message.max.bytes (1,000,000) in produce(), and the broker
+# over its own (1 MiB); the rest is room for a transaction's framing.
+MAX_RECORD_BYTES = 960_000
+# Handling a batch longer than this ends the process (stack dump, exit 70) before the consumer
+# would exceed max.poll.interval.ms (300 s, stream/kafka.py) and hold partitions it lost.
+HANDLING_DEADLINE_S = 240.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +60,7 @@ class Incoming:
 
     @property
     def attempt(self) -> int:
-        return max(1, headers.number(self.headers, headers.ATTEMPTS, 1))
+        return headers.lenient(headers.attempt, self.headers, 1)
 
     def origin(self) -> list[Header]:
         """Where the message first came from: kept across retries, as Spring does."""
@@ -98,61 +115,104 @@ class MessageProcessor:
         retry: RetryPolicy,
         publish_now: Callable[[JobStatus], None],
         clock: Callable[[], datetime] = utcnow,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self.handler = handler
         self.topics = topics
         self.retry = retry
         self.publish_now = publish_now
         self.clock = clock
+        self.max_record_bytes = max_record_bytes
 
     def process(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         out: list[Outgoing] = []
         decoded: list[tuple[Incoming, Any]] = []
         for message in batch:
+            event = None
             try:
-                decoded.append((message, codec.decode(message.value, self.handler.consumes)))
-            except Poison as exc:
-                log.warning("dead-lettering undecodable message at %s", _where(message))
-                out.extend(self._dead_letter([(message, None)], exc))
+                event = check_refs(codec.decode(message.value, self.handler.consumes))
+                headers.check(message.headers)
+            except Exception as exc:  # Poison, or whatever else one hostile record provokes
+                log.warning("dead-lettering %s: %.200s", _where(message), exc)
+                out.extend(self._dead_letter([(message, event)], exc))
+                continue
+            decoded.append((message, event))
         groups = [decoded] if self.handler.batched else [[item] for item in decoded]
         for group in groups:
             if group:
                 out.extend(self._run(group))
-        return out
+        return [fit(item, max_bytes=self.max_record_bytes) for item in out]
 
-    def _run(self, group: list[tuple[Incoming, Any]]) -> list[Outgoing]:
+    def give_up(self, message: Incoming, *, deliveries: int) -> list[Outgoing]:
+        """Dead letters for a record that was `deliveries` times in the hands of a process that
+        ended before committing it: handling it again would end this one too."""
+        reason = Poison(
+            f"delivered {deliveries} times and never committed: each time, the process "
+            "handling it ended (ANCHORLINE_MAX_DELIVERIES)"
+        )
+        event = None
+        with contextlib.suppress(Exception):
+            event = check_refs(codec.decode(message.value, self.handler.consumes))
+        log.warning("dead-lettering %s: %s", _where(message), reason)
+        letters = self._dead_letter([(message, event)], reason)
+        return [fit(item, max_bytes=self.max_record_bytes) for item in letters]
+
+    def _run(
+        self, group: list[tuple[Incoming, Any]], *, announce: bool = True
+    ) -> list[Outgoing]:
+        """The group's output; if anything about it fails, each record's own, run alone, so that
+        one bad record fails, retries or dies by itself and never with another job's error."""
         jobs = {
             ref.job_id: (message, ref)
             for message, event in group
             for ref in self._refs(message, event)
         }
-        stage = self.handler.stage
-        for message, ref in jobs.values():
-            self.publish_now(
-                ref.status(stage, StageState.RUNNING, attempt=message.attempt, progress=0)
-            )
         try:
+            if announce:
+                self._announce(jobs)
             results = self.handler.handle([event for _, event in group], self._reporter(jobs))
-        except Permanent as exc:
-            return [
-                self.encode(self._failed(ref, exc, message.attempt))
-                for message, ref in jobs.values()
-            ]
-        except Poison as exc:
-            return self._dead_letter(group, exc)
-        except Exception as exc:  # Retryable, and whatever a bug or a library throws
-            out: list[Outgoing] = []
-            for message, event in group:
-                out.extend(self._retry_or_die(message, event, exc))
-            return out
+            return self._outputs(results, jobs)
+        except Exception as exc:  # of any type: a bug or a library's, as much as ours
+            if len(group) > 1:
+                log.warning("a group of %d failed (%.200s); one at a time now", len(group), exc)
+                return [out for one in group for out in self._run([one], announce=False)]
+            message, event = group[0]
+            return self._failure(message, event, exc)
+
+    def _announce(self, jobs: dict[str, tuple[Incoming, JobRef]]) -> None:
+        for message, ref in jobs.values():
+            running = ref.status(
+                self.handler.stage, StageState.RUNNING, attempt=message.attempt, progress=0
+            )
+            self.publish_now(running)
+
+    def _outputs(
+        self, results: Sequence[Event], jobs: dict[str, tuple[Incoming, JobRef]]
+    ) -> list[Outgoing]:
         generation = {job_id: ref.generation for job_id, (_, ref) in jobs.items()}
         attempt = {job_id: message.attempt for job_id, (message, _) in jobs.items()}
-        return [
+        out = [
             self.encode(self._stamp(event, generation, attempt), generation) for event in results
         ]
+        for item in out:
+            size = record_size(item)
+            if size > self.max_record_bytes:
+                raise OutputTooLarge(
+                    f"the {self.handler.stage} stage's output for {item.key!r} on {item.topic} "
+                    f"is {size} bytes, over the record limit of {self.max_record_bytes}"
+                )
+        return out
+
+    def _failure(self, message: Incoming, event: Any, exc: Exception) -> list[Outgoing]:
+        if isinstance(exc, Permanent):
+            refs = self._refs(message, event)
+            return [self.encode(self._failed(ref, exc, message.attempt)) for ref in refs]
+        if isinstance(exc, Poison):
+            return self._dead_letter([(message, event)], exc)
+        return self._retry_or_die(message, event, exc)  # Retryable, and anything unexpected
 
     def _refs(self, message: Incoming, event: Any) -> list[JobRef]:
-        known = headers.generations(message.headers)
+        known = headers.known_generations(message.headers)
         return [replace(ref, generation=known.get(ref.job_id, 0)) for ref in refs_of(event)]
 
     @staticmethod
@@ -183,7 +243,7 @@ class MessageProcessor:
             self.handler.stage,
             StageState.FAILED,
             attempt=attempt,
-            error=str(exc),
+            error=headers.reason(exc),
             error_class=type(exc).__name__,
         )
 
@@ -193,7 +253,7 @@ class MessageProcessor:
             log.warning("dead-lettering %s after %d attempts: %s", _where(message), attempt, exc)
             return self._dead_letter([(message, event)], exc)
         due = self.clock() + timedelta(seconds=self.retry.delay(attempt))
-        log.info("attempt %d of %s failed (%s); next at %s", attempt, _where(message), exc, due)
+        log.info("attempt %d of %s failed (%.200s); next at %s", attempt, _where(message), exc, due)
         retry_headers = [
             *headers.failure(exc),
             *message.origin(),
@@ -219,7 +279,7 @@ class MessageProcessor:
                 self.handler.stage,
                 StageState.RETRYING,
                 attempt=attempt,
-                error=str(exc),
+                error=headers.reason(exc),
                 error_class=type(exc).__name__,
                 next_attempt_at=due,
             )
@@ -245,7 +305,7 @@ class MessageProcessor:
                     self.handler.stage,
                     StageState.DEAD,
                     attempt=message.attempt,
-                    error=str(exc),
+                    error=headers.reason(exc),
                     error_class=type(exc).__name__,
                 )
                 out.append(self.encode(dead))
@@ -264,6 +324,40 @@ class MessageProcessor:
             codec.encode(event),
             headers.encode_generations(carried),
         )
+
+
+def _place(message: Message) -> Place:
+    return (message.topic() or "", message.partition() or 0)
+
+
+def _heads(batch: list[Message]) -> dict[Place, int]:
+    """Where each partition's part of the batch starts."""
+    heads: dict[Place, int] = {}
+    for message in batch:
+        heads.setdefault(_place(message), message.offset() or 0)
+    return heads
+
+
+def fit(item: Outgoing, *, max_bytes: int) -> Outgoing:
+    """The record, or if it is too large to produce (a copy of a huge incoming record to a retry
+    or dead-letter topic) the same without its value, and if need be without the long headers
+    and key it copied: never one that fails a whole transaction with MSG_SIZE_TOO_LARGE."""
+    size = record_size(item)
+    if size <= max_bytes:
+        return item
+    log.warning("dropping the value of a %d-byte record to %s: too large", size, item.topic)
+    dropped = (headers.VALUE_DROPPED, str(len(item.value)).encode())
+    slim = replace(item, value=b"", headers=[*item.headers, dropped])
+    if record_size(slim) > max_bytes:
+        short = [(name, v) for name, v in slim.headers if len(v or b"") <= headers.MAX_TEXT]
+        slim = replace(slim, key=(item.key or b"")[: headers.MAX_TEXT], headers=short)
+    return slim
+
+
+def record_size(item: Outgoing) -> int:
+    """What a record weighs against the producer's message.max.bytes, framing aside."""
+    extras = sum(len(name) + len(value or b"") for name, value in item.headers)
+    return len(item.key or b"") + len(item.value) + extras
 
 
 def _where(message: Incoming) -> str:
@@ -305,9 +399,13 @@ class StageRunner:
             topics=self.topics,
             retry=RetryPolicy(settings.max_attempts, settings.retry_ladder),
             publish_now=self._publish_now,
+            max_record_bytes=settings.max_record_bytes,
         )
         self.pending: list[Message] = []
         self.pending_since = 0.0
+        self.handling = Watchdog(HANDLING_DEADLINE_S)
+        self.deliveries = DeliveryLog(settings, source=self.source)
+        self.max_deliveries = settings.max_deliveries
 
     def _publish_now(self, status: JobStatus) -> None:
         self.status_producer.produce(
@@ -328,6 +426,8 @@ class StageRunner:
                 self._poll_once()
             self.flush()
         finally:
+            self.handling.stop()
+            self.deliveries.close()
             self.status_producer.flush(10)
             self.loop.close()
             forwarder.join(30)
@@ -344,12 +444,43 @@ class StageRunner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.flush()
+        self.deliveries.forget((p.topic, p.partition) for p in partitions)
 
     def flush(self) -> None:
-        """Process the pending messages and commit their output and offsets in one transaction."""
+        """Process the pending messages and commit their output and offsets in one transaction;
+        records whose delivery ended a process before go one at a time (deliveries.py)."""
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        outgoing = self.processor.process([incoming(message) for message in batch])
+        counts = self.deliveries.begin(_heads(batch))
+        again = [message for message in batch if counts[_place(message)] > 1]
+        fresh = [message for message in batch if counts[_place(message)] == 1]
+        if fresh and not self._handle(fresh):
+            self._rolled_back(counts, again)
+            return
+        started: set[Place] = set()
+        for index, message in enumerate(again):
+            place = _place(message)
+            if place in started:
+                counts.update(self.deliveries.begin({place: message.offset() or 0}))
+            started.add(place)
+            if not self._handle([message], deliveries=counts[place]):
+                self._rolled_back(counts, again[index + 1 :])
+                return
+
+    def _rolled_back(self, counts: dict[Place, int], unhandled: list[Message]) -> None:
+        """A commit was rolled back (and its batch rewound) in this living process: what was
+        counted is delivered again without a death, and what was not handled is polled again."""
+        self.deliveries.retract(counts)
+        self.loop.rewind(unhandled)
+
+    def _handle(self, batch: list[Message], *, deliveries: int = 1) -> bool:
+        """Handle and commit one batch; False if its transaction was rolled back."""
+        records = [incoming(message) for message in batch]
+        if deliveries > self.max_deliveries:
+            outgoing = self.processor.give_up(records[0], deliveries=deliveries - 1)
+        else:
+            with self.handling.guard("handling a batch"):
+                outgoing = self.processor.process(records)
         self.status_producer.flush(30)
-        self.loop.commit(batch, outgoing)
+        return self.loop.commit(batch, outgoing)

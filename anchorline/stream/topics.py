@@ -42,6 +42,11 @@ class Topics:
         """Compacted record of replayed dead letters, keyed by their coordinates."""
         return f"{self.prefix}.dlq.replays"
 
+    @property
+    def deliveries(self) -> str:
+        """Compacted count of uncommitted deliveries of each stage input partition's head."""
+        return f"{self.prefix}.deliveries"
+
     def request_topic(self, stage: Stage) -> str:
         return {
             Stage.VERIFY: self.jobs_requested,
@@ -77,7 +82,7 @@ class Topics:
         inputs = [*self.stage_inputs(), self.job_status]
         delays = [topic for source in self.stage_inputs() for topic in self.retries(source)]
         letters = [self.dead_letter(topic) for topic in inputs]
-        return [*inputs, *delays, *letters, self.replay_log]
+        return [*inputs, *delays, *letters, self.deliveries, self.replay_log]
 
 
 def key_of(event: Event) -> str:

@@ -40,6 +40,15 @@ def exit_hung(what: str, waited_s: float) -> None:
     os._exit(EXIT_HUNG)
 
 
+def exit_left_group(service: str) -> None:
+    """A consumer that exceeded max.poll.interval.ms has left its group and lost its
+    partitions; its batch in hand cannot commit. End the process so a new one takes over."""
+    log.critical("%s's consumer left its group (max.poll.interval.ms exceeded); exiting", service)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_HUNG)
+
+
 class Watchdog:
     """Runs `on_expiry(what, waited_s)` when a call guarded by `guard()` outlives `deadline_s`.
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from anchorline.events import JOB_ID_RE
 from anchorline.store.db import job_events, jobs
 from anchorline.untrusted import parse_json
 
-JOB_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 MAX_CURSOR_BYTES = 512
 
 

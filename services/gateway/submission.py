@@ -8,13 +8,13 @@ from typing import Any
 
 from anchorline.errors import BadInput
 from anchorline.events import JobKind, JobRequested, new_id, utcnow
+from anchorline.proof.manifest import MAX_BYTES as MAX_MANIFEST_BYTES
 from anchorline.proof.manifest import SCHEMES, SIGNATURE_RE, parse_document
 from anchorline.store.blobstore import SHA256_URI
 from anchorline.tenants import check_tenant
 from anchorline.untrusted import parse_json
 from anchorline_gateway.problems import BadRequest, quoted
 
-MAX_MANIFEST_BYTES = 64 * 1024
 KINDS = tuple(kind.value for kind in JobKind)
 # What each kind of request may carry; anything else is refused by name, so that a field this
 # gateway does not know (a `content_uri` pointing at a server file, say) is never passed on.

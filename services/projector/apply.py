@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from anchorline.errors import Poison
-from anchorline.events import JobStatus, StageState
+from anchorline.errors import BadInput, Poison
+from anchorline.events import (
+    MAX_ATTEMPTS,
+    MAX_GENERATION,
+    MAX_TENANT,
+    STAGES_OF,
+    JobStatus,
+    Stage,
+    StageState,
+)
+from anchorline.untrusted import parse_json
 
 STAGE_RANK = {"verify": 0, "prove": 1, "anchor": 2}
 STATE_RANK = {"queued": 0, "running": 1, "retrying": 2, "succeeded": 3, "failed": 4, "dead": 5}
 TERMINAL = frozenset({"succeeded", "failed", "dead"})
 MAX_ID = 64  # the width of the jobs table's id columns
+# A stage's result is one Kafka record (about 1 MB at most) and a few levels deep.
+MAX_RESULT_BYTES = 1 << 20
+LONGEST = {"tenant": MAX_TENANT, "error_class": 128, "content_sha256": 66}  # column widths
 
 
 @dataclass(frozen=True)
@@ -50,18 +61,52 @@ class JobRow:
 
 
 def check_status(event: JobStatus) -> JobStatus:
-    """The event, if the jobs table can hold it; Poison (to the dead-letter topic) if not."""
+    """The event, if a stage could have sent it and the jobs table can hold it; Poison (to the
+    dead-letter topic) saying why not."""
     for name in ("job_id", "event_id"):
         if not 1 <= len(getattr(event, name)) <= MAX_ID:
             raise Poison(f"{name} must be 1 to {MAX_ID} characters")
+    _within("generation", event.generation, 0, MAX_GENERATION)
+    _within("attempt", event.attempt, 0, MAX_ATTEMPTS)
+    if event.progress is not None:
+        _within("progress", event.progress, 0, 100)
+    for name, longest in LONGEST.items():
+        value = getattr(event, name)
+        if value is not None and len(value) > longest:
+            raise Poison(f"{name} must be at most {longest} characters")
+    if event.stage not in STAGES_OF[event.kind]:
+        raise Poison(f"a {event.kind} job has no {event.stage} stage")
     if event.result is not None:
         try:
-            result = json.loads(event.result)
-        except ValueError as exc:
-            raise Poison(f"result is not JSON: {exc}") from exc
-        if not isinstance(result, dict):
-            raise Poison("result must be a JSON object")
+            result_of(event.result)
+        except BadInput as exc:
+            raise Poison(str(exc)) from exc
     return event
+
+
+def _within(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise Poison(f"{name} must be from {low} to {high}, not {value}")
+
+
+def check_consistent(row: JobRow | None, event: JobStatus) -> None:
+    """Poison if the event is about another job than the row it would change: another kind, or
+    another tenant (anchor statuses name none: AnchorRequested carries no tenants)."""
+    if row is None:
+        return
+    if str(event.kind) != row.kind:
+        raise Poison(f"a status of a {event.kind} job for the {row.kind} job {row.job_id}")
+    silent = event.tenant is None and event.stage is Stage.ANCHOR
+    if event.tenant != row.tenant and not silent:
+        raise Poison(f"a status naming another tenant than job {row.job_id}'s")
+
+
+def result_of(text: str) -> dict[str, Any]:
+    """A status's result, parsed within bounds; BadInput if it is not a small JSON object."""
+    result = parse_json(text, what="result", max_bytes=MAX_RESULT_BYTES)
+    if not isinstance(result, dict):
+        raise BadInput("result must be a JSON object")
+    return result
 
 
 def event_rank(event: JobStatus) -> tuple[int, int, int, int]:
@@ -94,7 +139,9 @@ def new_row(event: JobStatus) -> JobRow:
 
 
 def apply(row: JobRow | None, event: JobStatus) -> JobRow | None:
-    """The row after `event`, or None when the event changes nothing (late, duplicate, stale)."""
+    """The row after `event`, or None when the event changes nothing (late, duplicate, stale);
+    Poison if no stage could have sent it for this job."""
+    check_consistent(row, event)
     current = row or new_row(event)
     if current.terminal and event.generation <= current.generation:
         return None
@@ -108,7 +155,7 @@ def apply(row: JobRow | None, event: JobStatus) -> JobRow | None:
 def _transition(row: JobRow, event: JobStatus) -> JobRow:
     result = dict(row.result)
     if event.result:
-        result[str(event.stage)] = json.loads(event.result)
+        result[str(event.stage)] = result_of(event.result)
     state = job_state(event)
     succeeded = event.state is StageState.SUCCEEDED
     return replace(

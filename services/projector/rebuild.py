@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from anchorline.errors import IncompleteRead, Poison
+from anchorline.errors import IncompleteRead
 from anchorline.events import JobStatus
 from anchorline.settings import Settings
 from anchorline.stream import codec
 from anchorline.stream.topic_reader import read_to_end
+from anchorline_projector.apply import check_status
 from anchorline_projector.store import SqlJobStore
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,8 @@ def rebuild(settings: Settings, store: SqlJobStore) -> tuple[int, int]:
     try:
         for message in read_to_end(settings, settings.topics.job_status):
             try:
-                pending.append(codec.decode(message.value(), JobStatus))
-            except Poison:
+                pending.append(check_status(codec.decode(message.value(), JobStatus)))
+            except Exception:  # what the live projector dead-lettered: a forged or broken event
                 skipped += 1
                 continue
             if len(pending) >= BATCH:

@@ -13,8 +13,9 @@ from anchorline.errors import Poison
 from anchorline.events import JobStatus
 from anchorline.settings import Settings
 from anchorline.stream import codec
+from anchorline.stream.exactly_once import Outgoing
 from anchorline.stream.kafka import consumer_config, producer_config
-from anchorline.stream.runner import dead_letter_headers, incoming
+from anchorline.stream.runner import dead_letter_headers, fit, incoming
 from anchorline_projector.apply import check_status
 from anchorline_projector.store import SqlJobStore
 
@@ -54,11 +55,17 @@ class Projector:
             log.warning("offsets not committed (%s); their events will be applied again", exc)
 
     def _apply(self, messages: list[Message], stop: threading.Event) -> bool:
-        events = [event for event in map(self._decode, messages) if event is not None]
+        decoded = [(message, self._decode(message)) for message in messages]
+        events = [event for _, event in decoded if event is not None]
+        source = {event.event_id: message for message, event in decoded if event is not None}
         delay = 0.5
+        refused: list[tuple[JobStatus, Poison]] = []
         while not stop.is_set():
+            refused.clear()
             try:
-                self.store.apply_batch(events)
+                self.store.apply_batch(events, refuse=lambda *forged: refused.append(forged))
+                for event, exc in refused:
+                    self._dead_letter(source[event.event_id], exc)
                 self.dead_letters.flush(30)
                 return True
             except SQLAlchemyError as exc:
@@ -70,16 +77,25 @@ class Projector:
     def _decode(self, message: Message) -> JobStatus | None:
         try:
             return check_status(codec.decode(message.value(), JobStatus))
-        except Poison as exc:
-            raw = incoming(message)
-            log.warning("dead-lettering undecodable status at offset %s: %s", raw.offset, exc)
-            self.dead_letters.produce(
-                self.topics.dead_letter(raw.topic),
-                key=raw.key,
-                value=raw.value or b"",
-                headers=dead_letter_headers(raw, exc, attempts=0),
-            )
+        except Exception as exc:  # Poison, or whatever else one forged record provokes
+            self._dead_letter(message, exc)
             return None
+
+    def _dead_letter(self, message: Message, exc: Exception) -> None:
+        raw = incoming(message)
+        log.warning("dead-lettering the status at offset %s: %.200s", raw.offset, exc)
+        letter = fit(
+            Outgoing(
+                self.topics.dead_letter(raw.topic),
+                raw.key,
+                raw.value or b"",
+                dead_letter_headers(raw, exc, attempts=0),
+            ),
+            max_bytes=self.settings.max_record_bytes,
+        )
+        self.dead_letters.produce(
+            letter.topic, key=letter.key, value=letter.value, headers=letter.headers
+        )
 
 
 def _usable(message: Message) -> bool:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from anchorline.errors import Poison
 from anchorline.events import JobStatus
 from anchorline.store.db import job_events, jobs
 from anchorline_projector.apply import JobRow, apply, is_progress_only
 
 ROW_FIELDS = [spec.name for spec in fields(JobRow)]
+Refuse = Callable[[JobStatus, Poison], None]
+
+
+def _ignore(event: JobStatus, exc: Poison) -> None:
+    pass
 
 
 def _row(record: Any) -> JobRow:
@@ -28,8 +34,9 @@ class SqlJobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def apply_batch(self, events: Sequence[JobStatus]) -> int:
-        """Apply events in order in one transaction; returns how many changed a row."""
+    def apply_batch(self, events: Sequence[JobStatus], *, refuse: Refuse = _ignore) -> int:
+        """Apply events in order in one transaction; returns how many changed a row. An event
+        no stage could have sent for its job changes nothing and goes to `refuse`."""
         if not events:
             return 0
         with self.engine.begin() as connection:
@@ -41,8 +48,12 @@ class SqlJobStore:
             for event in events:
                 if event.event_id in known:
                     continue
+                try:
+                    after = apply(rows.get(event.job_id), event)
+                except Poison as exc:
+                    refuse(event, exc)
+                    continue
                 known.add(event.event_id)
-                after = apply(rows.get(event.job_id), event)
                 if after is not None:
                     rows[event.job_id] = changed[event.job_id] = after
                 if not is_progress_only(event):

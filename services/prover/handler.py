@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Sequence
 
-from eth_utils import keccak
+from eth_utils import is_address, keccak
 
+from anchorline.errors import Poison
 from anchorline.events import (
     AnchorRequested,
     Event,
@@ -25,6 +27,19 @@ from anchorline.proof.attestation import AttestedFacts, Attester
 from anchorline.proof.manifest import canonical_bytes
 from anchorline.proof.merkle import MerkleBatch, leaf_hash
 from anchorline.stream.stage import Report
+
+HASH_RE = re.compile(r"0x[0-9a-f]{64}")
+
+
+def check_request(event: ProveRequested) -> ProveRequested:
+    """The request, if its facts are what the verifier writes; Poison naming the first that
+    is not (only a forged record has one)."""
+    for name in ("content_sha256", "manifest_sha256"):
+        if not HASH_RE.fullmatch(getattr(event, name)):
+            raise Poison(f"{name} of job {event.job_id} must be 0x and 64 lowercase hex digits")
+    if not is_address(event.signer):
+        raise Poison(f"signer of job {event.job_id} is not an Ethereum address")
+    return event
 
 
 def commitment_inputs(event: ProveRequested) -> dict[str, str]:
@@ -59,7 +74,7 @@ class ProveHandler:
         return hmac.new(self.salt_key, job_id.encode(), hashlib.sha256).digest()
 
     def handle(self, events: Sequence[ProveRequested], report: Report) -> list[Event]:
-        unique = list({event.job_id: event for event in events}.values())
+        unique = list({event.job_id: check_request(event) for event in events}.values())
         salts = [self.salt(event.job_id) for event in unique]
         commitments = [commitment(event) for event in unique]
         leaves = [leaf_hash(salt, c) for salt, c in zip(salts, commitments, strict=True)]

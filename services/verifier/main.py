@@ -15,7 +15,11 @@ def build(settings: Settings) -> StageRunner:
         if settings.registry_address
         else None
     )
-    handler = VerifyHandler(
-        FileBlobStore(settings.blobs), chunk_size=settings.chunk_size, registry=registry
+    blobs = FileBlobStore(
+        settings.blobs,
+        content_roots=settings.content_root_paths,
+        max_bytes=settings.max_content_bytes,
+        read_timeout_s=settings.content_read_timeout_s,
     )
+    handler = VerifyHandler(blobs, chunk_size=settings.chunk_size, registry=registry)
     return StageRunner(handler, settings, service="verifier")

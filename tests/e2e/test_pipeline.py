@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 from confluent_kafka import Consumer, Producer
-from conftest import System
 from eth_account import Account
+from system_under_test import System
 from web3 import Web3
 
 from anchorline.events import JobKind, JobRequested, new_id, utcnow

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from kafka_helpers import publish, wait_for
+from kafka_helpers import publish, read_topic, wait_for
 
 from anchorline.cli.main import main
 from anchorline.events import JobKind, JobRef, Stage, StageState, new_id, utcnow
@@ -16,6 +17,7 @@ from anchorline.infra.postgres import PostgresServer
 from anchorline.settings import Settings
 from anchorline.store.db import job_events, jobs, make_engine
 from anchorline.store.migrate import upgrade
+from anchorline.stream import headers
 from anchorline_projector.service import Projector
 from anchorline_projector.store import SqlJobStore
 
@@ -152,3 +154,62 @@ def table_rows(engine: sa.Engine) -> tuple[list[tuple], list[tuple]]:  # type: i
             sa.select(*history).order_by(job_events.c.job_id, job_events.c.id)
         ).all()
     return [tuple(row) for row in rows], [tuple(row) for row in events]
+
+
+def test_a_deep_result_is_dead_lettered_and_the_projector_carries_on(
+    settings: Settings, engine: sa.Engine, running
+) -> None:
+    hostile = JobRef(new_id(), JobKind.VERIFY, submitted_at=utcnow())
+    fine = JobRef(new_id(), JobKind.VERIFY, submitted_at=utcnow())
+    deep = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    publish(
+        settings,
+        hostile.status(Stage.VERIFY, StageState.SUCCEEDED, result=deep),
+        fine.status(Stage.VERIFY, StageState.SUCCEEDED, result='{"status": "OK"}'),
+    )
+    running(Projector(settings, SqlJobStore(engine)).run)
+
+    letters = read_topic(
+        settings, settings.topics.dead_letter(settings.topics.job_status), until=lambda m: bool(m)
+    )
+    reason = dict(letters[0].headers())[headers.EXCEPTION_MESSAGE]
+    assert b"result nests deeper than 32 levels" in reason
+    wait_for(lambda: state_of(engine, fine.job_id) == "succeeded")
+    assert state_of(engine, hostile.job_id) is None
+
+
+def state_of(engine: sa.Engine, job_id: str) -> str | None:
+    with engine.connect() as connection:
+        state: str | None = connection.execute(
+            sa.select(jobs.c.state).where(jobs.c.job_id == job_id)
+        ).scalar()
+    return state
+
+
+def test_forged_statuses_are_dead_lettered_and_leave_the_job_alone(
+    settings: Settings, engine: sa.Engine, running
+) -> None:
+    victim = JobRef(new_id(), JobKind.VERIFY, submitted_at=utcnow(), tenant="acme")
+    done = victim.status(Stage.VERIFY, StageState.SUCCEEDED, result='{"status": "OK"}')
+    publish(settings, done)
+    running(Projector(settings, SqlJobStore(engine)).run)
+    wait_for(lambda: state_of(engine, victim.job_id) == "succeeded")
+
+    phantom = JobRef(new_id(), JobKind.VERIFY, submitted_at=utcnow())
+    publish(
+        settings,
+        replace(victim, tenant="mallory", generation=7).status(
+            Stage.VERIFY, StageState.FAILED, error="forged"
+        ),
+        replace(phantom, generation=-1).status(Stage.VERIFY, StageState.QUEUED),
+    )
+    letters = read_topic(
+        settings,
+        settings.topics.dead_letter(settings.topics.job_status),
+        until=lambda m: len(m) >= 2,
+    )
+    reasons = sorted(dict(m.headers())[headers.EXCEPTION_MESSAGE] for m in letters)
+    assert b"a status naming another tenant" in reasons[0]
+    assert b"generation must be from 0 to 1000000, not -1" in reasons[1]
+    assert state_of(engine, victim.job_id) == "succeeded"
+    assert state_of(engine, phantom.job_id) is None

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -77,9 +78,9 @@ def test_empty_content_is_a_blob_too(tmp_path: Path) -> None:
 def test_file_uri_is_read_in_place_and_percent_decoded(tmp_path: Path) -> None:
     path = tmp_path / "my file.bin"
     path.write_bytes(DATA)
-    store = FileBlobStore(tmp_path / "blobs")
+    store = FileBlobStore(tmp_path / "blobs", content_roots=[tmp_path])
     uri = "file://" + str(path).replace(" ", "%20")
-    assert store.resolve(uri) == path
+    assert store.resolve(uri) == path.resolve()
     assert store.size(uri) == len(DATA)
     assert b"".join(store.chunks(uri, chunk_size=7)) == DATA
 
@@ -108,7 +109,7 @@ def test_missing_blob_is_retryable(tmp_path: Path) -> None:
     with pytest.raises(Retryable, match="not in the blob store yet"):
         next(store.chunks(URI, chunk_size=10))
     with pytest.raises(Retryable):
-        store.size(f"file://{tmp_path / 'absent'}")
+        FileBlobStore(tmp_path, content_roots=[tmp_path]).size(f"file://{tmp_path / 'absent'}")
 
 
 def test_memory_store_serves_what_was_added() -> None:
@@ -126,6 +127,56 @@ def test_memory_store_missing_blob_is_retryable() -> None:
         store.size(URI)
     with pytest.raises(Retryable):
         next(store.chunks(URI, chunk_size=10))
+
+
+@pytest.mark.parametrize("uri", ["file:///etc/hostname", "file:///dev/zero"])
+def test_file_uris_are_refused_unless_an_operator_allows_a_root(tmp_path: Path, uri: str) -> None:
+    with pytest.raises(Permanent, match="file:// content URIs are not allowed"):
+        FileBlobStore(tmp_path).size(uri)
+
+
+def test_file_uris_outside_the_roots_are_refused_after_links_and_dots(tmp_path: Path) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "out").symlink_to("/etc/hostname")
+    store = FileBlobStore(tmp_path / "blobs", content_roots=[allowed])
+    for uri in (
+        "file:///etc/hostname",
+        f"file://{allowed}/../../../etc/hostname",
+        f"file://{allowed}/out",
+    ):
+        with pytest.raises(Permanent, match="outside ANCHORLINE_CONTENT_ROOTS"):
+            store.size(uri)
+    with pytest.raises(Permanent, match="names a host"):
+        store.size(f"file://elsewhere{allowed}/x")
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory"])
+def test_only_regular_files_are_read(tmp_path: Path, kind: str) -> None:
+    path = {"device": Path("/dev/zero"), "fifo": tmp_path / "pipe", "directory": tmp_path}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    store = FileBlobStore(tmp_path / "blobs", content_roots=[tmp_path, Path("/dev")])
+    with pytest.raises(Permanent, match="is not a regular file"):
+        store.size(f"file://{path}")
+    with pytest.raises(Permanent, match="is not a regular file"):
+        next(store.chunks(f"file://{path}", chunk_size=10))  # a FIFO without writer: no wait
+
+
+def test_content_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path, max_bytes=len(DATA) - 1)
+    uri, _ = store.put_file(io.BytesIO(DATA))
+    with pytest.raises(Permanent, match=f"is {len(DATA)} bytes, over the limit of {len(DATA) - 1}"):
+        store.size(uri)
+    with pytest.raises(Permanent, match="over the limit"):
+        next(store.chunks(uri, chunk_size=10))
+
+
+def test_a_read_past_its_deadline_stops(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path, read_timeout_s=0)
+    uri, _ = store.put_file(io.BytesIO(DATA))
+    with pytest.raises(Retryable, match="took over 0 s"):
+        list(store.chunks(uri, chunk_size=10))
 
 
 def test_each_tenant_has_blobs_of_its_own(tmp_path: Path) -> None:

@@ -320,3 +320,15 @@ def test_contract_document_lists_the_current_fingerprints() -> None:
     for event_type in codec.EVENT_TYPES:
         row = f"| {event_type.__name__} | `{codec.schema_fingerprint(event_type).hex()}` |"
         assert row in document, f"docs/contract.md lacks {row}"
+
+
+def test_an_integer_too_large_for_its_field_cannot_be_encoded() -> None:
+    status = JobStatus("a", JobKind.VERIFY, Stage.VERIFY, StageState.RUNNING, generation=10**30)
+    with pytest.raises(SerializationError, match="cannot encode JobStatus"):
+        codec.encode(status)
+
+
+def test_bytes_after_the_body_make_a_message_undecodable() -> None:
+    status = JobStatus("a", JobKind.VERIFY, Stage.VERIFY, StageState.RUNNING)
+    with pytest.raises(SerializationError, match="3 bytes after the JobStatus body"):
+        codec.decode_any(codec.encode(status) + b"\x00\x01\x02")

@@ -10,7 +10,8 @@ class FakeMessage:
     _topic: str
     _partition: int
     _offset: int
-    due_ms: int | None
+    due_ms: int | bytes | None
+    written_ms: int = 0
 
     def topic(self) -> str:
         return self._topic
@@ -21,10 +22,14 @@ class FakeMessage:
     def offset(self) -> int:
         return self._offset
 
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self.written_ms)
+
     def headers(self) -> list[tuple[str, bytes]]:
         if self.due_ms is None:
             return []
-        return [("retry_topic-backoff-timestamp", str(self.due_ms).encode())]
+        raw = self.due_ms if isinstance(self.due_ms, bytes) else str(self.due_ms).encode()
+        return [("retry_topic-backoff-timestamp", raw)]
 
 
 def test_due_messages_go_and_an_early_one_holds_only_its_partition() -> None:
@@ -46,3 +51,15 @@ def test_an_already_held_partition_forwards_nothing() -> None:
     ready, holds = split_due(messages, now=5.0, held={("r", 0)})  # type: ignore[arg-type]
     assert [(m.partition(), m.offset()) for m in ready] == [(1, 3)]
     assert holds == {}
+
+
+def test_a_forged_far_off_due_date_holds_no_longer_than_the_longest_delay() -> None:
+    messages = [FakeMessage("r", 0, 1, 10**18, written_ms=990_000)]
+    _, holds = split_due(messages, now=1_000.0, held=set(), max_wait_s=300)  # type: ignore[arg-type]
+    assert holds == {("r", 0): Hold(offset=1, due=1_290.0)}
+
+
+def test_a_malformed_due_date_is_due_at_once() -> None:
+    messages = [FakeMessage("r", 0, 1, b"9" * 400), FakeMessage("r", 1, 1, b"soon")]
+    ready, holds = split_due(messages, now=1.0, held=set(), max_wait_s=300)  # type: ignore[arg-type]
+    assert len(ready) == 2 and holds == {}

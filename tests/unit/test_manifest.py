@@ -134,3 +134,15 @@ def test_malformed_signature_is_a_value_error(signature: str) -> None:
 def test_well_formed_signature_that_does_not_recover_is_a_value_error(signature: str) -> None:
     with pytest.raises(ValueError, match="signature does not recover"):
         recover_eip191(b"{}", signature)
+
+
+def test_parse_document_refuses_deep_nesting_without_recursing() -> None:
+    deep = '{"metadata": ' + "[" * 30_000 + "]" * 30_000 + "}"
+    with pytest.raises(ValueError, match="manifest nests deeper than 32 levels"):
+        parse_document(deep)
+
+
+def test_parse_document_refuses_a_manifest_over_its_size_limit() -> None:
+    huge = '{"metadata": "' + "x" * manifest.MAX_BYTES + '"}'
+    with pytest.raises(ValueError, match=f"manifest is larger than {manifest.MAX_BYTES} bytes"):
+        parse_document(huge)

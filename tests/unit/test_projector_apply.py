@@ -213,3 +213,54 @@ def test_a_status_the_table_cannot_hold_is_poison(changes: dict[str, str]) -> No
     assert check_status(event) is event
     with pytest.raises(Poison):
         check_status(dataclasses.replace(event, **changes))  # type: ignore[arg-type]
+
+
+def test_a_deep_result_is_poison_not_a_recursion(make_status: MakeStatus) -> None:
+    deep = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(Poison, match="result nests deeper than 32 levels"):
+        check_status(make_status(StageState.SUCCEEDED, result=deep))
+
+
+def test_a_result_over_its_size_limit_is_poison(make_status: MakeStatus) -> None:
+    huge = json.dumps({"a": "x" * (1 << 20)})
+    with pytest.raises(Poison, match="result is larger than"):
+        check_status(make_status(StageState.SUCCEEDED, result=huge))
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"generation": -1}, "generation must be from 0 to 1000000, not -1"),
+        ({"generation": 7_000_000}, "generation must be from 0 to 1000000"),
+        ({"attempt": 2**31 - 1}, "attempt must be from 0 to 10000"),
+        ({"progress": 101}, "progress must be from 0 to 100"),
+        ({"tenant": "t" * 129}, "tenant must be at most 128 characters"),
+        ({"error_class": "E" * 129}, "error_class must be at most 128 characters"),
+        ({"stage": Stage.ANCHOR, "kind": JobKind.VERIFY}, "a verify job has no anchor stage"),
+    ],
+)
+def test_a_status_no_stage_could_send_is_poison(
+    make_status: MakeStatus, changes: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(Poison, match=reason):
+        check_status(make_status(StageState.FAILED, **changes))
+
+
+def test_a_status_for_another_tenant_or_kind_leaves_the_job_unchanged(
+    make_status: MakeStatus,
+) -> None:
+    row = fold([make_status(StageState.SUCCEEDED, tenant="acme", final=True)])
+    for forged in (
+        make_status(StageState.FAILED, at=1, generation=7, tenant="mallory"),
+        make_status(StageState.FAILED, at=1, generation=7, tenant=None),
+        make_status(StageState.FAILED, at=1, generation=7, tenant="acme", kind=JobKind.ANCHOR),
+    ):
+        with pytest.raises(Poison, match="a status"):
+            apply(row, forged)
+
+
+def test_anchor_statuses_need_not_name_the_tenant(make_status: MakeStatus) -> None:
+    kind = JobKind.ANCHOR
+    row = fold([make_status(StageState.RUNNING, tenant="acme", kind=kind)])
+    after = apply(row, make_status(StageState.SUCCEEDED, at=1, stage=Stage.ANCHOR, kind=kind))
+    assert after is not None and after.tenant == "acme"

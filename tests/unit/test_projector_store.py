@@ -44,8 +44,10 @@ def test_a_batch_creates_and_moves_a_job(engine: Engine, make_status: MakeStatus
     changed = store.apply_batch(
         [
             make_status(StageState.QUEUED, at=0, tenant="acme"),
-            make_status(StageState.RUNNING, at=1, progress=0),
-            make_status(StageState.SUCCEEDED, at=2, progress=100, result='{"status": "OK"}'),
+            make_status(StageState.RUNNING, at=1, progress=0, tenant="acme"),
+            make_status(
+                StageState.SUCCEEDED, at=2, progress=100, result='{"status": "OK"}', tenant="acme"
+            ),
         ]
     )
     assert changed == 1
@@ -165,3 +167,18 @@ def test_result_is_stored_as_json(engine: Engine, make_status: MakeStatus) -> No
         ]
     )
     assert job(engine)["result"] == {"prove": result}
+
+
+def test_a_forged_status_is_refused_and_changes_nothing(
+    engine: Engine, make_status: MakeStatus
+) -> None:
+    store = SqlJobStore(engine)
+    store.apply_batch([make_status(StageState.SUCCEEDED, tenant="acme", final=True)])
+    forged = make_status(StageState.FAILED, at=5, generation=7, tenant="mallory", error="pwned")
+    refused: list[tuple[JobStatus, Exception]] = []
+    assert store.apply_batch([forged], refuse=lambda *pair: refused.append(pair)) == 0
+    assert [(event.event_id, "another tenant" in str(exc)) for event, exc in refused] == [
+        (forged.event_id, True)
+    ]
+    row = job(engine)
+    assert (row["state"], row["generation"], row["error"]) == ("succeeded", 0, None)

@@ -21,6 +21,9 @@ from anchorline.events import (
 from anchorline.proof.attestation import Attester, recover_prover
 from anchorline.proof.manifest import canonical_bytes
 from anchorline.proof.merkle import ProofStep, leaf_hash, root_from_path
+from anchorline.stream import codec
+from anchorline.stream.runner import Incoming, MessageProcessor, RetryPolicy
+from anchorline.stream.topics import Topics
 from anchorline_prover.handler import ProveHandler, commitment
 
 SUBMITTED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -229,3 +232,30 @@ def test_an_attestation_under_another_domain_is_refused() -> None:
     attestation["typedData"]["domain"]["name"] = "someone-else"
     with pytest.raises(ValueError, match="attestation domain"):
         recover_prover(attestation)
+
+
+def test_a_forged_request_in_a_window_dies_alone_and_the_rest_are_proven() -> None:
+    topics = Topics("t")
+    window = [prove("a"), prove("forged", signer="not-an-address"), prove("c")]
+    batch = [
+        Incoming(topics.prove_requested, 0, offset, event.job_id.encode(), codec.encode(event))
+        for offset, event in enumerate(window)
+    ]
+    processor = MessageProcessor(
+        make_handler(salt_key=b"k"),
+        topics=topics,
+        retry=RetryPolicy(),
+        publish_now=lambda status: None,
+    )
+    out = processor.process(batch)
+    by_job = {
+        status.job_id: status
+        for item in out
+        if item.topic == topics.job_status
+        for status in [codec.decode(item.value, JobStatus)]
+    }
+    assert by_job["a"].state is StageState.SUCCEEDED and by_job["c"].state is StageState.SUCCEEDED
+    assert by_job["forged"].state is StageState.DEAD
+    assert by_job["forged"].error == "signer of job forged is not an Ethereum address"
+    (letter,) = [item for item in out if item.topic == f"{topics.prove_requested}.dlq"]
+    assert letter.key == b"forged"

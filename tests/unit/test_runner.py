@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from anchorline.stream.runner import (
     Outgoing,
     RetryPolicy,
     dead_letter_headers,
+    record_size,
 )
 from anchorline.stream.stage import Report
 from anchorline.stream.topics import Topics
@@ -297,13 +299,79 @@ def test_an_unbatched_handler_gets_one_message_at_a_time() -> None:
     assert handler.calls == [["a"], ["b"], ["c"]]
 
 
-def test_a_batch_fails_together() -> None:
-    handler = FakeHandler(Permanent("bad window"), batched=True)
-    out = Harness(handler).process(message_of("a", 1), message_of("b", 2))
-    assert [(s.job_id, s.state) for s in decoded(out, TOPICS.job_status)] == [
-        ("a", StageState.FAILED),
-        ("b", StageState.FAILED),
-    ]
+class PickyHandler(FakeHandler):
+    """A batched stage that raises `error` for any batch holding the job `bad`, and whose
+    output for the job `huge` is too large for a record."""
+
+    def __init__(self, error: Exception, *, bad: str = "bad") -> None:
+        super().__init__(batched=True)
+        self.error = error
+        self.bad = bad
+
+    def handle(self, events: Sequence[JobRequested], report: Report) -> list[Event]:
+        self.calls.append([event.job_id for event in events])
+        if any(event.job_id == self.bad for event in events):
+            raise self.error
+        return [
+            refs_of(event)[0].status(
+                self.stage,
+                StageState.SUCCEEDED,
+                result='"' + "x" * 2_000_000 * (event.job_id == "huge") + '"',
+            )
+            for event in events
+        ]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        Permanent("signer is not an address"),
+        Poison("breaks the contract"),
+        Retryable("node away"),
+        RecursionError("too deep"),
+        OverflowError("too big"),
+        AssertionError("cannot be"),
+        ValueError("not-an-address"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_a_failing_batch_runs_again_one_record_at_a_time(error: Exception) -> None:
+    handler = PickyHandler(error)
+    batch = [message_of(job, offset) for offset, job in enumerate(["a", "bad", "c"])]
+    out = Harness(handler).process(*batch)
+    assert handler.calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    states = {s.job_id: s for s in decoded(out, TOPICS.job_status)}
+    assert states["a"].state is StageState.SUCCEEDED
+    assert states["c"].state is StageState.SUCCEEDED
+    assert states["a"].error is None and states["c"].error is None
+    expected = {
+        Permanent: StageState.FAILED,
+        Poison: StageState.DEAD,
+    }.get(type(error), StageState.RETRYING)
+    assert states["bad"].state is expected
+    assert states["bad"].error == str(error)
+    assert states["bad"].error_class == type(error).__name__
+
+
+def test_an_output_too_large_for_a_record_fails_its_job_alone_with_the_reason() -> None:
+    handler = PickyHandler(Permanent("unused"))
+    batch = [message_of(job, offset) for offset, job in enumerate(["a", "huge", "c"])]
+    out = Harness(handler).process(*batch)
+    states = {s.job_id: s for s in decoded(out, TOPICS.job_status)}
+    assert [states[job].state for job in "ac"] == [StageState.SUCCEEDED] * 2
+    failed = states["huge"]
+    assert failed.state is StageState.FAILED and failed.result is None
+    assert failed.error_class == "OutputTooLarge"
+    assert "over the record limit of 960000" in (failed.error or "")
+    assert max(record_size(item) for item in out) < 960_000
+
+
+def test_a_dead_letter_too_large_to_copy_keeps_its_headers_and_drops_its_value() -> None:
+    huge = message(b"\xc3\x01" + b"x" * 1_000_000)
+    (letter,) = Harness(FakeHandler()).process(huge)
+    assert letter.topic == f"{SOURCE}.dlq" and letter.value == b""
+    assert headers_of(letter)["anchorline-value-dropped"] == "1000002"
+    assert "unknown schema fingerprint" in headers_of(letter)["kafka_dlt-exception-message"]
 
 
 def test_reported_progress_is_published_at_once() -> None:
@@ -332,3 +400,74 @@ def test_dead_letter_headers_name_where_the_message_came_from() -> None:
         "kafka_dlt-original-timestamp": b"1714564800000",
         "retry_topic-attempts": b"2",
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("retry_topic-attempts", b"9" * 30, "not a decimal integer of at most 19 digits"),
+        ("retry_topic-attempts", b"-1", "must be from 1 to 10000, not -1"),
+        ("retry_topic-attempts", b"99999", "must be from 1 to 10000, not 99999"),
+        ("retry_topic-attempts", b"two", "not a decimal integer"),
+        ("anchorline-generations", b'{"a": 1000000000000000000000000000000}', "from 0 to"),
+        ("anchorline-generations", b'{"a": -1}', "from 0 to 1000000"),
+        ("anchorline-generations", b'{"a": 1.5}', "from 0 to 1000000"),
+        ("anchorline-generations", b'{"a": [[1]]}', "nests deeper than 1 levels"),
+        ("anchorline-generations", b"[1]", "must be a JSON object"),
+        ("anchorline-generations", b"{", "is not JSON"),
+    ],
+)
+def test_a_hostile_header_dead_letters_its_record_with_the_reason(
+    name: str, value: bytes, reason: str
+) -> None:
+    raw = message_of("a")
+    forged = Incoming(SOURCE, 2, 8, raw.key, raw.value, 0, {name: value})
+    handler = FakeHandler()
+    out = Harness(handler).process(forged, message_of("b", offset=9))
+    assert handler.calls == [["b"]]
+    letter = out[0]
+    assert letter.topic == f"{SOURCE}.dlq"
+    assert reason in headers_of(letter)["kafka_dlt-exception-message"]
+    assert headers_of(letter)["kafka_dlt-exception-fqcn"].endswith("BadHeader")
+    dead = decoded(out, TOPICS.job_status)[0]
+    assert (dead.job_id, dead.state) == ("a", StageState.DEAD)
+    assert reason in (dead.error or "")
+
+
+def test_an_exception_message_is_cut_before_it_travels() -> None:
+    handler = FakeHandler(Permanent("x" * 1_000_000))
+    out = Harness(handler).process(message_of("a"))
+    (failed,) = decoded(out, TOPICS.job_status)
+    assert failed.error is not None and len(failed.error) == 4096
+
+
+@pytest.mark.parametrize(
+    ("job_id", "tenant", "reason"),
+    [
+        ("j" * 65, None, "is not 1 to 64 characters"),
+        ("a/b", None, "is not 1 to 64 characters"),
+        ("", None, "is not 1 to 64 characters"),
+        ("ok", "t" * 65, "tenant of job ok is not 1 to 64 characters"),
+        ("ok", "../other", "tenant of job ok is not 1 to 64 characters"),
+    ],
+)
+def test_a_job_id_or_tenant_outside_the_contract_is_dead_lettered(
+    job_id: str, tenant: str | None, reason: str
+) -> None:
+    event = replace(requested("x"), job_id=job_id, tenant=tenant)
+    handler = FakeHandler()
+    harness = Harness(handler)
+    (letter,) = harness.process(message(codec.encode(event)))
+    assert letter.topic == f"{SOURCE}.dlq"
+    assert reason in headers_of(letter)["kafka_dlt-exception-message"]
+    assert handler.calls == [] and harness.published == []
+
+
+def test_a_dead_letter_whose_copied_headers_are_too_large_drops_them_too() -> None:
+    huge = {"kafka_dlt-original-topic": b"t" * 999_000, "kafka_dlt-original-offset": b"1"}
+    forged = Incoming(SOURCE, 2, 8, b"k" * 50_000, b"garbage", 0, huge)
+    (letter,) = Harness(FakeHandler()).process(forged)
+    assert record_size(letter) < 960_000
+    assert letter.key == b"k" * 4096
+    assert headers_of(letter)["kafka_dlt-original-offset"] == "1"
+    assert "too short" in headers_of(letter)["kafka_dlt-exception-message"]

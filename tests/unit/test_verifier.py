@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +23,10 @@ from anchorline.events import (
     StageState,
 )
 from anchorline.proof.manifest import canonical_bytes, sha256_hex
-from anchorline.store.blobstore import MemoryBlobStore
+from anchorline.store.blobstore import FileBlobStore, MemoryBlobStore
+from anchorline.stream import codec
+from anchorline.stream.runner import Incoming, MessageProcessor, Outgoing, RetryPolicy
+from anchorline.stream.topics import Topics
 from anchorline_verifier.handler import VerifyHandler, check_manifest, hash_content
 
 SignManifest = Callable[..., Any]
@@ -247,3 +252,62 @@ def test_check_manifest_never_raises_on_garbage() -> None:
     assert verification.ok is False
     assert verification.as_result()["status"] == "FAIL"
     assert verification.reason == "manifest must be a JSON object"
+
+
+@pytest.mark.parametrize(
+    ("depth", "reason"),
+    [
+        (100_000, "manifest is larger than 65536 bytes"),
+        (30_000, "manifest nests deeper than 32 levels"),
+    ],
+)
+def test_a_deep_manifest_fails_the_job_with_the_reason(
+    sign_manifest: SignManifest, depth: int, reason: str
+) -> None:
+    blobs = MemoryBlobStore()
+    signed = sign_manifest()
+    deep = "[" * depth + "]" * depth
+    out, _ = run(request(blobs, signed.content, deep, signed.signature), blobs)
+    status = only_status(out)
+    assert status.state is StageState.FAILED
+    assert reason in (status.error or "")
+
+
+@pytest.mark.parametrize(
+    ("roots", "uri", "reason"),
+    [
+        ((), "file:///dev/zero", "file:// content URIs are not allowed"),
+        ((), "file:///etc/hostname", "file:// content URIs are not allowed"),
+        (("/dev",), "file:///dev/zero", "is not a regular file"),
+        (("/dev",), "file:///etc/hostname", "outside ANCHORLINE_CONTENT_ROOTS"),
+    ],
+)
+def test_server_files_are_not_content_unless_allowed(
+    tmp_path: Path, sign_manifest: SignManifest, roots: tuple[str, ...], uri: str, reason: str
+) -> None:
+    store = FileBlobStore(tmp_path, content_roots=[Path(root) for root in roots])
+    signed = sign_manifest()
+    event = JobRequested(
+        job_id="job-1",
+        kind=JobKind.VERIFY,
+        content_uri=uri,
+        manifest=signed.text,
+        signature=signed.signature,
+        submitted_at=SUBMITTED,
+    )
+    topics = Topics("t")
+    processor = MessageProcessor(
+        VerifyHandler(store), topics=topics, retry=RetryPolicy(), publish_now=lambda status: None
+    )
+    incoming = Incoming(topics.jobs_requested, 0, 0, b"job-1", codec.encode(event))
+    done: list[list[Outgoing]] = []
+    worker = threading.Thread(
+        target=lambda: done.append(processor.process([incoming])), daemon=True
+    )
+    worker.start()
+    worker.join(20)
+    assert done, "the verifier was still reading after 20 s"
+    (item,) = done[0]
+    status = codec.decode(item.value, JobStatus)
+    assert status.state is StageState.FAILED
+    assert reason in (status.error or "")

@@ -1,0 +1,120 @@
+"""`anchorline up` as tests run it: the README's run command, in a process of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from anchorline.infra.anvil import ensure_node_tools
+from anchorline.infra.kafka import ensure_kafka_jars
+from anchorline.infra.ports import free_ports
+from anchorline.settings import Settings
+
+START_TIMEOUT_S = 180
+
+
+@dataclass(frozen=True)
+class System:
+    """A running `anchorline up` and what a test needs to talk to it."""
+
+    base_url: str
+    settings: Settings
+    registry_address: str
+    output: list[str]
+
+
+def local_settings(state_dir: Path, **overrides: Any) -> Settings:
+    """Settings of a system on free ports of this machine."""
+    kafka_port, controller_port, rpc_port, http_port = free_ports(4)
+    return Settings(
+        state_dir=state_dir,
+        kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+        kafka_controller_port=controller_port,
+        rpc_url=f"http://127.0.0.1:{rpc_port}",
+        http_port=http_port,
+        **overrides,
+    )
+
+
+@contextmanager
+def running_system(*, state_dir: Path, database_url: str, **overrides: Any) -> Iterator[System]:
+    """`anchorline up` on free ports until the block ends (see `run_up`)."""
+    with run_up(local_settings(state_dir, database_url=database_url, **overrides)) as running:
+        yield running
+
+
+@contextmanager
+def run_up(settings: Settings, *options: str) -> Iterator[System]:
+    """`anchorline up [options]` until the block ends, then Ctrl-C (SIGINT), which must stop it
+    cleanly."""
+    ensure_kafka_jars()
+    ensure_node_tools()
+    env = os.environ | settings.as_env()
+    command = [str(Path(sys.executable).parent / "anchorline"), "up", *options]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    threading.Thread(target=_collect, args=(process, output), daemon=True).start()
+    try:
+        registry = _wait_until_up(process, output)
+        base_url = f"http://127.0.0.1:{settings.http_port}"
+        _wait_http(base_url)
+        yield System(base_url, settings, registry, output)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            code = -9
+        if process.stdout is not None:
+            process.stdout.close()
+    assert code == 0, "anchorline up did not stop cleanly on Ctrl-C:\n" + "".join(output[-40:])
+
+
+def _collect(process: subprocess.Popen[str], output: list[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        output.append(line)
+
+
+def _wait_until_up(process: subprocess.Popen[str], output: list[str]) -> str:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError("anchorline up exited early:\n" + "".join(output[-60:]))
+        lines = list(output)
+        if any(line.startswith("gateway listening on") for line in lines):
+            registry = next(line for line in lines if line.startswith("registry contract"))
+            return registry.split()[2]
+        time.sleep(0.2)
+    raise AssertionError("anchorline up did not come up in time:\n" + "".join(output[-60:]))
+
+
+def _wait_http(base_url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the gateway never answered /healthz")

@@ -1,0 +1,171 @@
+"""StageRunner.flush with the delivery counts: records delivered before go one at a time, and
+one delivered too often is dead-lettered unhandled. Kafka replaced by in-memory fakes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from test_runner import SUBMITTED, FakeHandler
+
+from anchorline.events import JobKind, JobRequested, StageState
+from anchorline.settings import Settings
+from anchorline.stream import codec
+from anchorline.stream.deliveries import DeliveryCounter, Place
+from anchorline.stream.exactly_once import Outgoing
+from anchorline.stream.kafka import consumer_config
+from anchorline.stream.runner import HANDLING_DEADLINE_S, StageRunner
+from anchorline.stream.topics import Topics
+from anchorline.stream.watchdog import Watchdog
+
+TOPIC = Topics("t").jobs_requested
+
+
+class FakeMessage:
+    def __init__(self, offset: int, partition: int = 0) -> None:
+        self._offset = offset
+        self._partition = partition
+        job = JobRequested(
+            f"job-{offset}", JobKind.VERIFY, "sha256:" + "0" * 64, "{}", "0x", SUBMITTED
+        )
+        self._value = codec.encode(job)
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return f"job-{self._offset}".encode()
+
+    def value(self) -> bytes:
+        return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 0)
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return []
+
+
+class MemoryDeliveries:
+    def __init__(self) -> None:
+        self.counter = DeliveryCounter()
+
+    def begin(self, heads: Mapping[Place, int]) -> dict[Place, int]:
+        return {place: self.counter.begin(place, offset).count for place, offset in heads.items()}
+
+    def retract(self, places: Iterable[Place]) -> None:
+        for place in places:
+            self.counter.retract(place)
+
+    def forget(self, places: Iterable[Place]) -> None:
+        pass
+
+
+class MemoryLoop:
+    def __init__(self, *, refuse: int = 0) -> None:
+        self.commits: list[tuple[list[int], list[Outgoing]]] = []
+        self.rewound: list[int] = []
+        self.refuse = refuse
+
+    def commit(self, batch: list[Any], outgoing: list[Outgoing]) -> bool:
+        if self.refuse:
+            self.refuse -= 1
+            return False
+        self.commits.append(([m.offset() for m in batch], outgoing))
+        return True
+
+    def rewind(self, batch: list[Any]) -> None:
+        self.rewound += [m.offset() for m in batch]
+
+
+class NoProducer:
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+def runner(handler: FakeHandler, loop: MemoryLoop) -> tuple[StageRunner, MemoryDeliveries]:
+    stage = StageRunner(
+        handler, Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="t"), service="verifier"
+    )
+    stage.loop.close()
+    deliveries = MemoryDeliveries()
+    stage.loop = loop  # type: ignore[assignment]
+    stage.status_producer = NoProducer()  # type: ignore[assignment]
+    stage.deliveries = deliveries  # type: ignore[assignment]
+    return stage, deliveries
+
+
+def flush(stage: StageRunner, *offsets: int) -> None:
+    stage.pending = [FakeMessage(offset) for offset in offsets]  # type: ignore[misc]
+    stage.flush()
+
+
+def test_a_first_delivery_is_one_batch_in_one_commit() -> None:
+    handler, loop = FakeHandler(batched=True), MemoryLoop()
+    stage, _ = runner(handler, loop)
+    flush(stage, 10, 11, 12)
+    assert handler.calls == [["job-10", "job-11", "job-12"]]
+    assert [offsets for offsets, _ in loop.commits] == [[10, 11, 12]]
+
+
+def test_a_batch_delivered_before_goes_one_record_and_one_commit_at_a_time() -> None:
+    handler, loop = FakeHandler(batched=True), MemoryLoop()
+    stage, deliveries = runner(handler, loop)
+    deliveries.counter.begin((TOPIC, 0), 10)  # the process that had it died
+    flush(stage, 10, 11, 12)
+    assert handler.calls == [["job-10"], ["job-11"], ["job-12"]]
+    assert [offsets for offsets, _ in loop.commits] == [[10], [11], [12]]
+
+
+def test_a_record_delivered_past_the_limit_is_dead_lettered_unhandled() -> None:
+    handler, loop = FakeHandler(batched=True), MemoryLoop()
+    stage, deliveries = runner(handler, loop)
+    for _ in range(3):
+        deliveries.counter.begin((TOPIC, 0), 10)
+    flush(stage, 10, 11)
+    assert handler.calls == [["job-11"]]
+    (letter, dead) = loop.commits[0][1]
+    assert letter.topic == f"{TOPIC}.dlq"
+    reason = dict(letter.headers)["kafka_dlt-exception-message"]
+    assert isinstance(reason, bytes) and b"delivered 3 times and never committed" in reason
+    assert codec.decode_any(dead.value).state is StageState.DEAD  # type: ignore[union-attr]
+
+
+def test_a_rolled_back_commit_is_not_counted_as_a_death() -> None:
+    handler, loop = FakeHandler(batched=True), MemoryLoop(refuse=1)
+    stage, _ = runner(handler, loop)
+    flush(stage, 10, 11)
+    assert loop.commits == []
+    flush(stage, 10, 11)  # polled again after the rewind, in the same process
+    assert handler.calls == [["job-10", "job-11"]] * 2
+    assert [offsets for offsets, _ in loop.commits] == [[10, 11]]
+
+
+class SlowHandler(FakeHandler):
+    def handle(self, events: Any, report: Any) -> Any:
+        time.sleep(1.0)
+        return super().handle(events, report)
+
+
+def test_a_batch_handled_past_the_deadline_ends_the_process() -> None:
+    stage, _ = runner(SlowHandler(batched=True), MemoryLoop())
+    expired: list[str] = []
+    stage.handling = Watchdog(0.2, on_expiry=lambda what, waited: expired.append(what))
+    flush(stage, 10)
+    stage.handling.stop()
+    assert expired == ["handling a batch"]
+    poll_interval_s = consumer_config(Settings(), group_id="g")["max.poll.interval.ms"] / 1000
+    assert poll_interval_s > HANDLING_DEADLINE_S, "or the consumer leaves its group first"
