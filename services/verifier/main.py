@@ -9,13 +9,16 @@ from anchorline_verifier.handler import VerifyHandler
 from anchorline_verifier.onchain import RpcContentRegistry
 
 
-def build(settings: Settings) -> StageRunner:
+def build_handler(settings: Settings) -> VerifyHandler:
     registry = (
         RpcContentRegistry(settings.rpc_url, settings.registry_address)
         if settings.registry_address
         else None
     )
-    handler = VerifyHandler(
+    return VerifyHandler(
         FileBlobStore(settings.blobs), chunk_size=settings.chunk_size, registry=registry
     )
-    return StageRunner(handler, settings, service="verifier")
+
+
+def build(settings: Settings) -> StageRunner:
+    return StageRunner(build_handler(settings), settings, service="verifier")
