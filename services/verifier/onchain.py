@@ -52,19 +52,24 @@ class RpcContentRegistry:
     """The registry contract's `contents` mapping, read with one `eth_call` per lookup.
 
     Plain JSON-RPC rather than web3.py: it keeps the verifier process small (web3 alone
-    costs it about 12 MiB of resident memory) for one read-only call.
+    costs it about 12 MiB of resident memory) for one read-only call. One client for the
+    registry's life: `httpx.post` built a client and a TLS context (the CA bundle loaded
+    again) for every call, about 28 ms of a job's 30.
     """
 
     def __init__(self, rpc_url: str, address: str, *, timeout_s: float = 10.0) -> None:
         self.rpc_url = rpc_url
         self.address = to_checksum_address(address)
-        self.timeout_s = timeout_s
+        self.client = httpx.Client(timeout=timeout_s)
+
+    def close(self) -> None:
+        self.client.close()
 
     def lookup(self, content_hash: bytes) -> Registration:
         call = {"to": self.address, "data": "0x" + (CONTENTS_SELECTOR + content_hash).hex()}
         request = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}
         try:
-            answer = httpx.post(self.rpc_url, json=request, timeout=self.timeout_s).json()
+            answer = self.client.post(self.rpc_url, json=request).json()
         except (httpx.HTTPError, ValueError) as exc:
             raise Retryable(f"registry lookup failed: {exc}") from exc
         result = answer.get("result") if isinstance(answer, dict) else None
