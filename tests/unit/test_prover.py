@@ -18,7 +18,8 @@ from anchorline.events import (
     Stage,
     StageState,
 )
-from anchorline.proof.attestation import Attester, recover_prover
+from anchorline.proof import eip712
+from anchorline.proof.attestation import AttestedFacts, Attester, recover_prover
 from anchorline.proof.manifest import canonical_bytes
 from anchorline.proof.merkle import ProofStep, leaf_hash, root_from_path
 from anchorline_prover.handler import ProveHandler, commitment
@@ -229,3 +230,18 @@ def test_an_attestation_under_another_domain_is_refused() -> None:
     attestation["typedData"]["domain"]["name"] = "someone-else"
     with pytest.raises(ValueError, match="attestation domain"):
         recover_prover(attestation)
+
+
+def test_an_attestation_is_signed_as_with_the_hex_key() -> None:
+    """The key parsed once signs exactly as the hex key did (signatures are deterministic)."""
+    facts = AttestedFacts(
+        "a",
+        "0x" + "11" * 32,
+        "0x" + "22" * 32,
+        "0x" + "33" * 20,
+        "0x" + "44" * 32,
+        "0x" + "55" * 32,
+    )
+    attestation = Attester(PROVER_KEY, chain_id=31337).attest(facts)
+    assert attestation.signature == eip712.sign(attestation.typed_data, PROVER_KEY)
+    assert attestation.prover == Account.from_key(PROVER_KEY).address
