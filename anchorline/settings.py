@@ -47,6 +47,7 @@ class Settings:
     batch_max_jobs: int = 1000
     batch_max_wait_s: float = 2.0
     poll_batch: int = 32
+    running_status_after_s: float = 0.1  # a job in hand this long (or reporting progress) shows
     concurrency: int = 1
     shutdown_timeout_s: float = 30.0
     commit_deadline_s: float = 30.0  # a transaction commit blocked longer ends the process

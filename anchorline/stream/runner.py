@@ -25,6 +25,7 @@ from anchorline.stream.delay import DelayForwarder
 from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
+from anchorline.stream.running import RunningStatuses
 from anchorline.stream.stage import StageHandler
 from anchorline.stream.topics import Topics, key_of
 
@@ -300,11 +301,12 @@ class StageRunner:
         self.loop = ExactlyOnce(settings, group_id=f"anchorline-{service}", service=service)
         self.status_producer = Producer(producer_config(settings))
         self.forwarder = DelayForwarder(settings, service=service, source=self.source)
+        self.running = RunningStatuses(self._publish_now, after_s=settings.running_status_after_s)
         self.processor = MessageProcessor(
             handler,
             topics=self.topics,
             retry=RetryPolicy(settings.max_attempts, settings.retry_ladder),
-            publish_now=self._publish_now,
+            publish_now=self.running.report,
         )
         self.pending: list[Message] = []
         self.pending_since = 0.0
@@ -321,6 +323,8 @@ class StageRunner:
     def run(self, stop: threading.Event) -> None:
         forwarder = threading.Thread(target=self.forwarder.run, args=(stop,), name="delay")
         forwarder.start()
+        ticker = threading.Thread(target=self.running.run, args=(stop,), name="running")
+        ticker.start()
         self.loop.start([self.source], on_revoke=self._on_revoke)
         log.info("%s consuming %s", self.service, self.source)
         try:
@@ -331,6 +335,7 @@ class StageRunner:
             self.status_producer.flush(10)
             self.loop.close()
             forwarder.join(30)
+            ticker.join(30)
 
     def _poll_once(self) -> None:
         room = max(1, self.max_batch - len(self.pending))
@@ -351,5 +356,6 @@ class StageRunner:
             return
         batch, self.pending = self.pending, []
         outgoing = self.processor.process([incoming(message) for message in batch])
+        self.running.settle()
         self.status_producer.flush(30)
         self.loop.commit(batch, outgoing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 from confluent_kafka import Producer
@@ -76,6 +77,27 @@ def test_verifier_commits_results_and_dead_letters_poison(settings: Settings, ru
         "manifestHashOk": True,
         "creatorOk": True,
     }
+
+
+def test_a_job_done_within_the_running_delay_publishes_only_its_outcome(
+    settings: Settings, running
+) -> None:
+    settings = replace(settings, running_status_after_s=30.0)
+    job = signed_job(settings, JobKind.VERIFY, b"small content")
+    publish(settings, job)
+    handler = VerifyHandler(FileBlobStore(settings.blobs), chunk_size=4096)
+    running(StageRunner(handler, settings, service="verifier").run)
+
+    events = statuses(
+        read_topic(
+            settings,
+            settings.topics.job_status,
+            until=lambda m: any(s.state is StageState.SUCCEEDED for s in statuses(m)),
+        )
+    )
+    assert [event.state for event in events if event.job_id == job.job_id] == [
+        StageState.SUCCEEDED
+    ]
 
 
 def test_missing_content_retries_then_dies(settings: Settings, running) -> None:
