@@ -7,6 +7,7 @@ committing each batch's output and consumed offsets in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -26,7 +27,7 @@ from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
 from anchorline.stream.running import RunningStatuses
-from anchorline.stream.stage import StageHandler
+from anchorline.stream.stage import Prefetching, StageHandler
 from anchorline.stream.topics import Topics, key_of
 
 log = logging.getLogger(__name__)
@@ -350,12 +351,23 @@ class StageRunner:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.flush()
 
+    def _prefetch(self, messages: list[Incoming]) -> None:
+        if not isinstance(self.handler, Prefetching):
+            return
+        events = []
+        for message in messages:
+            with contextlib.suppress(Poison):  # the processor dead-letters it
+                events.append(codec.decode(message.value, self.handler.consumes))
+        self.handler.prefetch(events)
+
     def flush(self) -> None:
         """Process the pending messages and commit their output and offsets in one transaction."""
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        outgoing = self.processor.process([incoming(message) for message in batch])
+        messages = [incoming(message) for message in batch]
+        self._prefetch(messages)
+        outgoing = self.processor.process(messages)
         self.running.settle()
         self.status_producer.flush(30)
         self.loop.commit(batch, outgoing)

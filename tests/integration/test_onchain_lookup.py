@@ -126,3 +126,30 @@ def test_lookups_share_one_connection(anvil: AnvilChain, registry_address: str) 
         relay.close()
     assert results == [False] * 5
     assert relay.accepted == 1
+
+
+def test_a_batch_lookup_answers_every_hash(anvil: AnvilChain, registry_address: str) -> None:
+    registered = hashlib.sha256(os.urandom(32)).digest()
+    block = register(anvil, registry_address, registered, "ipfs://batched")
+    unknown = os.urandom(32)
+
+    with contextlib.closing(RpcContentRegistry(anvil.url, registry_address)) as registry:
+        found = registry.lookup_many([registered, unknown])
+
+    assert found[registered].creator == Account.from_key(REGISTRANT_KEY).address
+    assert (found[registered].registered_at, found[registered].manifest_uri) == (
+        block,
+        "ipfs://batched",
+    )
+    assert found[unknown].registered is False
+
+
+def test_a_batch_lookup_to_a_dead_node_is_retryable(registry_address: str) -> None:
+    (port,) = free_ports(1)
+    with (
+        contextlib.closing(
+            RpcContentRegistry(f"http://127.0.0.1:{port}", registry_address, timeout_s=2)
+        ) as registry,
+        pytest.raises(Retryable, match="registry lookup failed"),
+    ):
+        registry.lookup_many([os.urandom(32)])

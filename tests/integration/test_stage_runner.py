@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -20,12 +21,14 @@ from anchorline.events import (
     StageState,
     new_id,
 )
+from anchorline.infra.anvil import AnvilChain
 from anchorline.settings import Settings
 from anchorline.store.blobstore import FileBlobStore
 from anchorline.stream import codec
 from anchorline.stream.delay import DelayForwarder
 from anchorline.stream.runner import StageRunner
 from anchorline_verifier.handler import VerifyHandler
+from anchorline_verifier.onchain import RpcContentRegistry
 
 
 def statuses(messages: list[Any]) -> list[JobStatus]:
@@ -95,9 +98,28 @@ def test_a_job_done_within_the_running_delay_publishes_only_its_outcome(
             until=lambda m: any(s.state is StageState.SUCCEEDED for s in statuses(m)),
         )
     )
-    assert [event.state for event in events if event.job_id == job.job_id] == [
-        StageState.SUCCEEDED
-    ]
+    assert [event.state for event in events if event.job_id == job.job_id] == [StageState.SUCCEEDED]
+
+
+def test_a_poll_batch_is_looked_up_on_chain_together(
+    settings: Settings, running, anvil: AnvilChain, registry_address: str
+) -> None:
+    jobs = [signed_job(settings, JobKind.VERIFY, f"content {n}".encode()) for n in range(4)]
+    publish(settings, *jobs)
+    with contextlib.closing(RpcContentRegistry(anvil.url, registry_address)) as registry:
+        handler = VerifyHandler(FileBlobStore(settings.blobs), registry=registry)
+        running(StageRunner(handler, settings, service="verifier").run)
+
+        def outcomes(messages: list[Any]) -> list[JobStatus]:
+            return [s for s in statuses(messages) if s.state is StageState.SUCCEEDED]
+
+        done = outcomes(
+            read_topic(settings, settings.topics.job_status, until=lambda m: len(outcomes(m)) >= 4)
+        )
+    assert sorted(s.job_id for s in done) == sorted(job.job_id for job in jobs)
+    for status in done:
+        onchain = json.loads(status.result or "{}")["onchain"]
+        assert (onchain["registered"], onchain["registry"]) == (False, registry_address)
 
 
 def test_missing_content_retries_then_dies(settings: Settings, running) -> None:
