@@ -41,26 +41,41 @@ def prepare(settings: Settings) -> Settings:
     return settings
 
 
+def even_share(partitions: int, cpus: int) -> int:
+    """The most processes, at most one a CPU, among which `partitions` split evenly."""
+    return max(n for n in range(1, max(1, min(partitions, cpus)) + 1) if partitions % n == 0)
+
+
+def process_names(settings: Settings, *, cpus: int) -> dict[str, str]:
+    """Process name → the service it runs. Verifiers are sized to the machine (the verifier
+    does most of the work per job); the prover stays one, so that its batches stay large."""
+    verifiers = settings.verifier_processes or even_share(settings.partitions, cpus)
+    names = {service: service for service in SERVICES}
+    names.update({f"verifier-{n}": "verifier" for n in range(2, verifiers + 1)})
+    return names
+
+
 class Supervisor:
-    """Runs each service as its own process and restarts one that dies."""
+    """Runs each service as its own process (verifiers one a CPU) and restarts one that dies."""
 
     def __init__(self, settings: Settings) -> None:
         self.env = os.environ | settings.as_env()
+        self.names = process_names(settings, cpus=os.cpu_count() or 1)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, service: str) -> None:
-        command = [sys.executable, "-m", "anchorline.cli", "run", service]
+    def start(self, name: str) -> None:
+        command = [sys.executable, "-m", "anchorline.cli", "run", self.names[name]]
         # A session of its own: Ctrl-C reaches `up` alone, which then stops services in order.
-        self.processes[service] = subprocess.Popen(command, env=self.env, start_new_session=True)
+        self.processes[name] = subprocess.Popen(command, env=self.env, start_new_session=True)
 
     def watch(self, stop: threading.Event) -> None:
-        for service in SERVICES:
-            self.start(service)
+        for name in self.names:
+            self.start(name)
         while not stop.wait(RESTART_DELAY_S):
-            for service, process in list(self.processes.items()):
+            for name, process in list(self.processes.items()):
                 if process.poll() is not None:
-                    log.warning("%s exited with %s; restarting", service, process.returncode)
-                    self.start(service)
+                    log.warning("%s exited with %s; restarting", name, process.returncode)
+                    self.start(name)
 
     def stop(self, *, timeout: float = 20.0) -> None:
         for process in self.processes.values():
