@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import cycle, islice
 from typing import Any
 
-import httpx
 from confluent_kafka import Producer
 
 from anchorline.events import JobKind
 from anchorline.stream import codec
 from anchorline.stream.kafka import producer_config
+from perf.http import Connection
 from perf.jobs import Signed
 from perf.stack import Stack
 
@@ -172,25 +173,28 @@ async def _http(
     clients: int,
     job_ids: Callable[[dict[str, Any]], list[str]],
 ) -> tuple[dict[str, float], float | None]:
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
-        queue.put_nowait(body)
+        queue.put_nowait(json.dumps(body).encode())
     sent: dict[str, float] = {}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=stack.base_url, limits=limits, timeout=60) as client:
+    connections = [await Connection.open(stack.base_url) for _ in range(clients)]
 
-        async def worker() -> None:
-            while not queue.empty():
-                body = queue.get_nowait()
-                at = time.time()
-                response = await client.post(path, json=body)
-                if response.status_code != 202:
-                    raise RuntimeError(f"{path} answered {response.status_code}: {response.text}")
-                sent.update(dict.fromkeys(job_ids(response.json()), at))
+    async def worker(connection: Connection) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            at = time.time()
+            status, answer = await connection.post(path, body)
+            if status != 202:
+                raise RuntimeError(f"{path} answered {status}: {answer}")
+            sent.update(dict.fromkeys(job_ids(answer), at))
 
-        started = time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        return sent, len(sent) / (time.monotonic() - started)
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(worker(connection) for connection in connections))
+    finally:
+        for connection in connections:
+            connection.close()
+    return sent, len(sent) / (time.monotonic() - started)
 
 
 def prefer_wait(
@@ -204,21 +208,24 @@ def prefer_wait(
 async def _prefer_wait(
     stack: Stack, signed: list[Signed], *, rate: float, count: int
 ) -> dict[str, float]:
-    bodies = [s.request(JobKind.VERIFY) for s in islice(cycle(signed), count)]
+    bodies = [json.dumps(s.request(JobKind.VERIFY)).encode() for s in islice(cycle(signed), count)]
     times: list[float] = []
     unfinished = 0
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
 
-        async def one(body: dict[str, Any]) -> None:
-            nonlocal unfinished
+    async def one(body: bytes) -> None:
+        nonlocal unfinished
+        connection = await Connection.open(stack.base_url)
+        try:
             at = time.perf_counter()
-            response = await client.post("/v1/jobs", json=body, headers={"Prefer": "wait=5"})
+            status, _ = await connection.post("/v1/jobs", body, headers={"Prefer": "wait=5"})
             times.append(1000 * (time.perf_counter() - at))
-            unfinished += response.status_code != 200
+            unfinished += status != 200
+        finally:
+            connection.close()
 
-        tasks = []
-        for body in bodies:
-            tasks.append(asyncio.create_task(one(body)))
-            await asyncio.sleep(1 / rate)
-        await asyncio.gather(*tasks)
+    tasks = []
+    for body in bodies:
+        tasks.append(asyncio.create_task(one(body)))
+        await asyncio.sleep(1 / rate)
+    await asyncio.gather(*tasks)
     return percentiles(times) | {"unfinished": float(unfinished)}
