@@ -35,6 +35,9 @@ class Outcome:
     e2e_jobs_s: float
     ingest_jobs_s: float | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
+    # Split at the moment the last stage produced the outcome (the row's finished_at).
+    to_outcome_ms: dict[str, float] = field(default_factory=dict)
+    outcome_to_row_ms: dict[str, float] = field(default_factory=dict)
     cpu_ms_per_job: dict[str, float] = field(default_factory=dict)
 
 
@@ -57,13 +60,15 @@ class Terminal:
                 last, last_change = now, time.monotonic()
         return last
 
-    def stamps(self, job_ids: Iterable[str]) -> dict[str, float]:
+    def stamps(self, job_ids: Iterable[str]) -> dict[str, tuple[float, float]]:
+        """Job id → (when its row became terminal, when its outcome was produced)."""
         rows = self.conn.execute(
-            "select job_id, extract(epoch from at)::float8 from bench_terminal"
-            " where job_id = any(%s)",
+            "select t.job_id, extract(epoch from t.at)::float8,"
+            " extract(epoch from j.finished_at)::float8"
+            " from bench_terminal t join jobs j using (job_id) where t.job_id = any(%s)",
             (list(job_ids),),
         )
-        return {str(job_id): float(at) for job_id, at in rows}
+        return {str(job_id): (float(at), float(done or at)) for job_id, at, done in rows}
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -88,8 +93,12 @@ def run_workload(
     after_cpu = stack.cpu_seconds()
     stamps = terminal.stamps(submitted)
     jobs = len(submitted)
-    span = max(stamps.values(), default=0.0) - min(submitted.values(), default=0.0)
-    latencies = [1000 * (stamps[j] - submitted[j]) for j in stamps]
+    span = max((at for at, _ in stamps.values()), default=0.0) - min(
+        submitted.values(), default=0.0
+    )
+    latencies = [1000 * (stamps[j][0] - submitted[j]) for j in stamps]
+    to_outcome = [1000 * (stamps[j][1] - submitted[j]) for j in stamps]
+    to_row = [1000 * (at - done) for at, done in stamps.values()]
     cpu = {
         part: 1000 * (used - before_cpu.get(part, 0.0)) / max(1, jobs)
         for part, used in after_cpu.items()
@@ -100,9 +109,11 @@ def run_workload(
         jobs,
         done,
         len(stamps) / span if span > 0 else 0.0,
-        ingest,
-        percentiles(latencies),
-        cpu,
+        ingest_jobs_s=ingest,
+        latency_ms=percentiles(latencies),
+        to_outcome_ms=percentiles(to_outcome),
+        outcome_to_row_ms=percentiles(to_row),
+        cpu_ms_per_job=cpu,
     )
 
 
