@@ -22,6 +22,12 @@ def _ignore(ref: JobRef, percent: int) -> None:
     return None
 
 
+def _verify(handler: Any, batch: Sequence[Any]) -> Any:
+    """As the runner calls it: the batch's lookups prefetched, then the handler."""
+    handler.prefetch(batch)
+    return handler.handle(batch, _ignore)
+
+
 def _rate(
     handle: Callable[[Sequence[Any]], Any], events: list[Any], batch: int
 ) -> dict[str, float]:
@@ -44,14 +50,12 @@ def raw_limits(
     )
     verify, prove = verify_handler(settings), prove_handler(settings)
     probe = [s.event(JobKind.PROOF) for s in islice(cycle(signed), 40)]
-    guess = _rate(lambda b: verify.handle(b, _ignore), probe, settings.poll_batch)["jobs_s"]
+    guess = _rate(lambda b: _verify(verify, b), probe, settings.poll_batch)["jobs_s"]
     requests = [
         s.event(JobKind.PROOF) for s in islice(cycle(signed), max(50, int(seconds * guess)))
     ]
     outputs: list[Any] = []
-    verified = _rate(
-        lambda b: outputs.extend(verify.handle(b, _ignore)), requests, settings.poll_batch
-    )
+    verified = _rate(lambda b: outputs.extend(_verify(verify, b)), requests, settings.poll_batch)
     proves = [event for event in outputs if isinstance(event, ProveRequested)]
     proved = _rate(lambda b: prove.handle(b, _ignore), proves, settings.batch_max_jobs)
     return {
