@@ -1,6 +1,7 @@
 """Throughput and latency of the whole system, as a ratio to the raw handler limit.
 
-    .venv/bin/python bench/throughput.py [--quick] [--runs 3] [--seconds 10] [--json PATH]
+    .venv/bin/python bench/throughput.py [--quick] [--runs 3] [--seconds 10] [--content-kib 4]
+                                         [--json PATH]
 
 Starts PostgreSQL (a new database) and the real stack as `anchorline up` runs it (Kafka,
 anvil with the registry deployed, the five services as separate processes) on free ports in a
@@ -122,6 +123,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 run of ~3 s workloads (~2 min)")
     parser.add_argument("--runs", type=int, help="runs to take the median of (default 3)")
     parser.add_argument("--seconds", type=float, help="target length of each workload (10)")
+    parser.add_argument(
+        "--content-kib", type=int, default=4, help="size of each job's content (4 KiB)"
+    )
     parser.add_argument("--json", type=Path, help="where to write the figures")
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
@@ -131,6 +135,7 @@ def main() -> int:
         "machine": machine(),
         "runs": runs,
         "seconds": seconds,
+        "content_kib": args.content_kib,
         "settings": env,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -138,7 +143,7 @@ def main() -> int:
         state = Path(tmp)
         print(f"starting the stack in {state} …", flush=True)
         with running_stack(state) as stack:
-            signed = signed_contents(stack.settings.blobs)
+            signed = signed_contents(stack.settings.blobs, size=args.content_kib * 1024)
             guess: dict[str, float] = {}
             results = []
             for index in range(runs):

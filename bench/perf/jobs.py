@@ -48,11 +48,11 @@ class Signed:
         }
 
 
-def signed_contents(blobs: Path, *, count: int = 8) -> list[Signed]:
+def signed_contents(blobs: Path, *, count: int = 8, size: int = CONTENT_BYTES) -> list[Signed]:
     store = FileBlobStore(blobs)
     signed = []
     for index in range(count):
-        data = os.urandom(CONTENT_BYTES)
+        data = os.urandom(size)
         uri, _ = store.put_file(io.BytesIO(data))
         creator = Account.create()
         document = {
