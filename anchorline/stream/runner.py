@@ -322,21 +322,25 @@ class StageRunner:
         self.status_producer.poll(0)
 
     def run(self, stop: threading.Event) -> None:
-        forwarder = threading.Thread(target=self.forwarder.run, args=(stop,), name="delay")
-        forwarder.start()
-        ticker = threading.Thread(target=self.running.run, args=(stop,), name="running")
-        ticker.start()
-        self.loop.start([self.source], on_revoke=self._on_revoke)
-        log.info("%s consuming %s", self.service, self.source)
+        # The helper threads stop when this loop ends, however it ends: on `stop` alone, a loop
+        # that raised waited 30 s for each of them, still running, before the process could exit.
+        halt = threading.Event()
+        forwarder = threading.Thread(target=self.forwarder.run, args=(halt,), name="delay")
+        ticker = threading.Thread(target=self.running.run, args=(halt,), name="running")
         try:
+            forwarder.start()
+            ticker.start()
+            self.loop.start([self.source], on_revoke=self._on_revoke)
+            log.info("%s consuming %s", self.service, self.source)
             while not stop.is_set():
                 self._poll_once()
             self.flush()
         finally:
+            halt.set()
+            ticker.join(30)
             self.status_producer.flush(10)
             self.loop.close()
             forwarder.join(30)
-            ticker.join(30)
 
     def _poll_once(self) -> None:
         room = max(1, self.max_batch - len(self.pending))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 import time
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from confluent_kafka import Producer
 from kafka_helpers import publish, read_topic, signed_job
 
@@ -180,3 +182,18 @@ def test_a_held_retry_does_not_hold_up_other_partitions(settings: Settings, runn
     ids = [codec.decode(m.value(), JobRequested).job_id for m in returned]  # type: ignore[attr-defined]
     assert ids == [ready.job_id]
     assert dict(returned[0].headers())["retry_topic-attempts"] == b"2"  # type: ignore[attr-defined]
+
+
+def test_a_runner_that_fails_stops_its_helper_threads(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = StageRunner(VerifyHandler(FileBlobStore(settings.blobs)), settings, service="verifier")
+
+    def broken() -> None:
+        raise RuntimeError("a bug in the loop")
+
+    monkeypatch.setattr(runner, "_poll_once", broken)
+    with pytest.raises(RuntimeError, match="a bug in the loop"):
+        runner.run(threading.Event())  # never set: only the failure ends the loop
+    helpers = [t for t in threading.enumerate() if t.name in ("delay", "running")]
+    assert helpers == []
