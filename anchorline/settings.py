@@ -38,7 +38,7 @@ class Settings:
     kafka_username: str = ""
     kafka_password: str = field(default="", repr=False)
     topic_prefix: str = "anchorline"
-    partitions: int = 3
+    partitions: int = 6  # 1, 2, 3 or 6 processes of a stage share them evenly
     database_url: str = ""
     blob_dir: Path | None = None
     rpc_url: str = "http://127.0.0.1:8545"
@@ -61,7 +61,9 @@ class Settings:
     batch_max_jobs: int = 1000
     batch_max_wait_s: float = 2.0
     poll_batch: int = 32
+    running_status_after_s: float = 0.1  # a job in hand this long (or reporting progress) shows
     concurrency: int = 1
+    verifier_processes: int = 0  # `anchorline up`'s verifiers; 0 = one a CPU that splits evenly
     shutdown_timeout_s: float = 30.0
     commit_deadline_s: float = 30.0  # a transaction commit blocked longer ends the process
     session_timeout_s: float = 10.0  # a consumer silent this long leaves its group

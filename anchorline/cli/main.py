@@ -39,6 +39,13 @@ def stop_on_signals(*, deadline_s: float | None = None) -> threading.Event:
     return stop
 
 
+def quiet_per_request_loggers() -> None:
+    """httpx logs every request at INFO: a line per job in the verifier. Its warnings remain,
+    and at LOG_LEVEL=DEBUG everything."""
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 BUILDERS = {
     "verifier": "anchorline_verifier.main",
     "prover": "anchorline_prover.main",
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    quiet_per_request_loggers()
     try:
         return dispatch(args, settings)
     except (ConfigurationError, OSError) as exc:

@@ -45,8 +45,22 @@ def prepare(settings: Settings) -> Settings:
     return settings
 
 
+def even_share(partitions: int, cpus: int) -> int:
+    """The most processes, at most one a CPU, among which `partitions` split evenly."""
+    return max(n for n in range(1, max(1, min(partitions, cpus)) + 1) if partitions % n == 0)
+
+
+def process_names(settings: Settings, *, cpus: int) -> dict[str, str]:
+    """Process name → the service it runs. Verifiers are sized to the machine (the verifier
+    does most of the work per job); the prover stays one, so that its batches stay large."""
+    verifiers = settings.verifier_processes or even_share(settings.partitions, cpus)
+    names = {service: service for service in SERVICES}
+    names.update({f"verifier-{n}": "verifier" for n in range(2, verifiers + 1)})
+    return names
+
+
 class Supervisor:
-    """Runs each service as its own process and restarts one that dies.
+    """Runs each service as its own process (verifiers one a CPU) and restarts one that dies.
 
     With `logins`, each service runs with its own settings (its own Kafka login), and a
     service without one is not started: it never falls back to the operator's login.
@@ -55,22 +69,29 @@ class Supervisor:
     def __init__(self, settings: Settings, *, logins: Mapping[str, Settings] | None = None) -> None:
         own = logins if logins is not None else {service: settings for service in SERVICES}
         self.envs = {service: os.environ | own[service].as_env() for service in own}
+        self.names = {
+            name: service
+            for name, service in process_names(settings, cpus=os.cpu_count() or 1).items()
+            if service in self.envs
+        }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, service: str) -> None:
+    def start(self, name: str) -> None:
+        service = self.names[name]
         command = [sys.executable, "-m", "anchorline.cli", "run", service]
-        env = self.envs[service]
         # A session of its own: Ctrl-C reaches `up` alone, which then stops services in order.
-        self.processes[service] = subprocess.Popen(command, env=env, start_new_session=True)
+        self.processes[name] = subprocess.Popen(
+            command, env=self.envs[service], start_new_session=True
+        )
 
     def watch(self, stop: threading.Event) -> None:
-        for service in SERVICES:
-            self.start(service)
+        for name in self.names:
+            self.start(name)
         while not stop.wait(RESTART_DELAY_S):
-            for service, process in list(self.processes.items()):
+            for name, process in list(self.processes.items()):
                 if process.poll() is not None:
-                    log.warning("%s exited with %s; restarting", service, process.returncode)
-                    self.start(service)
+                    log.warning("%s exited with %s; restarting", name, process.returncode)
+                    self.start(name)
 
     def stop(self, *, timeout: float = 20.0) -> None:
         for process in self.processes.values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_account import Account
+from eth_keys.datatypes import PrivateKey
 
 from anchorline.proof import eip712
 
@@ -62,8 +62,9 @@ class Attester:
     """Signs attestations with the prover's key; chainId joins the domain when it is known."""
 
     def __init__(self, private_key: str, *, chain_id: int | None = None) -> None:
-        self._key = private_key
-        self.address = str(Account.from_key(private_key).address)
+        # Parsed once: from hex, every signature derived the public key again (~40 % of it).
+        self._key = PrivateKey(bytes.fromhex(private_key.removeprefix("0x")))
+        self.address = self._key.public_key.to_checksum_address()
         self.chain_id = chain_id
 
     def attest(self, facts: AttestedFacts) -> Attestation:

@@ -6,6 +6,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_keys.datatypes import PrivateKey
 
 DOMAIN_NAME = "anchorline"
 DOMAIN_VERSION = "1"
@@ -39,7 +40,8 @@ def typed_data(
     }
 
 
-def sign(document: TypedData, private_key: str) -> str:
+def sign(document: TypedData, private_key: str | PrivateKey) -> str:
+    """The signature, 0x hex; a `PrivateKey` object spares deriving its public key each time."""
     signed = Account.sign_message(encode_typed_data(full_message=document), private_key)
     return "0x" + bytes(signed.signature).hex()
 

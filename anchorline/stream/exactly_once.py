@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from anchorline.settings import Settings
+from anchorline.stream.consume import take
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import consumer_config, producer_config, transactional_id
 from anchorline.stream.watchdog import Watchdog, exit_hung, exit_left_group
@@ -56,8 +57,9 @@ class ExactlyOnce:
         self.consumer.subscribe(topics, **callbacks)
 
     def poll(self, *, limit: int, timeout: float) -> list[Message]:
+        """Up to `limit` messages, as soon as there is one (waiting up to `timeout` for it)."""
         messages = []
-        for message in self.consumer.consume(num_messages=limit, timeout=timeout):
+        for message in take(self.consumer, limit=limit, timeout=timeout):
             error = message.error()
             if error is None:
                 messages.append(message)

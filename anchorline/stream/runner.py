@@ -35,7 +35,8 @@ from anchorline.stream.deliveries import DeliveryLog, Place
 from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
-from anchorline.stream.stage import StageHandler
+from anchorline.stream.running import RunningStatuses
+from anchorline.stream.stage import Prefetching, StageHandler
 from anchorline.stream.topics import Topics, key_of
 from anchorline.stream.watchdog import Watchdog
 
@@ -394,11 +395,12 @@ class StageRunner:
         self.loop = ExactlyOnce(settings, group_id=f"anchorline-{service}", service=service)
         self.status_producer = Producer(producer_config(settings))
         self.forwarder = DelayForwarder(settings, service=service, source=self.source)
+        self.running = RunningStatuses(self._publish_now, after_s=settings.running_status_after_s)
         self.processor = MessageProcessor(
             handler,
             topics=self.topics,
             retry=RetryPolicy(settings.max_attempts, settings.retry_ladder),
-            publish_now=self._publish_now,
+            publish_now=self.running.report,
             max_record_bytes=settings.max_record_bytes,
         )
         self.pending: list[Message] = []
@@ -417,15 +419,22 @@ class StageRunner:
         self.status_producer.poll(0)
 
     def run(self, stop: threading.Event) -> None:
-        forwarder = threading.Thread(target=self.forwarder.run, args=(stop,), name="delay")
-        forwarder.start()
-        self.loop.start([self.source], on_revoke=self._on_revoke)
-        log.info("%s consuming %s", self.service, self.source)
+        # The helper threads stop when this loop ends, however it ends: on `stop` alone, a loop
+        # that raised waited 30 s for each of them, still running, before the process could exit.
+        halt = threading.Event()
+        forwarder = threading.Thread(target=self.forwarder.run, args=(halt,), name="delay")
+        ticker = threading.Thread(target=self.running.run, args=(halt,), name="running")
         try:
+            forwarder.start()
+            ticker.start()
+            self.loop.start([self.source], on_revoke=self._on_revoke)
+            log.info("%s consuming %s", self.service, self.source)
             while not stop.is_set():
                 self._poll_once()
             self.flush()
         finally:
+            halt.set()
+            ticker.join(30)
             self.handling.stop()
             self.deliveries.close()
             self.status_producer.flush(10)
@@ -445,6 +454,15 @@ class StageRunner:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.flush()
         self.deliveries.forget((p.topic, p.partition) for p in partitions)
+
+    def _prefetch(self, messages: list[Incoming]) -> None:
+        if not isinstance(self.handler, Prefetching):
+            return
+        events = []
+        for message in messages:
+            with contextlib.suppress(Poison):  # the processor dead-letters it
+                events.append(codec.decode(message.value, self.handler.consumes))
+        self.handler.prefetch(events)
 
     def flush(self) -> None:
         """Process the pending messages and commit their output and offsets in one transaction;
@@ -481,6 +499,8 @@ class StageRunner:
             outgoing = self.processor.give_up(records[0], deliveries=deliveries - 1)
         else:
             with self.handling.guard("handling a batch"):
+                self._prefetch(records)
                 outgoing = self.processor.process(records)
+        self.running.settle()
         self.status_producer.flush(30)
         return self.loop.commit(batch, outgoing)

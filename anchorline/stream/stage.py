@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from anchorline.events import Event, JobRef, Stage
 
@@ -24,3 +24,12 @@ class StageHandler(Protocol):
     batched: bool
 
     def handle(self, events: Sequence[Any], report: Report) -> Sequence[Event]: ...
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A handler that can fetch at once what a whole poll batch will need (one request to a
+    node instead of one a job). Only an optimisation: `handle` gives the same results without
+    it, and `prefetch` never raises."""
+
+    def prefetch(self, events: Sequence[Any]) -> None: ...

@@ -51,6 +51,7 @@ from anchorline_gateway.submission import (
 MAX_WAIT_S = 60.0
 MAX_BATCH = 500
 WAIT_POLL_S = 0.1
+FIRST_WAIT_POLL_S = 0.005
 FINAL_STATES = frozenset({"succeeded", "failed", "dead"})
 MAX_LIST = 200
 RETRY_AFTER_S = 5
@@ -168,11 +169,14 @@ def _preferred_wait(request: Request) -> float:
 async def _wait_terminal(reader: JobReader, job_id: str, wait_s: float) -> dict[str, Any] | None:
     """The job's record once it is final, or None when `wait_s` passes first."""
     deadline = asyncio.get_running_loop().time() + wait_s
+    pause = FIRST_WAIT_POLL_S
     while asyncio.get_running_loop().time() < deadline:
         job = await run_in_threadpool(reader.get, job_id)
         if job is not None and job["state"] in FINAL_STATES:
             return job
-        await asyncio.sleep(WAIT_POLL_S)
+        await asyncio.sleep(pause)
+        # Often at first: most jobs finish in tens of ms, and a flat 0.1 s added 50 on average.
+        pause = min(pause * 2, WAIT_POLL_S)
     return None
 
 

@@ -13,6 +13,7 @@ from anchorline.errors import Poison
 from anchorline.events import JobStatus
 from anchorline.settings import Settings
 from anchorline.stream import codec
+from anchorline.stream.consume import take
 from anchorline.stream.exactly_once import Outgoing
 from anchorline.stream.kafka import consumer_config, producer_config
 from anchorline.stream.runner import dead_letter_headers, fit, incoming
@@ -21,6 +22,7 @@ from anchorline_projector.store import SqlJobStore
 
 log = logging.getLogger(__name__)
 BATCH = 500
+POLL_S = 0.5
 
 
 class Projector:
@@ -38,7 +40,8 @@ class Projector:
         log.info("projector consuming %s", self.topics.job_status)
         try:
             while not stop.is_set():
-                messages = [m for m in self.consumer.consume(BATCH, timeout=0.5) if _usable(m)]
+                taken = take(self.consumer, limit=BATCH, timeout=POLL_S)
+                messages = [m for m in taken if _usable(m)]
                 if messages and self._apply(messages, stop):
                     self._commit()
         finally:

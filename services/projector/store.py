@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +20,20 @@ Refuse = Callable[[JobStatus, Poison], None]
 
 def _ignore(event: JobStatus, exc: Poison) -> None:
     pass
+
+
+# Bind names differ from the columns': SQLAlchemy reserves a column's own name for its SET value.
+UPDATE_ROW = (
+    jobs.update()
+    .where(jobs.c.job_id == sa.bindparam("new_job_id"))
+    .values(
+        {
+            name: sa.bindparam(f"new_{name}", type_=jobs.c[name].type)
+            for name in ROW_FIELDS
+            if name != "job_id"
+        }
+    )
+)
 
 
 def _row(record: Any) -> JobRow:
@@ -78,14 +92,21 @@ class SqlJobStore:
         return set(connection.execute(query).scalars())
 
     def _save(self, connection: Connection, changed: dict[str, JobRow], existing: set[str]) -> None:
-        inserts = [asdict(row) for job_id, row in changed.items() if job_id not in existing]
+        inserts = [_values(row) for job_id, row in changed.items() if job_id not in existing]
         if inserts:
             connection.execute(jobs.insert(), inserts)
-        for job_id, row in changed.items():
-            if job_id in existing:
-                values = asdict(row)
-                del values["job_id"]
-                connection.execute(jobs.update().where(jobs.c.job_id == job_id).values(**values))
+        updates = [
+            {f"new_{name}": value for name, value in _values(row).items()}
+            for job_id, row in changed.items()
+            if job_id in existing
+        ]
+        if updates:  # one executemany (psycopg pipelines it), not a statement per row
+            connection.execute(UPDATE_ROW, updates)
+
+
+def _values(row: JobRow) -> dict[str, Any]:
+    # Not dataclasses.asdict: it deep-copies each result, which took half the store's time.
+    return {name: getattr(row, name) for name in ROW_FIELDS}
 
 
 def _history(event: JobStatus, *, applied: bool) -> dict[str, Any]:

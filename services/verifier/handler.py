@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict, Unpack
 
+from anchorline.errors import Retryable
 from anchorline.events import (
     Event,
     JobKind,
@@ -23,6 +26,7 @@ from anchorline.stream.stage import Report
 from anchorline_verifier.onchain import ContentRegistry, Registration
 
 PROGRESS_STEP = 10
+HASH_RE = re.compile(r"0x[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,17 @@ def hash_content(
             progress(percent)
             reported = percent
     return "0x" + hasher.hexdigest(), done
+
+
+def declared_hash(event: JobRequested) -> bytes | None:
+    """The content hash a job's manifest claims, if it is well formed (it is checked later)."""
+    try:
+        claimed = manifests.parse_document(event.manifest).get("content_hash")
+    except ValueError:
+        return None
+    if isinstance(claimed, str) and HASH_RE.fullmatch(claimed):
+        return bytes.fromhex(claimed[2:])
+    return None
 
 
 class _Signed(TypedDict, total=False):
@@ -194,6 +209,18 @@ class VerifyHandler:
         self.blobs = blobs
         self.chunk_size = chunk_size
         self.registry = registry
+        self.known: dict[bytes, Registration] = {}  # the last prefetch's answers
+
+    def prefetch(self, events: Sequence[JobRequested]) -> None:
+        """Look up, in one request, the content hashes the batch's manifests declare: `verify`
+        uses an answer when its content has that hash, and asks alone otherwise. Never raises:
+        when the batch request fails, each job asks alone (and retries alone)."""
+        self.known = {}
+        if self.registry is None:
+            return
+        declared = {value for value in map(declared_hash, events) if value is not None}
+        with contextlib.suppress(Retryable):
+            self.known = self.registry.lookup_many(sorted(declared))
 
     def handle(self, events: Sequence[JobRequested], report: Report) -> list[Event]:
         out: list[Event] = []
@@ -214,7 +241,8 @@ class VerifyHandler:
             event.manifest, event.signature, file_hash, size, scheme=event.signature_scheme
         )
         if self.registry is not None:
-            onchain = self.registry.lookup(bytes.fromhex(file_hash.removeprefix("0x")))
+            content_hash = bytes.fromhex(file_hash.removeprefix("0x"))
+            onchain = self.known.get(content_hash) or self.registry.lookup(content_hash)
             verification = replace(verification, onchain=onchain)
         result = json.dumps(verification.as_result())
         if not verification.ok:

@@ -9,7 +9,7 @@ from anchorline_verifier.handler import VerifyHandler
 from anchorline_verifier.onchain import RpcContentRegistry
 
 
-def build(settings: Settings) -> StageRunner:
+def build_handler(settings: Settings) -> VerifyHandler:
     registry = (
         RpcContentRegistry(settings.rpc_url, settings.registry_address)
         if settings.registry_address
@@ -21,5 +21,8 @@ def build(settings: Settings) -> StageRunner:
         max_bytes=settings.max_content_bytes,
         read_timeout_s=settings.content_read_timeout_s,
     )
-    handler = VerifyHandler(blobs, chunk_size=settings.chunk_size, registry=registry)
-    return StageRunner(handler, settings, service="verifier")
+    return VerifyHandler(blobs, chunk_size=settings.chunk_size, registry=registry)
+
+
+def build(settings: Settings) -> StageRunner:
+    return StageRunner(build_handler(settings), settings, service="verifier")

@@ -111,7 +111,9 @@ def test_http_jobs_of_every_kind_reach_their_final_state(system: System) -> None
         "creatorOk": True,
     }
     assert verify["created_at"] <= verify["started_at"] <= verify["finished_at"]
-    assert [e["state"] for e in verify["history"]][:2] == ["queued", "running"]
+    # `running` shows only if the verifier had the job for RUNNING_STATUS_AFTER_S (a busy machine).
+    states = [e["state"] for e in verify["history"]]
+    assert states in (["queued", "succeeded"], ["queued", "running", "succeeded"])
 
     proof = jobs[ids["proof"]]
     assert (proof["state"], proof["stage"]) == ("succeeded", "prove")

@@ -15,6 +15,7 @@ from anchorline.stream import kafka as kafka_config
 from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 
 TIMEOUT_MS = 2_000  # the broker looks for timed-out transactions every 2 s
+POLL_TIMEOUT_S = 30.0
 
 
 class SlowOutgoing(list[Outgoing]):
@@ -70,3 +71,26 @@ def test_a_fenced_producer_is_replaced_and_the_batch_runs_again(
     # Read for a while: the aborted output must never show, the committed one exactly once.
     out = read_topic(settings, target, until=lambda m: False, timeout=8)
     assert [m.value() for m in out] == [b"second try"]  # type: ignore[attr-defined]
+
+
+def test_poll_returns_what_has_arrived_without_waiting_for_a_full_batch(
+    settings: Settings,
+) -> None:
+    source = settings.topics.jobs_requested
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for n in range(2):
+        producer.produce(source, key=b"same key", value=f"only {n}".encode())
+    assert producer.flush(30) == 0
+    loop = ExactlyOnce(settings, group_id=f"g-{uuid.uuid4()}", service="test")
+    try:
+        loop.start([source])
+        taken: list[Message] = []
+        started = time.monotonic()
+        while len(taken) < 2 and time.monotonic() - started < 60:
+            taken += loop.poll(limit=500, timeout=POLL_TIMEOUT_S)
+        waited = time.monotonic() - started
+    finally:
+        loop.close()
+    assert [m.value() for m in taken] == [b"only 0", b"only 1"]
+    # consume(500, timeout) returned only once 500 had come or the timeout was over.
+    assert waited < POLL_TIMEOUT_S

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import socket
+import threading
+from urllib.parse import urlparse
 
 import pytest
 from eth_account import Account
@@ -13,7 +17,7 @@ from anchorline.errors import Retryable
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.ports import free_ports
 from anchorline.proof.registry import load_artifact
-from anchorline_verifier.onchain import RpcContentRegistry
+from anchorline_verifier.onchain import Registration, RpcContentRegistry
 
 REGISTRANT_KEY = DEV_PRIVATE_KEYS[1]
 
@@ -36,13 +40,18 @@ def register(anvil: AnvilChain, registry_address: str, content_hash: bytes, uri:
     return int(receipt["blockNumber"])
 
 
+def lookup_once(url: str, address: str, content_hash: bytes, **options: float) -> Registration:
+    with contextlib.closing(RpcContentRegistry(url, address, **options)) as registry:
+        return registry.lookup(content_hash)
+
+
 def test_registered_content_is_found_with_its_creator_block_and_uri(
     anvil: AnvilChain, registry_address: str
 ) -> None:
     content_hash = hashlib.sha256(os.urandom(32)).digest()
     block = register(anvil, registry_address, content_hash, "ipfs://bafy-manifest")
 
-    found = RpcContentRegistry(anvil.url, registry_address).lookup(content_hash)
+    found = lookup_once(anvil.url, registry_address, content_hash)
 
     assert found.as_result() == {
         "registered": True,
@@ -54,19 +63,93 @@ def test_registered_content_is_found_with_its_creator_block_and_uri(
 
 
 def test_unregistered_content_is_reported_as_such(anvil: AnvilChain, registry_address: str) -> None:
-    found = RpcContentRegistry(anvil.url, registry_address).lookup(os.urandom(32))
+    found = lookup_once(anvil.url, registry_address, os.urandom(32))
     assert found.registered is False
     assert found.as_result()["creator"] is None
 
 
 def test_an_rpc_endpoint_that_does_not_answer_is_retryable(registry_address: str) -> None:
     (port,) = free_ports(1)  # nothing listens there
-    registry = RpcContentRegistry(f"http://127.0.0.1:{port}", registry_address, timeout_s=2)
     with pytest.raises(Retryable, match="registry lookup failed"):
-        registry.lookup(os.urandom(32))
+        lookup_once(f"http://127.0.0.1:{port}", registry_address, os.urandom(32), timeout_s=2)
 
 
 def test_an_address_without_the_contract_is_retryable(anvil: AnvilChain) -> None:
     empty = Account.create().address
     with pytest.raises(Retryable, match="registry lookup failed"):
-        RpcContentRegistry(anvil.url, empty).lookup(os.urandom(32))
+        lookup_once(anvil.url, empty, os.urandom(32))
+
+
+class ConnectionCounter:
+    """A TCP relay to a real endpoint that counts the connections made through it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.accepted = 0
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+    def close(self) -> None:
+        for sock in [self.server, *self.sockets]:
+            sock.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def test_lookups_share_one_connection(anvil: AnvilChain, registry_address: str) -> None:
+    relay = ConnectionCounter(urlparse(anvil.url).port or 0)
+    try:
+        registry = RpcContentRegistry(f"http://127.0.0.1:{relay.port}", registry_address)
+        results = [registry.lookup(os.urandom(32)).registered for _ in range(5)]
+        registry.close()
+    finally:
+        relay.close()
+    assert results == [False] * 5
+    assert relay.accepted == 1
+
+
+def test_a_batch_lookup_answers_every_hash(anvil: AnvilChain, registry_address: str) -> None:
+    registered = hashlib.sha256(os.urandom(32)).digest()
+    block = register(anvil, registry_address, registered, "ipfs://batched")
+    unknown = os.urandom(32)
+
+    with contextlib.closing(RpcContentRegistry(anvil.url, registry_address)) as registry:
+        found = registry.lookup_many([registered, unknown])
+
+    assert found[registered].creator == Account.from_key(REGISTRANT_KEY).address
+    assert (found[registered].registered_at, found[registered].manifest_uri) == (
+        block,
+        "ipfs://batched",
+    )
+    assert found[unknown].registered is False
+
+
+def test_a_batch_lookup_to_a_dead_node_is_retryable(registry_address: str) -> None:
+    (port,) = free_ports(1)
+    with (
+        contextlib.closing(
+            RpcContentRegistry(f"http://127.0.0.1:{port}", registry_address, timeout_s=2)
+        ) as registry,
+        pytest.raises(Retryable, match="registry lookup failed"),
+    ):
+        registry.lookup_many([os.urandom(32)])

@@ -24,8 +24,9 @@ def test_lag_and_dead_letters_follow_the_verifier(settings: Settings, running) -
     )
 
     after = wait_for(lambda: (v := view._read())["stages"]["verify"]["lag"] == 0 and v)
-    # Three letters, and the commit marker of each transaction that wrote them.
-    assert 3 <= after["stages"]["verify"]["dead_letters"] <= 3 + settings.partitions
+    # Three letters, and the commit marker of each transaction that wrote them: the runner takes
+    # what has arrived, so the three may come in one transaction or in up to three.
+    assert 3 <= after["stages"]["verify"]["dead_letters"] <= 3 + 3
     assert after["stages"]["prove"] == {
         "topic": settings.topics.prove_requested,
         "lag": 0,

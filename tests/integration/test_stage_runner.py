@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import threading
 import time
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from confluent_kafka import Producer
 from kafka_helpers import publish, read_topic, signed_job
 
@@ -19,12 +23,14 @@ from anchorline.events import (
     StageState,
     new_id,
 )
+from anchorline.infra.anvil import AnvilChain
 from anchorline.settings import Settings
 from anchorline.store.blobstore import FileBlobStore
 from anchorline.stream import codec
 from anchorline.stream.delay import DelayForwarder
 from anchorline.stream.runner import StageRunner
 from anchorline_verifier.handler import VerifyHandler
+from anchorline_verifier.onchain import RpcContentRegistry
 
 
 def statuses(messages: list[Any]) -> list[JobStatus]:
@@ -76,6 +82,46 @@ def test_verifier_commits_results_and_dead_letters_poison(settings: Settings, ru
         "manifestHashOk": True,
         "creatorOk": True,
     }
+
+
+def test_a_job_done_within_the_running_delay_publishes_only_its_outcome(
+    settings: Settings, running
+) -> None:
+    settings = replace(settings, running_status_after_s=30.0)
+    job = signed_job(settings, JobKind.VERIFY, b"small content")
+    publish(settings, job)
+    handler = VerifyHandler(FileBlobStore(settings.blobs), chunk_size=4096)
+    running(StageRunner(handler, settings, service="verifier").run)
+
+    events = statuses(
+        read_topic(
+            settings,
+            settings.topics.job_status,
+            until=lambda m: any(s.state is StageState.SUCCEEDED for s in statuses(m)),
+        )
+    )
+    assert [event.state for event in events if event.job_id == job.job_id] == [StageState.SUCCEEDED]
+
+
+def test_a_poll_batch_is_looked_up_on_chain_together(
+    settings: Settings, running, anvil: AnvilChain, registry_address: str
+) -> None:
+    jobs = [signed_job(settings, JobKind.VERIFY, f"content {n}".encode()) for n in range(4)]
+    publish(settings, *jobs)
+    with contextlib.closing(RpcContentRegistry(anvil.url, registry_address)) as registry:
+        handler = VerifyHandler(FileBlobStore(settings.blobs), registry=registry)
+        running(StageRunner(handler, settings, service="verifier").run)
+
+        def outcomes(messages: list[Any]) -> list[JobStatus]:
+            return [s for s in statuses(messages) if s.state is StageState.SUCCEEDED]
+
+        done = outcomes(
+            read_topic(settings, settings.topics.job_status, until=lambda m: len(outcomes(m)) >= 4)
+        )
+    assert sorted(s.job_id for s in done) == sorted(job.job_id for job in jobs)
+    for status in done:
+        onchain = json.loads(status.result or "{}")["onchain"]
+        assert (onchain["registered"], onchain["registry"]) == (False, registry_address)
 
 
 def test_missing_content_retries_then_dies(settings: Settings, running) -> None:
@@ -136,3 +182,18 @@ def test_a_held_retry_does_not_hold_up_other_partitions(settings: Settings, runn
     ids = [codec.decode(m.value(), JobRequested).job_id for m in returned]  # type: ignore[attr-defined]
     assert ids == [ready.job_id]
     assert dict(returned[0].headers())["retry_topic-attempts"] == b"2"  # type: ignore[attr-defined]
+
+
+def test_a_runner_that_fails_stops_its_helper_threads(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = StageRunner(VerifyHandler(FileBlobStore(settings.blobs)), settings, service="verifier")
+
+    def broken() -> None:
+        raise RuntimeError("a bug in the loop")
+
+    monkeypatch.setattr(runner, "_poll_once", broken)
+    with pytest.raises(RuntimeError, match="a bug in the loop"):
+        runner.run(threading.Event())  # never set: only the failure ends the loop
+    helpers = [t for t in threading.enumerate() if t.name in ("delay", "running")]
+    assert helpers == []

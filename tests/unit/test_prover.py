@@ -18,7 +18,8 @@ from anchorline.events import (
     Stage,
     StageState,
 )
-from anchorline.proof.attestation import Attester, recover_prover
+from anchorline.proof import eip712
+from anchorline.proof.attestation import AttestedFacts, Attester, recover_prover
 from anchorline.proof.manifest import canonical_bytes
 from anchorline.proof.merkle import ProofStep, leaf_hash, root_from_path
 from anchorline.stream import codec
@@ -259,3 +260,18 @@ def test_a_forged_request_in_a_window_dies_alone_and_the_rest_are_proven() -> No
     assert by_job["forged"].error == "signer of job forged is not an Ethereum address"
     (letter,) = [item for item in out if item.topic == f"{topics.prove_requested}.dlq"]
     assert letter.key == b"forged"
+
+
+def test_an_attestation_is_signed_as_with_the_hex_key() -> None:
+    """The key parsed once signs exactly as the hex key did (signatures are deterministic)."""
+    facts = AttestedFacts(
+        "a",
+        "0x" + "11" * 32,
+        "0x" + "22" * 32,
+        "0x" + "33" * 20,
+        "0x" + "44" * 32,
+        "0x" + "55" * 32,
+    )
+    attestation = Attester(PROVER_KEY, chain_id=31337).attest(facts)
+    assert attestation.signature == eip712.sign(attestation.typed_data, PROVER_KEY)
+    assert attestation.prover == Account.from_key(PROVER_KEY).address

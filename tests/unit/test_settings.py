@@ -49,7 +49,7 @@ def test_values_are_read_from_prefixed_variables_and_typed() -> None:
 
 def test_an_empty_variable_keeps_the_default() -> None:
     settings = Settings.from_env({"ANCHORLINE_PARTITIONS": "", "ANCHORLINE_LOG_LEVEL": ""})
-    assert (settings.partitions, settings.log_level) == (3, "INFO")
+    assert (settings.partitions, settings.log_level) == (6, "INFO")
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,7 @@ def test_as_env_reproduces_every_setting() -> None:
 def test_as_env_leaves_out_what_is_unset() -> None:
     env = Settings().as_env()
     assert "ANCHORLINE_BLOB_DIR" not in env
-    assert env["ANCHORLINE_PARTITIONS"] == "3"
+    assert env["ANCHORLINE_PARTITIONS"] == "6"
     assert Settings.from_env(env) == Settings()
 
 

@@ -172,3 +172,50 @@ def test_eip712_with_an_invalid_manifest_names_the_invalid_field(creator: LocalA
     assert verification.recovered is None
     assert verification.reason == "metadata must be a JSON object"
     assert verification.manifest == canonical_bytes(document).decode()
+
+
+def test_a_prefetched_batch_is_looked_up_in_one_request(creator: LocalAccount) -> None:
+    blobs, registry = MemoryBlobStore(), MemoryContentRegistry()
+    registry.register(digest(), creator.address, block=7, uri="ipfs://m")
+    handler = VerifyHandler(blobs, registry=registry)
+    events = [job(blobs, creator) for _ in range(5)]
+
+    handler.prefetch(events)
+    results = [verify_result(handler.handle([event], lambda ref, p: None)) for event in events]
+
+    assert (registry.batches, registry.lookups) == (1, 0)
+    assert {r["onchain"]["creator"] for r in results} == {creator.address}
+
+
+def test_content_other_than_its_manifest_declares_is_looked_up_alone(
+    creator: LocalAccount,
+) -> None:
+    blobs, registry = MemoryBlobStore(), MemoryContentRegistry()
+    handler = VerifyHandler(blobs, registry=registry)
+    swapped = job(blobs, creator, content=b"not what the manifest says")
+
+    handler.prefetch([swapped])
+    out = handler.handle([swapped], lambda ref, p: None)
+
+    assert registry.lookups == 1  # the answer prefetched was for another hash
+    assert only_state(out) is StageState.FAILED
+
+
+def test_a_failed_batch_request_leaves_each_job_to_its_own_lookup(
+    creator: LocalAccount,
+) -> None:
+    blobs, registry = MemoryBlobStore(), MemoryContentRegistry()
+    handler = VerifyHandler(blobs, registry=registry)
+    event = job(blobs, creator)
+    registry.down = True
+
+    handler.prefetch([event, job(blobs, creator)])  # does not raise
+    with pytest.raises(Retryable):
+        handler.handle([event], lambda ref, p: None)
+    registry.down = False
+    assert verify_result(handler.handle([event], lambda ref, p: None))["status"] == "WARN"
+
+
+def only_state(out: list[Event]) -> StageState:
+    assert len(out) == 1 and isinstance(out[0], JobStatus)
+    return out[0].state

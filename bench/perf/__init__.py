@@ -1,0 +1,1 @@
+"""The parts of bench/throughput.py: stack, jobs, workloads, raw limit, table."""

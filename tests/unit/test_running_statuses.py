@@ -1,0 +1,62 @@
+"""`running` is published only for jobs in hand long enough, or reporting progress."""
+
+from __future__ import annotations
+
+from anchorline.events import JobKind, JobRef, JobStatus, Stage, StageState
+from anchorline.stream.running import RunningStatuses
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def started(job_id: str, *, progress: int = 0) -> JobStatus:
+    ref = JobRef(job_id, JobKind.VERIFY)
+    return ref.status(Stage.VERIFY, StageState.RUNNING, attempt=1, progress=progress)
+
+
+def statuses(after_s: float = 0.1) -> tuple[RunningStatuses, list[JobStatus], Clock]:
+    published: list[JobStatus] = []
+    clock = Clock()
+    return RunningStatuses(published.append, after_s=after_s, clock=clock), published, clock
+
+
+def test_a_job_done_sooner_publishes_no_running() -> None:
+    running, published, clock = statuses()
+    running.report(started("a"))
+    clock.now += 0.05
+    running.publish_due()
+    running.settle()
+    clock.now += 1
+    running.publish_due()
+    assert published == []
+
+
+def test_a_job_still_in_hand_after_the_delay_shows_running() -> None:
+    running, published, clock = statuses()
+    running.report(started("a"))
+    clock.now += 0.05
+    running.report(started("b"))
+    clock.now += 0.06
+    running.publish_due()
+    assert [s.job_id for s in published] == ["a"]
+    clock.now += 0.05
+    running.publish_due()
+    assert [s.job_id for s in published] == ["a", "b"]
+
+
+def test_progress_publishes_the_held_start_first() -> None:
+    running, published, _ = statuses()
+    running.report(started("a"))
+    running.report(started("a", progress=30))
+    assert [(s.job_id, s.progress) for s in published] == [("a", 0), ("a", 30)]
+
+
+def test_at_zero_every_running_status_is_published_at_once() -> None:
+    running, published, _ = statuses(after_s=0)
+    running.report(started("a"))
+    assert [s.job_id for s in published] == ["a"]
