@@ -36,7 +36,7 @@ from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
 from anchorline.stream.running import RunningStatuses
-from anchorline.stream.stage import Prefetching, StageHandler
+from anchorline.stream.stage import Closing, Prefetching, StageHandler
 from anchorline.stream.topics import Topics, key_of
 from anchorline.stream.watchdog import Watchdog
 
@@ -440,6 +440,8 @@ class StageRunner:
             self.status_producer.flush(10)
             self.loop.close()
             forwarder.join(30)
+            if isinstance(self.handler, Closing):
+                self.handler.close()
 
     def _poll_once(self) -> None:
         room = max(1, self.max_batch - len(self.pending))

@@ -33,3 +33,10 @@ class Prefetching(Protocol):
     it, and `prefetch` never raises."""
 
     def prefetch(self, events: Sequence[Any]) -> None: ...
+
+
+@runtime_checkable
+class Closing(Protocol):
+    """A handler holding something to let go of (a connection to a node) when its runner ends."""
+
+    def close(self) -> None: ...

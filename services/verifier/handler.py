@@ -211,6 +211,10 @@ class VerifyHandler:
         self.registry = registry
         self.known: dict[bytes, Registration] = {}  # the last prefetch's answers
 
+    def close(self) -> None:
+        if self.registry is not None:
+            self.registry.close()
+
     def prefetch(self, events: Sequence[JobRequested]) -> None:
         """Look up, in one request, the content hashes the batch's manifests declare: `verify`
         uses an answer when its content has that hash, and asks alone otherwise. Never raises:

@@ -49,6 +49,8 @@ class ContentRegistry(Protocol):
 
     def lookup_many(self, content_hashes: Sequence[bytes]) -> dict[bytes, Registration]: ...
 
+    def close(self) -> None: ...
+
 
 CONTENTS_SELECTOR = keccak(text="contents(bytes32)")[:4]
 CONTENTS_TYPES = ("address", "uint64", "string")
@@ -140,6 +142,7 @@ class MemoryContentRegistry:
         self.down = False
         self.lookups = 0
         self.batches = 0
+        self.closed = False
 
     def register(self, content_hash: bytes, creator: str, *, block: int = 1, uri: str = "") -> None:
         self.records[content_hash] = Registration(self.address, creator, block, uri)
@@ -149,6 +152,9 @@ class MemoryContentRegistry:
         if self.down:
             raise Retryable("registry lookup failed: simulated outage")
         return self.records.get(content_hash, Registration(self.address))
+
+    def close(self) -> None:
+        self.closed = True
 
     def lookup_many(self, content_hashes: Sequence[bytes]) -> dict[bytes, Registration]:
         self.batches += 1

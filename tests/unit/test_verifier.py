@@ -311,3 +311,16 @@ def test_server_files_are_not_content_unless_allowed(
     status = codec.decode(item.value, JobStatus)
     assert status.state is StageState.FAILED
     assert reason in (status.error or "")
+
+
+def test_closing_the_handler_lets_its_registry_connection_go() -> None:
+    """StageRunner closes a Closing handler when it stops: the verifier's registry client held
+    a socket open for good (a ResourceWarning once the runner was gone)."""
+    from anchorline.stream.stage import Closing
+    from anchorline_verifier.onchain import MemoryContentRegistry
+
+    registry = MemoryContentRegistry()
+    handler = VerifyHandler(MemoryBlobStore(), registry=registry)
+    assert isinstance(handler, Closing)
+    handler.close()
+    assert registry.closed
