@@ -22,6 +22,7 @@ from anchorline.infra.ports import free_ports
 from anchorline.settings import Settings
 
 START_TIMEOUT_S = 180
+TERMINAL = frozenset({"succeeded", "failed", "dead"})
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,17 @@ class System:
     settings: Settings
     registry_address: str
     output: list[str]
+
+
+def wait_terminal(system: System, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    """The job's record once it is final, read through the gateway."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{system.base_url}/v1/jobs/{job_id}", timeout=10)
+        if response.status_code == 200 and response.json()["state"] in TERMINAL:
+            return dict(response.json())
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} not terminal in time\n" + "".join(system.output[-40:]))
 
 
 def local_settings(state_dir: Path, **overrides: Any) -> Settings:

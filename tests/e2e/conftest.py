@@ -3,11 +3,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from system_under_test import System, local_settings, run_up, running_system
+from system_under_test import System, running_system
 
 from anchorline.infra.postgres import PostgresServer
-
-__all__ = ["System", "local_settings", "run_up"]  # the e2e tests import them from here
 
 
 @pytest.fixture(scope="session")

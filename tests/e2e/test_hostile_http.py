@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from typing import Any
 
 import httpx
-from conftest import System
 from eth_account import Account
+from system_under_test import System, wait_terminal
 
 from anchorline.proof.manifest import sign_eip191
-
-TERMINAL = {"succeeded", "failed", "dead"}
 
 
 def signed_form(content: bytes) -> dict[str, str]:
@@ -62,14 +58,6 @@ def test_deep_and_oversized_bodies_are_refused_and_the_gateway_lives_on(system: 
     assert httpx.get(f"{system.base_url}/healthz", timeout=10).status_code == 200
 
 
-def wait_state(system: System, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = httpx.get(f"{system.base_url}/v1/jobs/{job_id}", timeout=10)
-        if response.status_code == 200 and response.json()["state"] in TERMINAL:
-            return dict(response.json())
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not end in time\n" + "".join(system.output[-40:]))
 
 
 def test_a_tenants_content_is_verified_from_its_own_place_and_hidden_from_others(
@@ -93,7 +81,7 @@ def test_a_tenants_content_is_verified_from_its_own_place_and_hidden_from_others
     )
     assert by_json.status_code == 202, by_json.text
     for response in (by_form, by_json):
-        job = wait_state(system, response.json()["job_id"])
+        job = wait_terminal(system, response.json()["job_id"])
         assert job["state"] == "succeeded", job
         assert job["result"]["verify"]["fileHash"] == "0x" + hashlib.sha256(content).hexdigest()
 

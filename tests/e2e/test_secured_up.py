@@ -9,23 +9,19 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from confluent_kafka import KafkaError, Producer
-from conftest import System, local_settings, run_up
 from eth_account import Account
+from system_under_test import System, local_settings, run_up, wait_terminal
 
 from anchorline.events import JobKind, JobRequested, new_id, utcnow
 from anchorline.proof.manifest import sign_eip191
 from anchorline.store.blobstore import FileBlobStore
 from anchorline.stream import codec
-
-TERMINAL = {"succeeded", "failed", "dead"}
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +55,6 @@ def signed_request(system: System, content: bytes) -> JobRequested:
     return JobRequested(new_id(), JobKind.ANCHOR, uri, manifest, signature, utcnow())
 
 
-def wait_terminal(system: System, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = httpx.get(f"{system.base_url}/v1/jobs/{job_id}", timeout=10)
-        if response.status_code == 200 and response.json()["state"] in TERMINAL:
-            return dict(response.json())
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} not terminal in time\n" + "".join(system.output[-40:]))
 
 
 def test_logins_are_owner_only_and_the_external_producers_is_printed(secured: System) -> None:
