@@ -21,6 +21,7 @@ POSITIVE = (
     "shutdown_timeout_s",
     "idempotency_ttl_s",
     "content_read_timeout_s",
+    "handling_deadline_s",
 )
 BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
@@ -66,6 +67,7 @@ class Settings:
     verifier_processes: int = 0  # `anchorline up`'s verifiers; 0 = one a CPU that splits evenly
     shutdown_timeout_s: float = 30.0
     commit_deadline_s: float = 30.0  # a transaction commit blocked longer ends the process
+    handling_deadline_s: float = 240.0  # a batch handled longer ends the process
     session_timeout_s: float = 10.0  # a consumer silent this long leaves its group
     max_attempts: int = 4
     max_deliveries: int = 3  # a record that ended the process this often is dead-lettered

@@ -10,6 +10,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from anchorline.settings import Settings
 
+POLL_INTERVAL_MARGIN_S = 60.0
 TRANSACTION_TIMEOUT_MS = 10_000
 
 
@@ -47,6 +48,12 @@ def producer_config(settings: Settings, *, transactional_id: str | None = None) 
     return config
 
 
+def max_poll_interval_ms(settings: Settings) -> int:
+    """A minute past the handling deadline: a stage that handles one batch too long exits
+    (its watchdog) before its consumer is dropped from the group while it still works."""
+    return int((settings.handling_deadline_s + POLL_INTERVAL_MARGIN_S) * 1000)
+
+
 def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
     return security_config(settings) | {
         "bootstrap.servers": settings.kafka_bootstrap,
@@ -54,7 +61,7 @@ def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
-        "max.poll.interval.ms": 300_000,
+        "max.poll.interval.ms": max_poll_interval_ms(settings),
         # librdkafka heartbeats from its own thread, so a live process never misses one; a
         # short session lets a killed process's partitions move on in seconds, not 45 s.
         "session.timeout.ms": int(settings.session_timeout_s * 1000),

@@ -44,9 +44,6 @@ log = logging.getLogger(__name__)
 # librdkafka refuses records over its message.max.bytes (1,000,000) in produce(), and the broker
 # over its own (1 MiB); the rest is room for a transaction's framing.
 MAX_RECORD_BYTES = 960_000
-# Handling a batch longer than this ends the process (stack dump, exit 70) before the consumer
-# would exceed max.poll.interval.ms (300 s, stream/kafka.py) and hold partitions it lost.
-HANDLING_DEADLINE_S = 240.0
 
 
 @dataclass(frozen=True)
@@ -385,12 +382,20 @@ class StageRunner:
     from the stage's retry topics to the stage when they are due.
     """
 
-    def __init__(self, handler: StageHandler, settings: Settings, *, service: str) -> None:
+    def __init__(
+        self,
+        handler: StageHandler,
+        settings: Settings,
+        *,
+        service: str,
+        poll_batch: int | None = None,
+    ) -> None:
         self.handler = handler
         self.service = service
         self.topics = settings.topics
         self.source = self.topics.request_topic(handler.stage)
-        self.max_batch = settings.batch_max_jobs if handler.batched else settings.poll_batch
+        unbatched = poll_batch or settings.poll_batch
+        self.max_batch = settings.batch_max_jobs if handler.batched else unbatched
         self.max_wait = settings.batch_max_wait_s if handler.batched else 0.0
         self.loop = ExactlyOnce(settings, group_id=f"anchorline-{service}", service=service)
         self.status_producer = Producer(producer_config(settings))
@@ -405,7 +410,9 @@ class StageRunner:
         )
         self.pending: list[Message] = []
         self.pending_since = 0.0
-        self.handling = Watchdog(HANDLING_DEADLINE_S)
+        # Handling a batch longer than this ends the process (stack dump, exit 70) before its
+        # consumer exceeds max.poll.interval.ms (a minute later) and holds partitions it lost.
+        self.handling = Watchdog(settings.handling_deadline_s)
         self.deliveries = DeliveryLog(settings, source=self.source)
         self.max_deliveries = settings.max_deliveries
 

@@ -54,4 +54,7 @@ def shared_registry(settings: Settings) -> Web3Registry:
 
 
 def build(settings: Settings) -> StageRunner:
-    return StageRunner(AnchorHandler(shared_registry(settings)), settings, service="chain-writer")
+    # One root a transaction: anchoring a root waits for its confirmations, and a poll batch
+    # of many would put all their waits under one handling deadline.
+    handler = AnchorHandler(shared_registry(settings))
+    return StageRunner(handler, settings, service="chain-writer", poll_batch=1)

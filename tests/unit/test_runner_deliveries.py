@@ -15,7 +15,7 @@ from anchorline.stream import codec
 from anchorline.stream.deliveries import DeliveryCounter, Place
 from anchorline.stream.exactly_once import Outgoing
 from anchorline.stream.kafka import consumer_config
-from anchorline.stream.runner import HANDLING_DEADLINE_S, StageRunner
+from anchorline.stream.runner import StageRunner
 from anchorline.stream.topics import Topics
 from anchorline.stream.watchdog import Watchdog
 
@@ -167,5 +167,21 @@ def test_a_batch_handled_past_the_deadline_ends_the_process() -> None:
     flush(stage, 10)
     stage.handling.stop()
     assert expired == ["handling a batch"]
-    poll_interval_s = consumer_config(Settings(), group_id="g")["max.poll.interval.ms"] / 1000
-    assert poll_interval_s > HANDLING_DEADLINE_S, "or the consumer leaves its group first"
+    for deadline_s in (240.0, 900.0):
+        settings = Settings(handling_deadline_s=deadline_s)
+        poll_interval_s = consumer_config(settings, group_id="g")["max.poll.interval.ms"] / 1000
+        assert poll_interval_s > deadline_s, "or the consumer leaves its group first"
+
+
+def test_a_stage_may_take_fewer_records_a_poll_than_the_setting() -> None:
+    """The chain-writer takes one root a transaction: a root waits for its confirmations, and a
+    poll batch of 32 would put all those waits under one handling deadline."""
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="t", handling_deadline_s=600)
+    for poll_batch, expected in ((None, settings.poll_batch), (1, 1)):
+        stage = StageRunner(
+            FakeHandler(batched=False), settings, service="chain-writer", poll_batch=poll_batch
+        )
+        stage.loop.close()
+        stage.deliveries.close()
+        assert stage.max_batch == expected
+        assert stage.handling.deadline_s == 600
