@@ -135,6 +135,8 @@ class MessageProcessor:
                 out.extend(self._dead_letter([(message, event)], exc))
                 continue
             decoded.append((message, event))
+        if isinstance(self.handler, Prefetching):  # never raises; only saves requests
+            self.handler.prefetch([event for _, event in decoded])
         groups = [decoded] if self.handler.batched else [[item] for item in decoded]
         for group in groups:
             if group:
@@ -464,15 +466,6 @@ class StageRunner:
         self.flush()
         self.deliveries.forget((p.topic, p.partition) for p in partitions)
 
-    def _prefetch(self, messages: list[Incoming]) -> None:
-        if not isinstance(self.handler, Prefetching):
-            return
-        events = []
-        for message in messages:
-            with contextlib.suppress(Poison):  # the processor dead-letters it
-                events.append(codec.decode(message.value, self.handler.consumes))
-        self.handler.prefetch(events)
-
     def flush(self) -> None:
         """Process the pending messages and commit their output and offsets in one transaction;
         records whose delivery ended a process before go one at a time (deliveries.py)."""
@@ -508,7 +501,6 @@ class StageRunner:
             outgoing = self.processor.give_up(records[0], deliveries=deliveries - 1)
         else:
             with self.handling.guard("handling a batch"):
-                self._prefetch(records)
                 outgoing = self.processor.process(records)
         self.running.settle()
         self.status_producer.flush(30)

@@ -471,3 +471,19 @@ def test_a_dead_letter_whose_copied_headers_are_too_large_drops_them_too() -> No
     assert letter.key == b"k" * 4096
     assert headers_of(letter)["kafka_dlt-original-offset"] == "1"
     assert "too short" in headers_of(letter)["kafka_dlt-exception-message"]
+
+
+class PrefetchingHandler(FakeHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefetched: list[list[str]] = []
+
+    def prefetch(self, events: Sequence[JobRequested]) -> None:
+        self.prefetched.append([event.job_id for event in events])
+
+
+def test_a_prefetching_handler_gets_the_batch_it_will_handle_once_decoded() -> None:
+    handler = PrefetchingHandler()
+    Harness(handler).process(message_of("a", 1), message(b"junk", offset=2), message_of("b", 3))
+    assert handler.prefetched == [["a", "b"]]  # the undecodable record is dead-lettered instead
+    assert handler.calls == [["a"], ["b"]]
