@@ -20,10 +20,10 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from anchorline.settings import Settings
 from anchorline.stream import headers
 from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
+from anchorline.stream.topics import Place, place_of
 
 log = logging.getLogger(__name__)
 
-Place = tuple[str, int]
 # A record may be due a little later than its timestamp plus the longest rung: it was written
 # by another process, whose clock may run ahead of the broker's.
 CLOCK_LEEWAY_S = 600.0
@@ -60,7 +60,7 @@ def split_due(
     ready: list[Message] = []
     holds: dict[Place, Hold] = {}
     for message in messages:
-        place = (message.topic() or "", message.partition() or 0)
+        place = place_of(message)
         if place in held or place in holds:
             continue  # behind a held message: it is fetched again after the resume
         due = due_of(message, max_wait_s=max_wait_s)

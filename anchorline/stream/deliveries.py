@@ -21,11 +21,11 @@ from anchorline.errors import BadInput, IncompleteRead
 from anchorline.settings import Settings
 from anchorline.stream.kafka import producer_config
 from anchorline.stream.topic_reader import read_to_end
+from anchorline.stream.topics import Place
 from anchorline.untrusted import parse_json
 
 log = logging.getLogger(__name__)
 
-Place = tuple[str, int]
 FLUSH_S = 10.0
 
 

@@ -16,6 +16,7 @@ from anchorline.settings import Settings
 from anchorline.stream.consume import take
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import consumer_config, producer_config, transactional_id
+from anchorline.stream.topics import place_of
 from anchorline.stream.watchdog import Watchdog, exit_hung, exit_left_group
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class ExactlyOnce:
     def _rewind(self, batch: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}
         for message in batch:
-            place = (message.topic() or "", message.partition() or 0)
+            place = place_of(message)
             first[place] = min(first.get(place, message.offset() or 0), message.offset() or 0)
         for (topic, partition), offset in first.items():
             try:
@@ -164,7 +165,7 @@ def _until_done(call: Callable[[], Any]) -> None:
 def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
     last: dict[tuple[str, int], int] = {}
     for message in batch:
-        place = (message.topic() or "", message.partition() or 0)
+        place = place_of(message)
         last[place] = max(last.get(place, -1), message.offset() or 0)
     return [
         TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()

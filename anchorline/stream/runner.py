@@ -31,13 +31,13 @@ from anchorline.events import (
 from anchorline.settings import Settings
 from anchorline.stream import codec, headers
 from anchorline.stream.delay import DelayForwarder
-from anchorline.stream.deliveries import DeliveryLog, Place
+from anchorline.stream.deliveries import DeliveryLog
 from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
 from anchorline.stream.running import RunningStatuses
 from anchorline.stream.stage import Closing, Prefetching, StageHandler
-from anchorline.stream.topics import Topics, key_of
+from anchorline.stream.topics import Place, Topics, key_of, place_of
 from anchorline.stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -326,15 +326,11 @@ class MessageProcessor:
         )
 
 
-def _place(message: Message) -> Place:
-    return (message.topic() or "", message.partition() or 0)
-
-
 def _heads(batch: list[Message]) -> dict[Place, int]:
     """Where each partition's part of the batch starts."""
     heads: dict[Place, int] = {}
     for message in batch:
-        heads.setdefault(_place(message), message.offset() or 0)
+        heads.setdefault(place_of(message), message.offset() or 0)
     return heads
 
 
@@ -473,14 +469,14 @@ class StageRunner:
             return
         batch, self.pending = self.pending, []
         counts = self.deliveries.begin(_heads(batch))
-        again = [message for message in batch if counts[_place(message)] > 1]
-        fresh = [message for message in batch if counts[_place(message)] == 1]
+        again = [message for message in batch if counts[place_of(message)] > 1]
+        fresh = [message for message in batch if counts[place_of(message)] == 1]
         if fresh and not self._handle(fresh):
             self._rolled_back(counts, again)
             return
         started: set[Place] = set()
         for index, message in enumerate(again):
-            place = _place(message)
+            place = place_of(message)
             if place in started:
                 counts.update(self.deliveries.begin({place: message.offset() or 0}))
             started.add(place)

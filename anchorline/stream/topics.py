@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from anchorline.events import (
     AnchorRequested,
@@ -12,6 +13,16 @@ from anchorline.events import (
     ProveRequested,
     Stage,
 )
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message
+
+Place = tuple[str, int]
+"""A topic and one of its partitions."""
+
+
+def place_of(message: Message) -> Place:
+    return (message.topic() or "", message.partition() or 0)
 
 
 @dataclass(frozen=True)

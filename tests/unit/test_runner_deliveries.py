@@ -12,11 +12,11 @@ from test_runner import SUBMITTED, FakeHandler
 from anchorline.events import JobKind, JobRequested, StageState
 from anchorline.settings import Settings
 from anchorline.stream import codec
-from anchorline.stream.deliveries import DeliveryCounter, Place
+from anchorline.stream.deliveries import DeliveryCounter
 from anchorline.stream.exactly_once import Outgoing
 from anchorline.stream.kafka import consumer_config
 from anchorline.stream.runner import StageRunner
-from anchorline.stream.topics import Topics
+from anchorline.stream.topics import Place, Topics
 from anchorline.stream.watchdog import Watchdog
 
 TOPIC = Topics("t").jobs_requested
