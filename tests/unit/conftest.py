@@ -14,7 +14,9 @@ from sqlalchemy.engine import Engine
 
 from anchorline.events import JobKind, JobStatus, Stage, StageState
 from anchorline.proof.manifest import canonical_bytes, sha256_hex, sign_eip191
+from anchorline.store.blobstore import FileBlobStore
 from anchorline.store.migrate import upgrade
+from anchorline_gateway.publisher import MemoryPublisher
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -104,3 +106,14 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def publisher() -> MemoryPublisher:
+    """The gateway's Kafka port, in memory: what the routes published."""
+    return MemoryPublisher()
+
+
+@pytest.fixture
+def blobs(tmp_path: Path) -> FileBlobStore:
+    return FileBlobStore(tmp_path / "blobs")

@@ -26,14 +26,6 @@ MakeStatus = Callable[..., JobStatus]
 At = Callable[[float], datetime]
 
 
-@pytest.fixture
-def publisher() -> MemoryPublisher:
-    return MemoryPublisher()
-
-
-@pytest.fixture
-def blobs(tmp_path: Path) -> FileBlobStore:
-    return FileBlobStore(tmp_path / "blobs")
 
 
 @pytest.fixture

@@ -23,10 +23,6 @@ A = {"Authorization": "Bearer key-a"}
 B = {"X-API-Key": "key-b"}
 
 
-@pytest.fixture
-def publisher() -> MemoryPublisher:
-    return MemoryPublisher()
-
 
 @pytest.fixture
 def client(tmp_path: Path, publisher: MemoryPublisher, engine: Engine) -> Iterator[TestClient]:

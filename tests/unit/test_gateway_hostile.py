@@ -35,14 +35,6 @@ from anchorline_projector.store import SqlJobStore
 SMALL = Limits(job_body_bytes=4096, batch_body_bytes=8192, blob_bytes=1000)
 
 
-@pytest.fixture
-def publisher() -> MemoryPublisher:
-    return MemoryPublisher()
-
-
-@pytest.fixture
-def blobs(tmp_path: Path) -> FileBlobStore:
-    return FileBlobStore(tmp_path / "blobs")
 
 
 @pytest.fixture

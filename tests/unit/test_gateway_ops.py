@@ -19,11 +19,6 @@ from anchorline_projector.store import SqlJobStore
 
 
 @pytest.fixture
-def publisher() -> MemoryPublisher:
-    return MemoryPublisher()
-
-
-@pytest.fixture
 def client(tmp_path: Path, publisher: MemoryPublisher, engine: Engine) -> Iterator[TestClient]:
     gateway = Gateway(FileBlobStore(tmp_path / "blobs"), publisher, SqlJobReader(engine))
     with TestClient(create_app(gateway)) as client:

@@ -29,10 +29,6 @@ with warnings.catch_warnings():
 SignManifest = Callable[..., Any]
 
 
-@pytest.fixture
-def publisher() -> MemoryPublisher:
-    return MemoryPublisher()
-
 
 @pytest.fixture
 def client(tmp_path: Path, publisher: MemoryPublisher, engine: Engine) -> Iterator[TestClient]:
