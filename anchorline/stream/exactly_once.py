@@ -95,15 +95,21 @@ class ExactlyOnce:
             return True
         except KafkaException as exc:
             error = exc.args[0]
-            if error.fatal() and error.code() in FENCED:
+            if not _fenced(error) and not error.txn_requires_abort():
+                raise
+            if not _fenced(error):
+                log.warning("transaction aborted (%s); rewinding the batch", error)
+                try:
+                    _until_done(lambda: self.producer.abort_transaction(self.deadline_s))
+                except KafkaException as abort_exc:
+                    # The broker came back having fenced us while we aborted: the coordinator
+                    # has aborted the transaction itself.
+                    error = abort_exc.args[0]
+                    if not _fenced(error):
+                        raise
+            if _fenced(error):
                 log.warning("producer fenced (%s); a new one runs the batch again", error)
                 self._replace_producer()
-                self._rewind(batch)
-                return False
-            if not error.txn_requires_abort():
-                raise
-            log.warning("transaction aborted (%s); rewinding the batch", error)
-            _until_done(lambda: self.producer.abort_transaction(self.deadline_s))
             self._rewind(batch)
             return False
 
@@ -145,6 +151,10 @@ class ExactlyOnce:
     def close(self) -> None:
         self.consumer.close()
         self.watchdog.stop()  # its thread holds this loop, and so the producer, alive
+
+
+def _fenced(error: KafkaError) -> bool:
+    return bool(error.fatal()) and error.code() in FENCED
 
 
 def _until_done(call: Callable[[], Any]) -> None:

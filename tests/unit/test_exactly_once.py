@@ -4,7 +4,7 @@ import os
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from anchorline.settings import Settings
 from anchorline.stream.exactly_once import ExactlyOnce
@@ -56,3 +56,114 @@ def test_other_consumer_errors_are_logged_and_polling_goes_on(
 ) -> None:
     monkeypatch.setattr(os, "_exit", exits)
     assert loop_seeing(KafkaError._TRANSPORT).poll(limit=10, timeout=0.1) == []
+
+
+class Record:
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class SeekingConsumer:
+    def __init__(self) -> None:
+        self.seeks: list[tuple[str, int, int]] = []
+
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+    def seek(self, place: Any) -> None:
+        self.seeks.append((place.topic, place.partition, place.offset))
+
+    def close(self) -> None:
+        pass
+
+
+class FailingProducer:
+    """A producer whose commit fails as `on_commit` says, and whose abort fails as `on_abort`."""
+
+    def __init__(self, on_commit: KafkaError, on_abort: KafkaError | None = None) -> None:
+        self.on_commit, self.on_abort = on_commit, on_abort
+        self.aborts = 0
+
+    def begin_transaction(self) -> None:
+        pass
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def send_offsets_to_transaction(self, *args: Any) -> None:
+        pass
+
+    def commit_transaction(self, *args: Any) -> None:
+        raise KafkaException(self.on_commit)
+
+    def abort_transaction(self, *args: Any) -> None:
+        self.aborts += 1
+        if self.on_abort is not None:
+            raise KafkaException(self.on_abort)
+
+    def purge(self) -> None:
+        pass
+
+
+class NewProducer:
+    def __init__(self) -> None:
+        self.initialised = False
+
+    def init_transactions(self, *args: Any) -> None:
+        self.initialised = True
+
+
+ABORTABLE = KafkaError(KafkaError._TIMED_OUT, "timed out", txn_requires_abort=True)
+FENCED = KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True)
+
+
+def loop_with(producer: FailingProducer, monkeypatch: pytest.MonkeyPatch) -> ExactlyOnce:
+    loop = ExactlyOnce(Settings(kafka_bootstrap="127.0.0.1:1"), group_id="g", service="prover")
+    loop.consumer.close()
+    loop.consumer = SeekingConsumer()  # type: ignore[assignment]
+    loop.producer = producer  # type: ignore[assignment]
+    monkeypatch.setattr(loop, "_new_producer", NewProducer)
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("on_commit", "on_abort", "replaced"),
+    [
+        (ABORTABLE, None, False),  # aborted and rewound, same producer
+        (FENCED, None, True),  # fenced at commit: a new producer
+        (ABORTABLE, FENCED, True),  # fenced while aborting (the broker came back): a new one
+    ],
+    ids=["abortable", "fenced", "fenced-while-aborting"],
+)
+def test_a_failed_commit_rewinds_the_batch_and_replaces_a_fenced_producer(
+    on_commit: KafkaError, on_abort: KafkaError | None, replaced: bool, monkeypatch
+) -> None:
+    failing = FailingProducer(on_commit, on_abort)
+    loop = loop_with(failing, monkeypatch)
+    try:
+        assert loop.commit([Record(7), Record(8)], []) is False
+        assert loop.consumer.seeks == [("t", 0, 7)]  # type: ignore[attr-defined]
+        assert (loop.producer is not failing) is replaced
+        if replaced:
+            assert loop.producer.initialised  # type: ignore[attr-defined]
+    finally:
+        loop.watchdog.stop()
+
+
+def test_an_error_that_is_neither_abortable_nor_fencing_is_raised(monkeypatch) -> None:
+    other = KafkaError(KafkaError._STATE, "not in a transaction", fatal=True)
+    loop = loop_with(FailingProducer(other), monkeypatch)
+    try:
+        with pytest.raises(KafkaException):
+            loop.commit([Record(1)], [])
+    finally:
+        loop.watchdog.stop()
