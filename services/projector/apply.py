@@ -24,6 +24,7 @@ TERMINAL = frozenset({"succeeded", "failed", "dead"})
 MAX_ID = 64  # the width of the jobs table's id columns
 # A stage's result is one Kafka record (about 1 MB at most) and a few levels deep.
 MAX_RESULT_BYTES = 1 << 20
+FREE_TEXT = ("error", "error_class", "note")
 LONGEST = {"tenant": MAX_TENANT, "error_class": 128, "content_sha256": 66}  # column widths
 
 
@@ -81,7 +82,18 @@ def check_status(event: JobStatus) -> JobStatus:
             result_of(event.result)
         except BadInput as exc:
             raise Poison(str(exc)) from exc
-    return event
+    return _storable(event)
+
+
+def _storable(event: JobStatus) -> JobStatus:
+    """The event with NUL characters in its free text (a reason quoting hostile input) written
+    out as `\\x00`: PostgreSQL's text columns cannot hold NUL, and the job must still end."""
+    free = {
+        name: value.replace("\x00", "\\x00")
+        for name in FREE_TEXT
+        if (value := getattr(event, name)) is not None and "\x00" in value
+    }
+    return replace(event, **free) if free else event
 
 
 def _within(name: str, value: int, low: int, high: int) -> None:

@@ -7,7 +7,7 @@ import threading
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from anchorline.errors import Poison
 from anchorline.events import JobStatus
@@ -62,13 +62,9 @@ class Projector:
         events = [event for _, event in decoded if event is not None]
         source = {event.event_id: message for message, event in decoded if event is not None}
         delay = 0.5
-        refused: list[tuple[JobStatus, Poison]] = []
         while not stop.is_set():
-            refused.clear()
             try:
-                self.store.apply_batch(events, refuse=lambda *forged: refused.append(forged))
-                for event, exc in refused:
-                    self._dead_letter(source[event.event_id], exc)
+                self._store(events, source)
                 self.dead_letters.flush(30)
                 return True
             except SQLAlchemyError as exc:
@@ -76,6 +72,22 @@ class Projector:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
         return False
+
+    def _store(self, events: list[JobStatus], source: dict[str, Message]) -> None:
+        """Apply `events`; one the database refuses for its values (not for being away) is
+        dead-lettered alone, and the rest applied without it."""
+        refused: list[tuple[JobStatus, Poison]] = []
+        try:
+            self.store.apply_batch(events, refuse=lambda *forged: refused.append(forged))
+        except DataError as exc:
+            if len(events) == 1:
+                self._dead_letter(source[events[0].event_id], Poison(_first_line(exc)))
+                return
+            for event in events:  # in order: each event sees the rows the earlier ones left
+                self._store([event], source)
+            return
+        for event, reason in refused:
+            self._dead_letter(source[event.event_id], reason)
 
     def _decode(self, message: Message) -> JobStatus | None:
         try:
@@ -99,6 +111,11 @@ class Projector:
         self.dead_letters.produce(
             letter.topic, key=letter.key, value=letter.value, headers=letter.headers
         )
+
+
+def _first_line(exc: DataError) -> str:
+    """What the database said, without the statement and its parameters."""
+    return f"the job store refuses this status: {str(exc.orig).splitlines()[0]}"
 
 
 def _usable(message: Message) -> bool:

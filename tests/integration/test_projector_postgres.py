@@ -213,3 +213,33 @@ def test_forged_statuses_are_dead_lettered_and_leave_the_job_alone(
     assert b"generation must be from 0 to 1000000, not -1" in reasons[1]
     assert state_of(engine, victim.job_id) == "succeeded"
     assert state_of(engine, phantom.job_id) is None
+
+
+def test_statuses_postgres_cannot_store_are_dead_lettered_and_the_rest_applied(
+    settings: Settings, engine: sa.Engine, running
+) -> None:
+    """PostgreSQL's text columns refuse NUL: a reason quoting hostile input still ends its job
+    (the NUL written out), and a status whose other text carries one is dead-lettered alone."""
+    in_error, in_hash = (JobRef(new_id(), JobKind.VERIFY, submitted_at=utcnow()) for _ in "ab")
+    fine = JobRef(new_id(), JobKind.VERIFY, submitted_at=utcnow())
+    publish(
+        settings,
+        in_error.status(Stage.VERIFY, StageState.FAILED, error="bad\x00byte"),
+        replace(in_hash, content_sha256="ab\x00cd").status(Stage.VERIFY, StageState.QUEUED),
+        fine.status(Stage.VERIFY, StageState.SUCCEEDED, result='{"status": "OK"}'),
+    )
+    running(Projector(settings, SqlJobStore(engine)).run)
+
+    letters = read_topic(
+        settings, settings.topics.dead_letter(settings.topics.job_status), until=lambda m: bool(m)
+    )
+    reason = dict(letters[0].headers())[headers.EXCEPTION_MESSAGE]
+    assert b"cannot contain NUL" in reason
+    wait_for(lambda: state_of(engine, fine.job_id) == "succeeded")
+    wait_for(lambda: state_of(engine, in_error.job_id) == "failed")
+    with engine.connect() as connection:
+        error = connection.execute(
+            sa.select(jobs.c.error).where(jobs.c.job_id == in_error.job_id)
+        ).scalar()
+    assert error == "bad\\x00byte"
+    assert state_of(engine, in_hash.job_id) is None
