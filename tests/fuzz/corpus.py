@@ -168,6 +168,7 @@ def hostile_anchors(draw: st.DrawFn, context: Context) -> Maker:
         st.one_of(
             st.text(max_size=80).filter(lambda text: len(text.removeprefix("0x")) != 64),
             st.just("0x" + "zz" * 32),
+            st.just("0x\x00"),  # quoted in the failure's reason: PostgreSQL's text refuses NUL
         )
     )
 
