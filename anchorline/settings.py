@@ -61,7 +61,7 @@ class Settings:
     breaker_cooldown_s: float = 30.0
     batch_max_jobs: int = 1000
     batch_max_wait_s: float = 2.0
-    poll_batch: int = 32
+    poll_batch: int = 128  # a transaction's worth under load: see README, Tuning knobs
     running_status_after_s: float = 0.1  # a job in hand this long (or reporting progress) shows
     concurrency: int = 1
     verifier_processes: int = 0  # `anchorline up`'s verifiers; 0 = one a CPU that splits evenly

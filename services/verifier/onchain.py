@@ -17,6 +17,8 @@ from anchorline.untrusted import parse_json
 
 ZERO_ADDRESS = "0x" + "00" * 20
 MAX_ANSWER_BYTES = 64 * 1024  # per call: an address, a number and a manifest URI, ABI-encoded
+# Calls in one JSON-RPC batch request: hosted nodes refuse larger batches (100 is a common cap).
+MAX_BATCH_CALLS = 50
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,15 @@ class RpcContentRegistry:
         return self._registration(answer)
 
     def lookup_many(self, content_hashes: Sequence[bytes]) -> dict[bytes, Registration]:
-        """Many lookups in one JSON-RPC batch request. A hash whose answer is missing or bad is
-        left out (its job looks it up alone); Retryable if the request itself fails."""
-        if not content_hashes:
-            return {}
+        """Many lookups in JSON-RPC batch requests of up to MAX_BATCH_CALLS. A hash whose
+        answer is missing or bad is left out (its job looks it up alone); Retryable if a
+        request itself fails."""
+        found: dict[bytes, Registration] = {}
+        for start in range(0, len(content_hashes), MAX_BATCH_CALLS):
+            found |= self._lookup_batch(content_hashes[start : start + MAX_BATCH_CALLS])
+        return found
+
+    def _lookup_batch(self, content_hashes: Sequence[bytes]) -> dict[bytes, Registration]:
         calls = [self._call(index, value) for index, value in enumerate(content_hashes)]
         try:
             response = self.client.post(self.rpc_url, json=calls)

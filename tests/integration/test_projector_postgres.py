@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -9,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from confluent_kafka import Consumer, TopicPartition
 from kafka_helpers import publish, read_topic, wait_for
 
 from anchorline.cli.main import main
@@ -18,6 +20,7 @@ from anchorline.settings import Settings
 from anchorline.store.db import job_events, jobs, make_engine
 from anchorline.store.migrate import upgrade
 from anchorline.stream import headers
+from anchorline.stream.kafka import client_config
 from anchorline_projector.service import Projector
 from anchorline_projector.store import SqlJobStore
 
@@ -243,3 +246,36 @@ def test_statuses_postgres_cannot_store_are_dead_lettered_and_the_rest_applied(
         ).scalar()
     assert error == "bad\\x00byte"
     assert state_of(engine, in_hash.job_id) is None
+
+
+def test_a_stopped_projector_has_committed_every_applied_status(
+    settings: Settings, engine: sa.Engine
+) -> None:
+    """Commits do not wait for the broker while it runs; stopping does, for all applied."""
+    refs = [JobRef(new_id(), JobKind.VERIFY, submitted_at=utcnow()) for _ in range(30)]
+    publish(settings, *[ref.status(Stage.VERIFY, StageState.SUCCEEDED) for ref in refs])
+    stop = threading.Event()
+    projector = threading.Thread(target=Projector(settings, SqlJobStore(engine)).run, args=(stop,))
+    projector.start()
+
+    def all_applied() -> bool:
+        with engine.connect() as connection:
+            count = connection.execute(sa.select(sa.func.count()).select_from(jobs)).scalar_one()
+        return bool(count == len(refs))
+
+    try:
+        wait_for(all_applied)
+    finally:
+        stop.set()
+        projector.join(30)
+    consumer = Consumer(client_config(settings) | {"group.id": "anchorline-projector"})
+    try:
+        partitions = [
+            TopicPartition(settings.topics.job_status, p) for p in range(settings.partitions)
+        ]
+        committed = consumer.committed(partitions, timeout=30)
+        ends = [consumer.get_watermark_offsets(p, timeout=30)[1] for p in partitions]
+    finally:
+        consumer.close()
+    assert [p.offset if p.offset >= 0 else 0 for p in committed] == ends
+    assert sum(ends) == len(refs)

@@ -548,6 +548,10 @@ def test_a_batch_is_accepted_whole(
     assert [r.job_id for r in requests] == [job["job_id"] for job in accepted]
     assert [q.job_id for q in queued] == [job["job_id"] for job in accepted]
     assert [r.content_uri for r in requests] == [item["content_uri"] for item in items]
+    for job in accepted:
+        assert job["status_url"] == f"/v1/jobs/{job['job_id']}"
+        status = client.get(job["status_url"])  # the job route answers (not the router's 404)
+        assert status.status_code == 200 or f"no job {job['job_id']}" in status.text
 
 
 def test_a_batch_with_a_bad_item_is_refused_whole(

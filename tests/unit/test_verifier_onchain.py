@@ -9,7 +9,7 @@ import pytest
 from eth_abi import encode as abi_encode
 
 from anchorline.errors import Retryable
-from anchorline_verifier.onchain import RpcContentRegistry
+from anchorline_verifier.onchain import MAX_BATCH_CALLS, RpcContentRegistry
 
 REGISTRY = "0x" + "22" * 20
 CREATOR = "0x" + "33" * 20
@@ -49,3 +49,28 @@ def test_an_answer_that_is_not_a_batch_is_retryable(answer: object) -> None:
     registry = registry_answering(answer)
     with pytest.raises(Retryable, match="registry lookup failed"):
         registry.lookup_many([b"\x01" * 32])
+
+
+def test_a_long_lookup_goes_in_batches_a_hosted_node_accepts() -> None:
+    sizes: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls = json.loads(request.content)
+        sizes.append(len(calls))
+        found = [
+            {"jsonrpc": "2.0", "id": call["id"], "result": encoded(CREATOR, 9, "ipfs://a")}
+            for call in calls
+        ]
+        return httpx.Response(200, content=json.dumps(found))
+
+    registry = RpcContentRegistry("http://node.invalid", REGISTRY)
+    registry.client = httpx.Client(transport=httpx.MockTransport(answer))
+    hashes = [index.to_bytes(32, "big") for index in range(2 * MAX_BATCH_CALLS + 3)]
+    found = registry.lookup_many(hashes)
+    assert sizes == [MAX_BATCH_CALLS, MAX_BATCH_CALLS, 3]
+    assert sorted(found) == sorted(hashes)
+
+
+def test_no_hashes_no_request() -> None:
+    registry = registry_answering("never asked")
+    assert registry.lookup_many([]) == {}
