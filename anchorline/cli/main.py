@@ -9,12 +9,15 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
 
 from anchorline.cli import dlq as dlq_cli
+from anchorline.cli import jobs as jobs_cli
+from anchorline.cli import keys as keys_cli
+from anchorline.cli import sign as sign_cli
+from anchorline.cli.client import GatewayError
 from anchorline.errors import ConfigurationError, IncompleteRead
 from anchorline.settings import Settings
 
@@ -82,26 +85,48 @@ def run_service(service: str, settings: Settings) -> int:
     return 1 if failed.is_set() else 0
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("anchorline")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+UP_TEXT = (
+    "Start a Kafka broker, anvil and every service on this machine, each service as its own "
+    "process (restarted if it dies), with the registry contract deployed, the topics created "
+    "and the jobs database migrated. Ports and places come from ANCHORLINE_* settings "
+    "(KAFKA_BOOTSTRAP, RPC_URL, HTTP_PORT, STATE_DIR, DATABASE_URL); `up` refuses to start "
+    "when a port it needs is taken. Ctrl-C stops everything in order."
+)
+RUN_TEXT = (
+    "Run one service in the foreground with the ANCHORLINE_* settings of this environment "
+    "(ANCHORLINE_CONCURRENCY workers in one consumer group). SIGTERM drains and commits."
+)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="anchorline", description=__doc__)
-    commands = root.add_subparsers(dest="command", required=True)
-    up_cli = commands.add_parser("up", help="start Kafka, anvil and every service locally")
+    root.add_argument("--version", action="version", version=f"anchorline {version()}")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up_cli = commands.add_parser(
+        "up", help="start Kafka, anvil and every service locally", description=UP_TEXT
+    )
     up_cli.add_argument(
         "--secure",
         action="store_true",
         help="SASL/SCRAM and ACLs on the broker, each service logged in as its own principal",
     )
-    run = commands.add_parser("run", help="run one service in the foreground")
-    run.add_argument("service", choices=SERVICES)
+    run = commands.add_parser("run", help="run one service in the foreground", description=RUN_TEXT)
+    run.add_argument("service", choices=SERVICES, help="the service to run")
     setup = commands.add_parser("setup", help="install the Kafka jars and anvil (and PostgreSQL)")
     setup.add_argument("--postgres", action="store_true", help="also install PostgreSQL")
-    sign = commands.add_parser("sign", help="write a manifest for a file and sign it")
-    sign.add_argument("file", type=Path)
-    sign.add_argument("--key", help="creator's private key (default: a new random key)")
-    sign.add_argument("--out", type=Path, default=Path("."), help="folder for manifest.json/.sig")
-    sign.add_argument(
-        "--scheme", choices=("eip191", "eip712"), default="eip191", help="signature scheme"
-    )
+    sign_cli.add_parser(commands)
+    keys_cli.add_parser(commands)
+    jobs_cli.add_parser(commands)
     dlq_cli.add_parser(commands)
     from anchorline.cli import receipt as receipt_cli
 
@@ -136,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigurationError, OSError) as exc:
         print(f"anchorline: {exc}", file=sys.stderr)
         return 2
-    except IncompleteRead as exc:
+    except (IncompleteRead, GatewayError) as exc:
         print(f"anchorline: {exc}", file=sys.stderr)
         return 1
     except KafkaException as exc:
@@ -157,11 +182,11 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         install(postgres=args.postgres)
     elif args.command == "sign":
-        from anchorline.proof.manifest import write_signed
-
-        creator = write_signed(args.file, key=args.key, out=args.out, scheme=args.scheme)
-        print(f"signed by {creator}: {args.out / 'manifest.json'} {args.out / 'manifest.sig'}")
-        print(f"submit it with signature_scheme={args.scheme}")
+        return sign_cli.run(args, settings)
+    elif args.command == "keys":
+        return keys_cli.run(args)
+    elif args.command in ("submit", "jobs"):
+        return jobs_cli.run(args, settings)
     elif args.command == "dlq":
         return dlq_cli.run(args, settings)
     elif args.command == "receipt":
