@@ -13,10 +13,14 @@ from contextlib import ExitStack
 from dataclasses import replace
 from urllib.parse import urlparse
 
+import httpx
+
 from anchorline.cli.credentials import Logins, provision
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.kafka_sasl import ADMIN_USER, BROKER_USER
+from anchorline.infra.ports import port_taken
+from anchorline.infra.process import PortTaken
 from anchorline.proof.registry import deploy_registry
 from anchorline.settings import Settings
 from anchorline.store.db import make_engine
@@ -27,6 +31,47 @@ from anchorline.stream.kafka import ensure_topics
 log = logging.getLogger(__name__)
 SERVICES = ("projector", "verifier", "prover", "chain-writer", "gateway")
 RESTART_DELAY_S = 2.0
+GATEWAY_START_TIMEOUT_S = 120.0
+
+
+def needed_ports(settings: Settings) -> list[tuple[int, str, str]]:
+    """(port, what listens there, the setting that chooses it) of everything `up` starts."""
+    return [
+        (int(settings.kafka_bootstrap.rsplit(":", 1)[1]), "Kafka", "KAFKA_BOOTSTRAP"),
+        (settings.kafka_controller_port, "the Kafka controller", "KAFKA_CONTROLLER_PORT"),
+        (urlparse(settings.rpc_url).port or 8545, "anvil", "RPC_URL"),
+        (settings.http_port, "the gateway", "HTTP_PORT"),
+    ]
+
+
+def check_ports(settings: Settings) -> None:
+    """Refuse to start when a port is taken (by another `up`, say), naming each and its setting:
+    a broker found there would pass for ours."""
+    taken = [
+        f"port {port} ({what}, ANCHORLINE_{setting})"
+        for port, what, setting in needed_ports(settings)
+        if port_taken(port, host="127.0.0.1")
+        or (setting == "HTTP_PORT" and port_taken(port, host=settings.http_host))
+    ]
+    if taken:
+        raise PortTaken(
+            f"{' and '.join(taken)} {'is' if len(taken) == 1 else 'are'} taken, by another "
+            "`anchorline up` or another program: stop it, or choose free ports with those settings"
+        )
+
+
+def wait_for_gateway(url: str, stop: threading.Event, *, timeout: float) -> bool:
+    """Whether the gateway answered /healthz before `timeout` (False if `stop` came first)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as client:
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                if client.get(f"{url}/healthz").status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass
+            stop.wait(0.2)
+    return False
 
 
 def prepare(settings: Settings) -> Settings:
@@ -117,6 +162,7 @@ def secure(settings: Settings, logins: Logins) -> dict[str, Settings]:
 def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> None:
     """Everything on this machine until `stop`; `secured`: SASL/SCRAM and ACLs on the broker,
     and each service logged in as its own principal."""
+    check_ports(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     kafka_port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
     rpc_port = urlparse(settings.rpc_url).port or 8545
@@ -147,7 +193,11 @@ def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> N
         threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()
         print(f"registry contract {settings.registry_address} on chain {chain.url}", flush=True)
         print(f"jobs database {settings.db_url}", flush=True)
-        print(f"gateway listening on http://{settings.http_host}:{settings.http_port}", flush=True)
-        print("press Ctrl-C to stop", flush=True)
+        gateway = f"http://{settings.http_host}:{settings.http_port}"
+        if wait_for_gateway(gateway, stop, timeout=GATEWAY_START_TIMEOUT_S):
+            print(f"gateway listening on {gateway}", flush=True)
+            print("press Ctrl-C to stop", flush=True)
+        elif not stop.is_set():
+            print(f"the gateway does not answer on {gateway} yet; its log is above", flush=True)
         stop.wait()
         print("stopping …", flush=True)

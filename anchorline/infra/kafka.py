@@ -88,6 +88,9 @@ class KafkaBroker(LocalServer):
         """Format the storage on first use, launch the JVM and wait until it serves metadata."""
         super().start(timeout=timeout)
 
+    def _ports(self) -> list[int]:
+        return [self.port, self.controller_port]
+
     def _prepare(self) -> None:
         self._write_config()
         if not (self.state_dir / "data" / "meta.properties").exists():
@@ -160,10 +163,20 @@ class KafkaBroker(LocalServer):
             if remaining <= 0:
                 raise RuntimeError(f"Kafka on {self.bootstrap} not ready\n{self._log_tail()}")
             try:
-                admin.list_topics(timeout=min(remaining, 5.0))
-                return
+                metadata = admin.list_topics(timeout=min(remaining, 5.0))
             except KafkaException:  # the broker is up but not yet unfenced
                 time.sleep(0.2)
+                continue
+            self._check_cluster(metadata.cluster_id)
+            return
+
+    def _check_cluster(self, answered: str | None) -> None:
+        """The broker that answered is this one (its storage's cluster), not another's."""
+        ours = _stored_cluster_id(self.state_dir / "data" / "meta.properties")
+        if ours and answered != ours:
+            raise RuntimeError(
+                f"another Kafka cluster ({answered}) answers on {self.bootstrap}, not ours ({ours})"
+            )
 
 
 def _server_properties(broker: KafkaBroker) -> str:
@@ -202,6 +215,16 @@ def _server_properties(broker: KafkaBroker) -> str:
     if broker.security:
         settings |= broker.security.server_properties(port=port, controller_port=cport)
     return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _stored_cluster_id(meta: Path) -> str:
+    if not meta.exists():
+        return ""
+    for line in meta.read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "cluster.id":
+            return value.strip()
+    return ""
 
 
 def _cluster_id() -> str:

@@ -21,15 +21,15 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """Ready: the jobs table answers and Kafka has not been reported unreachable."""
+    """Ready: the jobs table answers and the broker answers for the requests topic, now."""
     gateway = request.app.state.gateway
     problems = []
     try:
         await run_in_threadpool(gateway.reader.stats)
     except SQLAlchemyError as exc:
         problems.append(f"jobs database: {type(exc).__name__}")
-    if not gateway.publisher.healthy():
-        problems.append("kafka: every broker is down")
+    if not await run_in_threadpool(gateway.publisher.healthy):
+        problems.append("kafka: the broker does not answer for the requests topic")
     if problems:
         return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
     return JSONResponse({"status": "ready"})
