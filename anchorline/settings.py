@@ -87,6 +87,7 @@ class Settings:
     max_batch_body_bytes: int = 16 << 20
     idempotency_ttl_s: float = 24 * 3600.0  # how long an Idempotency-Key names its job
     log_level: str = "INFO"
+    log_format: str = ""  # json | text; empty: json for services, text for other commands
     # The `anchorline` command as a client of a gateway (submit, jobs, …).
     gateway_url: str = ""  # empty: http://HTTP_HOST:HTTP_PORT
     api_key: str = field(default="", repr=False)  # sent as Authorization: Bearer
@@ -102,6 +103,8 @@ class Settings:
             )
         if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_username:
             raise ConfigurationError(f"{PREFIX}KAFKA_USERNAME is needed with SASL")
+        if self.log_format not in ("", "json", "text"):
+            raise ConfigurationError(f"{PREFIX}LOG_FORMAT must be json or text")
         for name in BYTE_LIMITS:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be above 0 bytes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
@@ -16,6 +17,7 @@ from confluent_kafka import KafkaException
 from anchorline.cli import dlq as dlq_cli
 from anchorline.cli import jobs as jobs_cli
 from anchorline.cli import keys as keys_cli
+from anchorline.cli import logs
 from anchorline.cli import sign as sign_cli
 from anchorline.cli.client import GatewayError
 from anchorline.errors import ConfigurationError, IncompleteRead
@@ -40,13 +42,6 @@ def stop_on_signals(*, deadline_s: float | None = None) -> threading.Event:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     return stop
-
-
-def quiet_per_request_loggers() -> None:
-    """httpx logs every request at INFO: a line per job in the verifier. Its warnings remain,
-    and at LOG_LEVEL=DEBUG everything."""
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 BUILDERS = {
@@ -122,6 +117,12 @@ def parser() -> argparse.ArgumentParser:
     )
     run = commands.add_parser("run", help="run one service in the foreground", description=RUN_TEXT)
     run.add_argument("service", choices=SERVICES, help="the service to run")
+    for serving in (up_cli, run):
+        serving.add_argument(
+            "--log-format",
+            choices=logs.FORMATS,
+            help="json lines (the default for services) or text for people (ANCHORLINE_LOG_FORMAT)",
+        )
     setup = commands.add_parser("setup", help="install the Kafka jars and anvil (and PostgreSQL)")
     setup.add_argument("--postgres", action="store_true", help="also install PostgreSQL")
     sign_cli.add_parser(commands)
@@ -144,6 +145,19 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def setup_logging(args: argparse.Namespace, settings: Settings) -> Settings:
+    """Services (`run`, and `up` with its children) log JSON lines unless told `text`; the other
+    commands, text for people, without librdkafka's own lines unless LOG_LEVEL is DEBUG (a broker
+    that cannot be reached is one line from the command, not a line per connection attempt)."""
+    serving = args.command in ("run", "up")
+    chosen = getattr(args, "log_format", None) or settings.log_format
+    fmt = chosen or ("json" if serving else "text")
+    service = args.service if args.command == "run" else ("up" if serving else None)
+    kafka_level = None if serving or settings.log_level.upper() == "DEBUG" else "CRITICAL"
+    logs.configure(level=settings.log_level, fmt=fmt, service=service, kafka_level=kafka_level)
+    return dataclasses.replace(settings, log_format=fmt) if serving else settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -151,11 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"anchorline: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    quiet_per_request_loggers()
+    settings = setup_logging(args, settings)
     try:
         return dispatch(args, settings)
     except (ConfigurationError, OSError) as exc:

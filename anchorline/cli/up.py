@@ -84,7 +84,7 @@ def prepare(settings: Settings) -> Settings:
     if not settings.registry_address:
         address = deploy_registry(settings.rpc_url, settings.chain_private_key)
         settings = replace(settings, registry_address=address)
-        log.info("deployed AnchorRegistry at %s", address)
+        log.debug("deployed AnchorRegistry at %s", address)  # `up` prints the address
     ensure_topics(settings)
     upgrade(make_engine(settings.db_url))
     return settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from anchorline.errors import ConfigurationError
 from anchorline.infra.kafka_sasl import BrokerSecurity
 from anchorline.infra.process import LocalServer
 from anchorline.paths import INFRA_DIR
+
+KAFKA_LOG = logging.getLogger("librdkafka")
 
 KAFKA_DIR: Path = INFRA_DIR / "kafka"
 LIB_DIR: Path = KAFKA_DIR / "lib"
@@ -82,7 +85,7 @@ class KafkaBroker(LocalServer):
     def admin_config(self) -> dict[str, Any]:
         """librdkafka settings of an operator's client: the bootstrap, and a login if secured."""
         login = self.security.admin_client() if self.security else {}
-        return {"bootstrap.servers": self.bootstrap} | login
+        return {"bootstrap.servers": self.bootstrap, "logger": KAFKA_LOG} | login
 
     def start(self, *, timeout: float = 90.0) -> None:
         """Format the storage on first use, launch the JVM and wait until it serves metadata."""

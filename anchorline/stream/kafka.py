@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -12,6 +13,11 @@ from anchorline.settings import Settings
 
 POLL_INTERVAL_MARGIN_S = 60.0
 TRANSACTION_TIMEOUT_MS = 10_000
+
+
+# librdkafka's own log lines go through Python logging (confluent-kafka's `logger` key), at
+# the level librdkafka gives them, where the command's logging decides what shows.
+KAFKA_LOG = logging.getLogger("librdkafka")
 
 
 def security_config(settings: Settings) -> dict[str, Any]:
@@ -26,13 +32,18 @@ def security_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def base_config(settings: Settings) -> dict[str, Any]:
+    """What every client shares: the login, and librdkafka's lines through Python logging."""
+    return {"logger": KAFKA_LOG} | security_config(settings)
+
+
 def client_config(settings: Settings) -> dict[str, Any]:
     """Where the broker is and how to log in: all an admin client or a plain reader needs."""
-    return {"bootstrap.servers": settings.kafka_bootstrap} | security_config(settings)
+    return {"bootstrap.servers": settings.kafka_bootstrap} | base_config(settings)
 
 
 def producer_config(settings: Settings, *, transactional_id: str | None = None) -> dict[str, Any]:
-    config: dict[str, Any] = security_config(settings) | {
+    config: dict[str, Any] = base_config(settings) | {
         "bootstrap.servers": settings.kafka_bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -55,7 +66,7 @@ def max_poll_interval_ms(settings: Settings) -> int:
 
 
 def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
-    return security_config(settings) | {
+    return base_config(settings) | {
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": group_id,
         "enable.auto.commit": False,

@@ -131,7 +131,9 @@ class MessageProcessor:
                 event = check_refs(codec.decode(message.value, self.handler.consumes))
                 headers.check(message.headers)
             except Exception as exc:  # Poison, or whatever else one hostile record provokes
-                log.warning("dead-lettering %s: %.200s", _where(message), exc)
+                log.warning(
+                    "dead-lettering %s: %.200s", _where(message), exc, extra=_about(message, event)
+                )
                 out.extend(self._dead_letter([(message, event)], exc))
                 continue
             decoded.append((message, event))
@@ -153,13 +155,11 @@ class MessageProcessor:
         event = None
         with contextlib.suppress(Exception):
             event = check_refs(codec.decode(message.value, self.handler.consumes))
-        log.warning("dead-lettering %s: %s", _where(message), reason)
+        log.warning("dead-lettering %s: %s", _where(message), reason, extra=_about(message, event))
         letters = self._dead_letter([(message, event)], reason)
         return [fit(item, max_bytes=self.max_record_bytes) for item in letters]
 
-    def _run(
-        self, group: list[tuple[Incoming, Any]], *, announce: bool = True
-    ) -> list[Outgoing]:
+    def _run(self, group: list[tuple[Incoming, Any]], *, announce: bool = True) -> list[Outgoing]:
         """The group's output; if anything about it fails, each record's own, run alone, so that
         one bad record fails, retries or dies by itself and never with another job's error."""
         jobs = {
@@ -250,10 +250,18 @@ class MessageProcessor:
     def _retry_or_die(self, message: Incoming, event: Any, exc: Exception) -> list[Outgoing]:
         attempt = message.attempt
         if attempt >= self.retry.max_attempts:
-            log.warning("dead-lettering %s after %d attempts: %s", _where(message), attempt, exc)
+            log.warning(
+                "dead-lettering %s after %d attempts: %s",
+                *(_where(message), attempt, exc),
+                extra=_about(message, event),
+            )
             return self._dead_letter([(message, event)], exc)
         due = self.clock() + timedelta(seconds=self.retry.delay(attempt))
-        log.info("attempt %d of %s failed (%.200s); next at %s", attempt, _where(message), exc, due)
+        log.info(
+            "attempt %d of %s failed (%.200s); next at %s",
+            *(attempt, _where(message), exc, due),
+            extra=_about(message, event),
+        )
         retry_headers = [
             *headers.failure(exc),
             *message.origin(),
@@ -358,6 +366,14 @@ def record_size(item: Outgoing) -> int:
 
 def _where(message: Incoming) -> str:
     return f"{message.topic}[{message.partition}]@{message.offset}"
+
+
+def _about(message: Incoming, event: Any) -> dict[str, object]:
+    """A log line's job ids: the event's, else the record's key (cut: it is outside input)."""
+    ids = [ref.job_id for ref in refs_of(event)] if event is not None else []
+    if not ids and message.key:
+        ids = [message.key[:64].decode("utf-8", "replace")]
+    return {"job_id": ids[0]} if len(ids) == 1 else {"job_ids": ids}
 
 
 def incoming(message: Message) -> Incoming:

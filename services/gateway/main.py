@@ -37,6 +37,7 @@ def serve(settings: Settings) -> None:
         host=settings.http_host,
         port=settings.http_port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # the command's logging (JSON lines or text), not uvicorn's own
         # A line per request was a tenth of the event loop's time at a few hundred requests/s.
         access_log=settings.log_level.upper() == "DEBUG",
         timeout_graceful_shutdown=10,

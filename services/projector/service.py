@@ -98,7 +98,10 @@ class Projector:
 
     def _dead_letter(self, message: Message, exc: Exception) -> None:
         raw = incoming(message)
-        log.warning("dead-lettering the status at offset %s: %.200s", raw.offset, exc)
+        job = (raw.key or b"")[:64].decode("utf-8", "replace")  # a status is keyed by its job
+        log.warning(
+            "dead-lettering the status at offset %s: %.200s", raw.offset, exc, extra={"job_id": job}
+        )
         letter = fit(
             Outgoing(
                 self.topics.dead_letter(raw.topic),
