@@ -87,6 +87,7 @@ class Settings:
     max_batch_body_bytes: int = 16 << 20
     idempotency_ttl_s: float = 24 * 3600.0  # how long an Idempotency-Key names its job
     log_level: str = "INFO"
+    metrics_port: int = 0  # a worker serves /metrics here; 0: not at all (`up` picks free ones)
     log_format: str = ""  # json | text; empty: json for services, text for other commands
     # The `anchorline` command as a client of a gateway (submit, jobs, …).
     gateway_url: str = ""  # empty: http://HTTP_HOST:HTTP_PORT

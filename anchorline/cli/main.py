@@ -61,6 +61,9 @@ def run_service(service: str, settings: Settings) -> int:
         return 0
     stop = stop_on_signals(deadline_s=settings.shutdown_timeout_s)
     build = importlib.import_module(BUILDERS[service]).build
+    from anchorline.stream.metrics import serve as serve_metrics
+
+    serve_metrics(settings.metrics_port, host=settings.http_host)
     workers = [build(settings) for _ in range(max(1, settings.concurrency))]
     failed = threading.Event()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -11,6 +12,7 @@ import time
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
@@ -19,7 +21,7 @@ from anchorline.cli.credentials import Logins, provision
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.kafka_sasl import ADMIN_USER, BROKER_USER
-from anchorline.infra.ports import port_taken
+from anchorline.infra.ports import free_ports, port_taken
 from anchorline.infra.process import PortTaken
 from anchorline.proof.registry import deploy_registry
 from anchorline.settings import Settings
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 SERVICES = ("projector", "verifier", "prover", "chain-writer", "gateway")
 RESTART_DELAY_S = 2.0
 GATEWAY_START_TIMEOUT_S = 120.0
+METRICS_TARGETS = "prometheus-targets.json"
 
 
 def needed_ports(settings: Settings) -> list[tuple[int, str, str]]:
@@ -120,14 +123,28 @@ class Supervisor:
             if service in self.envs
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        workers = [name for name, service in self.names.items() if service != "gateway"]
+        self.metrics_ports = dict(zip(workers, free_ports(len(workers)), strict=True))
 
     def start(self, name: str) -> None:
         service = self.names[name]
         command = [sys.executable, "-m", "anchorline.cli", "run", service]
+        env = self.envs[service]
+        if name in self.metrics_ports:  # a restarted process keeps its port
+            env = env | {"ANCHORLINE_METRICS_PORT": str(self.metrics_ports[name])}
         # A session of its own: Ctrl-C reaches `up` alone, which then stops services in order.
-        self.processes[name] = subprocess.Popen(
-            command, env=self.envs[service], start_new_session=True
-        )
+        self.processes[name] = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def write_targets(self, path: Path, *, host: str) -> None:
+        """A Prometheus file_sd target list of the workers' metrics (ops/prometheus.yml)."""
+        targets = [
+            {
+                "targets": [f"{host}:{port}"],
+                "labels": {"service": self.names[name], "process": name},
+            }
+            for name, port in self.metrics_ports.items()
+        ]
+        path.write_text(json.dumps(targets, indent=2) + "\n")
 
     def watch(self, stop: threading.Event) -> None:
         for name in self.names:
@@ -194,6 +211,11 @@ def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> N
         print(f"registry contract {settings.registry_address} on chain {chain.url}", flush=True)
         print(f"jobs database {settings.db_url}", flush=True)
         gateway = f"http://{settings.http_host}:{settings.http_port}"
+        targets = settings.state_dir / METRICS_TARGETS
+        supervisor.write_targets(targets, host=settings.http_host)
+        for name, port in supervisor.metrics_ports.items():
+            print(f"metrics of {name} on http://{settings.http_host}:{port}/metrics", flush=True)
+        print(f"Prometheus targets in {targets}", flush=True)
         if wait_for_gateway(gateway, stop, timeout=GATEWAY_START_TIMEOUT_S):
             print(f"gateway listening on {gateway}", flush=True)
             print("press Ctrl-C to stop", flush=True)

@@ -10,6 +10,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from anchorline.settings import Settings
+from anchorline.stream.lag import LAG, STATS_INTERVAL_MS
 
 POLL_INTERVAL_MARGIN_S = 60.0
 TRANSACTION_TIMEOUT_MS = 10_000
@@ -77,6 +78,9 @@ def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
         # short session lets a killed process's partitions move on in seconds, not 45 s.
         "session.timeout.ms": int(settings.session_timeout_s * 1000),
         "heartbeat.interval.ms": max(500, int(settings.session_timeout_s * 1000 / 4)),
+        # Lag per partition for the metrics, computed by librdkafka and handed over in poll().
+        "statistics.interval.ms": STATS_INTERVAL_MS,
+        "stats_cb": LAG.reporter(group_id),
     }
 
 

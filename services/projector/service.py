@@ -7,6 +7,7 @@ import threading
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from prometheus_client import Counter
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from anchorline.errors import Poison
@@ -21,6 +22,13 @@ from anchorline_projector.apply import check_status
 from anchorline_projector.store import SqlJobStore
 
 log = logging.getLogger(__name__)
+GROUP = "anchorline-projector"
+APPLIED = Counter(
+    "anchorline_projector_applied", "Status events the projector applied to the jobs table."
+)
+DEAD_LETTERED = Counter(
+    "anchorline_projector_dead_lettered", "Status records the projector dead-lettered."
+)
 BATCH = 500
 POLL_S = 0.5
 
@@ -32,7 +40,7 @@ class Projector:
         self.settings = settings
         self.store = store
         self.topics = settings.topics
-        self.consumer = Consumer(consumer_config(settings, group_id="anchorline-projector"))
+        self.consumer = Consumer(consumer_config(settings, group_id=GROUP))
         self.dead_letters = Producer(producer_config(settings))
 
     def run(self, stop: threading.Event) -> None:
@@ -66,6 +74,7 @@ class Projector:
             try:
                 self._store(events, source)
                 self.dead_letters.flush(30)
+                APPLIED.inc(len(events))
                 return True
             except SQLAlchemyError as exc:
                 log.warning("job store unavailable (%s); retrying in %.1fs", exc, delay)
@@ -97,6 +106,7 @@ class Projector:
             return None
 
     def _dead_letter(self, message: Message, exc: Exception) -> None:
+        DEAD_LETTERED.inc()
         raw = incoming(message)
         job = (raw.key or b"")[:64].decode("utf-8", "replace")  # a status is keyed by its job
         log.warning(
