@@ -128,6 +128,9 @@ def parser() -> argparse.ArgumentParser:
         )
     setup = commands.add_parser("setup", help="install the Kafka jars and anvil (and PostgreSQL)")
     setup.add_argument("--postgres", action="store_true", help="also install PostgreSQL")
+    setup.add_argument(
+        "--browser", action="store_true", help="also install Chromium (the console's browser test)"
+    )
     sign_cli.add_parser(commands)
     keys_cli.add_parser(commands)
     jobs_cli.add_parser(commands)
@@ -193,7 +196,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "setup":
         from anchorline.infra.setup import install
 
-        install(postgres=args.postgres)
+        install(postgres=args.postgres, browser=args.browser)
     elif args.command == "sign":
         return sign_cli.run(args, settings)
     elif args.command == "keys":

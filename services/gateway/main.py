@@ -10,6 +10,7 @@ from anchorline.store.blobstore import FileBlobStore
 from anchorline.store.db import make_engine
 from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.idempotency import SqlIdempotencyKeys
+from anchorline_gateway.letters import KafkaDeadLetters
 from anchorline_gateway.limits import Limits
 from anchorline_gateway.pipeline import KafkaPipelineView
 from anchorline_gateway.publisher import KafkaPublisher
@@ -26,6 +27,7 @@ def build(settings: Settings) -> Starlette:
         api_keys=settings.api_key_tenants,
         admin_keys=settings.admin_key_set,
         pipeline=KafkaPipelineView(settings),
+        dead_letters=KafkaDeadLetters(settings),
         limits=Limits.from_settings(settings),
     )
     return create_app(gateway)

@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 
 from anchorline_gateway.auth import tenant_of
 
-DASHBOARD = Path(__file__).with_name("dashboard.html")
+CONSOLE = Path(__file__).with_name("console.html")
 
 
 async def health(request: Request) -> Response:
@@ -61,4 +61,5 @@ async def pipeline(request: Request) -> Response:
 
 
 async def dashboard(request: Request) -> Response:
-    return HTMLResponse(DASHBOARD.read_text())
+    """The console: a static page that reads the API with the key the operator types in."""
+    return HTMLResponse(CONSOLE.read_text())
