@@ -245,3 +245,10 @@ def test_a_receipt_fetched_over_http_checks_against_the_chain(
     tampered = verify_receipt(system, receipt_file, "--content", str(content_file))
     assert tampered.returncode == 1, tampered.stdout + tampered.stderr
     assert tampered.stdout.splitlines()[-1] == "receipt FAILED: leaf"
+    as_json = verify_receipt(system, receipt_file, "--content", str(content_file), "--json")
+    assert as_json.returncode == 1, as_json.stdout + as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert document["ok"] is False
+    assert {"name": "leaf", "outcome": "FAIL"}.items() <= next(
+        check for check in document["checks"] if check["name"] == "leaf"
+    ).items()
