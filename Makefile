@@ -29,5 +29,5 @@ lint: $(BIN)/anchorline
 	MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p anchorline $(foreach s,$(SERVICES),-p anchorline_$(subst -,_,$(s)))
 
 test: setup lint
-	$(BIN)/anchorline setup --postgres
+	$(BIN)/anchorline setup --postgres --browser
 	$(BIN)/pytest

@@ -87,6 +87,12 @@ class Settings:
     max_batch_body_bytes: int = 16 << 20
     idempotency_ttl_s: float = 24 * 3600.0  # how long an Idempotency-Key names its job
     log_level: str = "INFO"
+    metrics_port: int = 0  # a worker serves /metrics here; 0: not at all (`up` picks free ones)
+    log_format: str = ""  # json | text; empty: json for services, text for other commands
+    # The `anchorline` command as a client of a gateway (submit, jobs, …).
+    gateway_url: str = ""  # empty: http://HTTP_HOST:HTTP_PORT
+    api_key: str = field(default="", repr=False)  # sent as Authorization: Bearer
+    creator_key_file: Path | None = None  # `anchorline sign`'s key when --key-file is not given
 
     def __post_init__(self) -> None:
         for name in POSITIVE:
@@ -98,6 +104,8 @@ class Settings:
             )
         if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_username:
             raise ConfigurationError(f"{PREFIX}KAFKA_USERNAME is needed with SASL")
+        if self.log_format not in ("", "json", "text"):
+            raise ConfigurationError(f"{PREFIX}LOG_FORMAT must be json or text")
         for name in BYTE_LIMITS:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be above 0 bytes")
@@ -154,6 +162,11 @@ class Settings:
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.state_dir / 'anchorline.db').resolve()}"
+
+    @property
+    def gateway(self) -> str:
+        """The gateway's base URL, as a client reaches it."""
+        return (self.gateway_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
     def blobs(self) -> Path:

@@ -43,25 +43,34 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     wanted = dlq.LetterFilter(args.job, args.error, args.since, args.until)
     letters = [one for one in dlq.read_letters(settings, args.stage) if wanted.matches(one)]
     if args.verb == "list":
-        return list_letters(letters, as_json=args.json)
+        return list_letters(letters, replayed=dlq.replayed(settings), as_json=args.json)
     return replay(settings, letters, dry_run=args.dry_run, rate=args.rate)
 
 
-def list_letters(letters: list[dlq.DeadLetter], *, as_json: bool) -> int:
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def list_letters(letters: list[dlq.DeadLetter], *, replayed: set[str], as_json: bool) -> int:
+    """Each letter, `replayed` marking those replayed already, then the counts."""
     counts: dict[str, int] = {}
     for letter in letters:
         counts[letter.stage] = counts.get(letter.stage, 0) + 1
+        done = letter.coordinates in replayed
         if as_json:
-            print(json.dumps(letter.summary()))
+            print(json.dumps({**letter.summary(), "replayed": done}))
         else:
             jobs = ",".join(letter.job_ids()) or "(undecodable)"
+            mark = "replayed  " if done else ""
             print(
                 f"{letter.coordinates}  {letter.timestamp:%Y-%m-%d %H:%M:%S}  {letter.stage:7} "
-                f"{jobs}  attempts={letter.attempts}  {letter.error_class}: {letter.error[:120]}"
+                f"{mark}{jobs}  attempts={letter.attempts}  "
+                f"{letter.error_class}: {letter.error[:120]}"
             )
     if not as_json:
         total = ", ".join(f"{stage} {count}" for stage, count in sorted(counts.items())) or "none"
-        print(f"{len(letters)} dead letters ({total})")
+        again = sum(1 for letter in letters if letter.coordinates in replayed)
+        print(f"{plural(len(letters), 'dead letter')} ({total}); {again} replayed already")
     return 0
 
 
@@ -87,11 +96,16 @@ def replay(settings: Settings, letters: list[dlq.DeadLetter], *, dry_run: bool, 
     done = dlq.replayed(settings)
     fresh = [letter for letter in letters if letter.coordinates not in done]
     print(f"{len(fresh)} to replay, {len(letters) - len(fresh)} replayed before")
+    for letter in fresh:
+        if letter.event() is None:
+            print(f"{letter.coordinates} is undecodable: replayed, it is dead-lettered again")
     if dry_run:
         for letter in fresh:
             print(f"would replay {letter.coordinates} → {letter.original_topic}")
         return 0
+    if not fresh:
+        return 0
     with tqdm(total=len(fresh), unit="msg", desc="replaying") as bar:
         count = dlq.Replayer(settings, rate=rate).replay(fresh, lambda _: bar.update())
-    print(f"replayed {count}")
+    print(f"replayed {plural(count, 'message')}")
     return 0

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
 
 from anchorline.cli import dlq as dlq_cli
+from anchorline.cli import jobs as jobs_cli
+from anchorline.cli import keys as keys_cli
+from anchorline.cli import logs
+from anchorline.cli import sign as sign_cli
+from anchorline.cli.client import GatewayError
 from anchorline.errors import ConfigurationError, IncompleteRead
 from anchorline.settings import Settings
 
@@ -39,13 +44,6 @@ def stop_on_signals(*, deadline_s: float | None = None) -> threading.Event:
     return stop
 
 
-def quiet_per_request_loggers() -> None:
-    """httpx logs every request at INFO: a line per job in the verifier. Its warnings remain,
-    and at LOG_LEVEL=DEBUG everything."""
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
 BUILDERS = {
     "verifier": "anchorline_verifier.main",
     "prover": "anchorline_prover.main",
@@ -63,6 +61,9 @@ def run_service(service: str, settings: Settings) -> int:
         return 0
     stop = stop_on_signals(deadline_s=settings.shutdown_timeout_s)
     build = importlib.import_module(BUILDERS[service]).build
+    from anchorline.stream.metrics import serve as serve_metrics
+
+    serve_metrics(settings.metrics_port, host=settings.http_host)
     workers = [build(settings) for _ in range(max(1, settings.concurrency))]
     failed = threading.Event()
 
@@ -82,26 +83,57 @@ def run_service(service: str, settings: Settings) -> int:
     return 1 if failed.is_set() else 0
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("anchorline")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+UP_TEXT = (
+    "Start a Kafka broker, anvil and every service on this machine, each service as its own "
+    "process (restarted if it dies), with the registry contract deployed, the topics created "
+    "and the jobs database migrated. Ports and places come from ANCHORLINE_* settings "
+    "(KAFKA_BOOTSTRAP, RPC_URL, HTTP_PORT, STATE_DIR, DATABASE_URL); `up` refuses to start "
+    "when a port it needs is taken. Ctrl-C stops everything in order."
+)
+RUN_TEXT = (
+    "Run one service in the foreground with the ANCHORLINE_* settings of this environment "
+    "(ANCHORLINE_CONCURRENCY workers in one consumer group). SIGTERM drains and commits."
+)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="anchorline", description=__doc__)
-    commands = root.add_subparsers(dest="command", required=True)
-    up_cli = commands.add_parser("up", help="start Kafka, anvil and every service locally")
+    root.add_argument("--version", action="version", version=f"anchorline {version()}")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up_cli = commands.add_parser(
+        "up", help="start Kafka, anvil and every service locally", description=UP_TEXT
+    )
     up_cli.add_argument(
         "--secure",
         action="store_true",
         help="SASL/SCRAM and ACLs on the broker, each service logged in as its own principal",
     )
-    run = commands.add_parser("run", help="run one service in the foreground")
-    run.add_argument("service", choices=SERVICES)
+    run = commands.add_parser("run", help="run one service in the foreground", description=RUN_TEXT)
+    run.add_argument("service", choices=SERVICES, help="the service to run")
+    for serving in (up_cli, run):
+        serving.add_argument(
+            "--log-format",
+            choices=logs.FORMATS,
+            help="json lines (the default for services) or text for people (ANCHORLINE_LOG_FORMAT)",
+        )
     setup = commands.add_parser("setup", help="install the Kafka jars and anvil (and PostgreSQL)")
     setup.add_argument("--postgres", action="store_true", help="also install PostgreSQL")
-    sign = commands.add_parser("sign", help="write a manifest for a file and sign it")
-    sign.add_argument("file", type=Path)
-    sign.add_argument("--key", help="creator's private key (default: a new random key)")
-    sign.add_argument("--out", type=Path, default=Path("."), help="folder for manifest.json/.sig")
-    sign.add_argument(
-        "--scheme", choices=("eip191", "eip712"), default="eip191", help="signature scheme"
+    setup.add_argument(
+        "--browser", action="store_true", help="also install Chromium (the console's browser test)"
     )
+    sign_cli.add_parser(commands)
+    keys_cli.add_parser(commands)
+    jobs_cli.add_parser(commands)
     dlq_cli.add_parser(commands)
     from anchorline.cli import receipt as receipt_cli
 
@@ -119,6 +151,19 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def setup_logging(args: argparse.Namespace, settings: Settings) -> Settings:
+    """Services (`run`, and `up` with its children) log JSON lines unless told `text`; the other
+    commands, text for people, without librdkafka's own lines unless LOG_LEVEL is DEBUG (a broker
+    that cannot be reached is one line from the command, not a line per connection attempt)."""
+    serving = args.command in ("run", "up")
+    chosen = getattr(args, "log_format", None) or settings.log_format
+    fmt = chosen or ("json" if serving else "text")
+    service = args.service if args.command == "run" else ("up" if serving else None)
+    kafka_level = None if serving or settings.log_level.upper() == "DEBUG" else "CRITICAL"
+    logs.configure(level=settings.log_level, fmt=fmt, service=service, kafka_level=kafka_level)
+    return dataclasses.replace(settings, log_format=fmt) if serving else settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -126,17 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"anchorline: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    quiet_per_request_loggers()
+    settings = setup_logging(args, settings)
     try:
         return dispatch(args, settings)
     except (ConfigurationError, OSError) as exc:
         print(f"anchorline: {exc}", file=sys.stderr)
         return 2
-    except IncompleteRead as exc:
+    except (IncompleteRead, GatewayError) as exc:
         print(f"anchorline: {exc}", file=sys.stderr)
         return 1
     except KafkaException as exc:
@@ -155,13 +196,13 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "setup":
         from anchorline.infra.setup import install
 
-        install(postgres=args.postgres)
+        install(postgres=args.postgres, browser=args.browser)
     elif args.command == "sign":
-        from anchorline.proof.manifest import write_signed
-
-        creator = write_signed(args.file, key=args.key, out=args.out, scheme=args.scheme)
-        print(f"signed by {creator}: {args.out / 'manifest.json'} {args.out / 'manifest.sig'}")
-        print(f"submit it with signature_scheme={args.scheme}")
+        return sign_cli.run(args, settings)
+    elif args.command == "keys":
+        return keys_cli.run(args)
+    elif args.command in ("submit", "jobs"):
+        return jobs_cli.run(args, settings)
     elif args.command == "dlq":
         return dlq_cli.run(args, settings)
     elif args.command == "receipt":

@@ -27,6 +27,9 @@ def add_parser(commands: Any) -> None:
     verify.add_argument(
         "--min-confirmations", type=int, default=1, help="blocks on top of the anchor, counted"
     )
+    verify.add_argument(
+        "--json", action="store_true", help="one JSON document: ok and each check's outcome"
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -54,10 +57,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     chain = Web3ChainView(args.rpc or settings.rpc_url)
     checks = verify_receipt(receipt if isinstance(receipt, dict) else {}, chain, options)
+    failed = [check.name for check in checks if check.outcome == FAIL]
+    if args.json:
+        print(json.dumps({"ok": not failed, "checks": [check.__dict__ for check in checks]}))
+        return 1 if failed else 0
     width = max(len(check.name) for check in checks)
     for check in checks:
         print(f"{check.outcome}  {check.name:<{width}}  {check.detail}")
-    failed = [check.name for check in checks if check.outcome == FAIL]
     if failed:
         print(f"receipt FAILED: {', '.join(failed)}")
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -11,12 +12,17 @@ import time
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 from urllib.parse import urlparse
+
+import httpx
 
 from anchorline.cli.credentials import Logins, provision
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.kafka_sasl import ADMIN_USER, BROKER_USER
+from anchorline.infra.ports import free_ports, port_taken
+from anchorline.infra.process import PortTaken
 from anchorline.proof.registry import deploy_registry
 from anchorline.settings import Settings
 from anchorline.store.db import make_engine
@@ -27,6 +33,48 @@ from anchorline.stream.kafka import ensure_topics
 log = logging.getLogger(__name__)
 SERVICES = ("projector", "verifier", "prover", "chain-writer", "gateway")
 RESTART_DELAY_S = 2.0
+GATEWAY_START_TIMEOUT_S = 120.0
+METRICS_TARGETS = "prometheus-targets.json"
+
+
+def needed_ports(settings: Settings) -> list[tuple[int, str, str]]:
+    """(port, what listens there, the setting that chooses it) of everything `up` starts."""
+    return [
+        (int(settings.kafka_bootstrap.rsplit(":", 1)[1]), "Kafka", "KAFKA_BOOTSTRAP"),
+        (settings.kafka_controller_port, "the Kafka controller", "KAFKA_CONTROLLER_PORT"),
+        (urlparse(settings.rpc_url).port or 8545, "anvil", "RPC_URL"),
+        (settings.http_port, "the gateway", "HTTP_PORT"),
+    ]
+
+
+def check_ports(settings: Settings) -> None:
+    """Refuse to start when a port is taken (by another `up`, say), naming each and its setting:
+    a broker found there would pass for ours."""
+    taken = [
+        f"port {port} ({what}, ANCHORLINE_{setting})"
+        for port, what, setting in needed_ports(settings)
+        if port_taken(port, host="127.0.0.1")
+        or (setting == "HTTP_PORT" and port_taken(port, host=settings.http_host))
+    ]
+    if taken:
+        raise PortTaken(
+            f"{' and '.join(taken)} {'is' if len(taken) == 1 else 'are'} taken, by another "
+            "`anchorline up` or another program: stop it, or choose free ports with those settings"
+        )
+
+
+def wait_for_gateway(url: str, stop: threading.Event, *, timeout: float) -> bool:
+    """Whether the gateway answered /healthz before `timeout` (False if `stop` came first)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as client:
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                if client.get(f"{url}/healthz").status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass
+            stop.wait(0.2)
+    return False
 
 
 def prepare(settings: Settings) -> Settings:
@@ -39,7 +87,7 @@ def prepare(settings: Settings) -> Settings:
     if not settings.registry_address:
         address = deploy_registry(settings.rpc_url, settings.chain_private_key)
         settings = replace(settings, registry_address=address)
-        log.info("deployed AnchorRegistry at %s", address)
+        log.debug("deployed AnchorRegistry at %s", address)  # `up` prints the address
     ensure_topics(settings)
     upgrade(make_engine(settings.db_url))
     return settings
@@ -75,14 +123,28 @@ class Supervisor:
             if service in self.envs
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        workers = [name for name, service in self.names.items() if service != "gateway"]
+        self.metrics_ports = dict(zip(workers, free_ports(len(workers)), strict=True))
 
     def start(self, name: str) -> None:
         service = self.names[name]
         command = [sys.executable, "-m", "anchorline.cli", "run", service]
+        env = self.envs[service]
+        if name in self.metrics_ports:  # a restarted process keeps its port
+            env = env | {"ANCHORLINE_METRICS_PORT": str(self.metrics_ports[name])}
         # A session of its own: Ctrl-C reaches `up` alone, which then stops services in order.
-        self.processes[name] = subprocess.Popen(
-            command, env=self.envs[service], start_new_session=True
-        )
+        self.processes[name] = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def write_targets(self, path: Path, *, host: str) -> None:
+        """A Prometheus file_sd target list of the workers' metrics (ops/prometheus.yml)."""
+        targets = [
+            {
+                "targets": [f"{host}:{port}"],
+                "labels": {"service": self.names[name], "process": name},
+            }
+            for name, port in self.metrics_ports.items()
+        ]
+        path.write_text(json.dumps(targets, indent=2) + "\n")
 
     def watch(self, stop: threading.Event) -> None:
         for name in self.names:
@@ -117,6 +179,7 @@ def secure(settings: Settings, logins: Logins) -> dict[str, Settings]:
 def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> None:
     """Everything on this machine until `stop`; `secured`: SASL/SCRAM and ACLs on the broker,
     and each service logged in as its own principal."""
+    check_ports(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     kafka_port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
     rpc_port = urlparse(settings.rpc_url).port or 8545
@@ -147,7 +210,16 @@ def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> N
         threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()
         print(f"registry contract {settings.registry_address} on chain {chain.url}", flush=True)
         print(f"jobs database {settings.db_url}", flush=True)
-        print(f"gateway listening on http://{settings.http_host}:{settings.http_port}", flush=True)
-        print("press Ctrl-C to stop", flush=True)
+        gateway = f"http://{settings.http_host}:{settings.http_port}"
+        targets = settings.state_dir / METRICS_TARGETS
+        supervisor.write_targets(targets, host=settings.http_host)
+        for name, port in supervisor.metrics_ports.items():
+            print(f"metrics of {name} on http://{settings.http_host}:{port}/metrics", flush=True)
+        print(f"Prometheus targets in {targets}", flush=True)
+        if wait_for_gateway(gateway, stop, timeout=GATEWAY_START_TIMEOUT_S):
+            print(f"gateway listening on {gateway}", flush=True)
+            print("press Ctrl-C to stop", flush=True)
+        elif not stop.is_set():
+            print(f"the gateway does not answer on {gateway} yet; its log is above", flush=True)
         stop.wait()
         print("stopping …", flush=True)

@@ -72,6 +72,9 @@ class AnvilChain(LocalServer):
     def _prepare(self) -> None:
         ensure_node_tools()
 
+    def _ports(self) -> list[int]:
+        return [self.port]
+
     def _command(self) -> list[str]:
         command = [str(ANVIL_BIN), "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--chain-id", str(self.chain_id), "--silent"]

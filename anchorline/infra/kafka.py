@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from anchorline.errors import ConfigurationError
 from anchorline.infra.kafka_sasl import BrokerSecurity
 from anchorline.infra.process import LocalServer
 from anchorline.paths import INFRA_DIR
+
+KAFKA_LOG = logging.getLogger("librdkafka")
 
 KAFKA_DIR: Path = INFRA_DIR / "kafka"
 LIB_DIR: Path = KAFKA_DIR / "lib"
@@ -82,11 +85,14 @@ class KafkaBroker(LocalServer):
     def admin_config(self) -> dict[str, Any]:
         """librdkafka settings of an operator's client: the bootstrap, and a login if secured."""
         login = self.security.admin_client() if self.security else {}
-        return {"bootstrap.servers": self.bootstrap} | login
+        return {"bootstrap.servers": self.bootstrap, "logger": KAFKA_LOG} | login
 
     def start(self, *, timeout: float = 90.0) -> None:
         """Format the storage on first use, launch the JVM and wait until it serves metadata."""
         super().start(timeout=timeout)
+
+    def _ports(self) -> list[int]:
+        return [self.port, self.controller_port]
 
     def _prepare(self) -> None:
         self._write_config()
@@ -160,10 +166,20 @@ class KafkaBroker(LocalServer):
             if remaining <= 0:
                 raise RuntimeError(f"Kafka on {self.bootstrap} not ready\n{self._log_tail()}")
             try:
-                admin.list_topics(timeout=min(remaining, 5.0))
-                return
+                metadata = admin.list_topics(timeout=min(remaining, 5.0))
             except KafkaException:  # the broker is up but not yet unfenced
                 time.sleep(0.2)
+                continue
+            self._check_cluster(metadata.cluster_id)
+            return
+
+    def _check_cluster(self, answered: str | None) -> None:
+        """The broker that answered is this one (its storage's cluster), not another's."""
+        ours = _stored_cluster_id(self.state_dir / "data" / "meta.properties")
+        if ours and answered != ours:
+            raise RuntimeError(
+                f"another Kafka cluster ({answered}) answers on {self.bootstrap}, not ours ({ours})"
+            )
 
 
 def _server_properties(broker: KafkaBroker) -> str:
@@ -202,6 +218,16 @@ def _server_properties(broker: KafkaBroker) -> str:
     if broker.security:
         settings |= broker.security.server_properties(port=port, controller_port=cport)
     return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _stored_cluster_id(meta: Path) -> str:
+    if not meta.exists():
+        return ""
+    for line in meta.read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "cluster.id":
+            return value.strip()
+    return ""
 
 
 def _cluster_id() -> str:

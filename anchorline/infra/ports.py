@@ -19,3 +19,15 @@ def free_ports(count: int) -> list[int]:
         for sock in sockets:
             sock.bind(("127.0.0.1", 0))
         return [sock.getsockname()[1] for sock in sockets]
+
+
+def port_taken(port: int, *, host: str = "127.0.0.1") -> bool:
+    """Whether something holds `port` on `host` (a listener, or a socket bound to it)."""
+    with socket.socket() as probe:
+        # As servers bind: a connection of a stopped server in TIME_WAIT does not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False

@@ -8,6 +8,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from anchorline.errors import ConfigurationError
+from anchorline.infra.ports import port_taken
+
+
+class PortTaken(ConfigurationError):
+    """A port a server needs is held by another process."""
+
 
 class Startable:
     """start() on entering the context, stop() on leaving it."""
@@ -50,6 +57,18 @@ class LocalServer(Startable):
     def _prepare(self) -> None:
         """Anything to do before the first launch (config files, storage)."""
 
+    def _ports(self) -> list[int]:
+        """The ports the server listens on: each must be free before it starts."""
+        return []
+
+    def _check_ports(self) -> None:
+        """Refuse a port already taken: whatever answers there would pass for this server."""
+        for port in self._ports():
+            if port_taken(port):
+                raise PortTaken(
+                    f"{self.name}: port {port} on 127.0.0.1 is taken by another process"
+                )
+
     def _command(self) -> list[str]:
         raise NotImplementedError
 
@@ -59,6 +78,7 @@ class LocalServer(Startable):
     def start(self, *, timeout: float = 60.0) -> None:
         if self._process is not None:
             raise RuntimeError(f"{self.name} is already running")
+        self._check_ports()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._prepare()
         self._log = self.log_path.open("ab")

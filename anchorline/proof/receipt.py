@@ -233,9 +233,13 @@ def check_finality(receipt: Receipt, chain: ChainView, options: Options) -> str:
     depth = chain.block_number() - block + 1
     _expect(
         depth >= options.min_confirmations,
-        f"{depth} confirmations, fewer than the {options.min_confirmations} asked for",
+        f"{_confirmations(depth)}, fewer than the {options.min_confirmations} asked for",
     )
-    return f"{depth} confirmations (asked for {options.min_confirmations})"
+    return f"{_confirmations(depth)} (asked for {options.min_confirmations})"
+
+
+def _confirmations(depth: int) -> str:
+    return "1 confirmation" if depth == 1 else f"{depth} confirmations"
 
 
 OfflineCheck = Callable[[Receipt, Options], str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from anchorline.settings import Settings
+from anchorline.stream.lag import LAG, STATS_INTERVAL_MS
 
 POLL_INTERVAL_MARGIN_S = 60.0
 TRANSACTION_TIMEOUT_MS = 10_000
@@ -18,6 +20,11 @@ TRANSACTION_TIMEOUT_MS = 10_000
 # producer to 17 transactions a second (send_offsets p90 125 ms); at 10 ms, 36 to 112. The Java
 # client retries these after 20 ms for the same reason (KAFKA-5477).
 TRANSACTION_RETRY_BACKOFF_MS = 10
+
+
+# librdkafka's own log lines go through Python logging (confluent-kafka's `logger` key), at
+# the level librdkafka gives them, where the command's logging decides what shows.
+KAFKA_LOG = logging.getLogger("librdkafka")
 
 
 def security_config(settings: Settings) -> dict[str, Any]:
@@ -32,13 +39,18 @@ def security_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def base_config(settings: Settings) -> dict[str, Any]:
+    """What every client shares: the login, and librdkafka's lines through Python logging."""
+    return {"logger": KAFKA_LOG} | security_config(settings)
+
+
 def client_config(settings: Settings) -> dict[str, Any]:
     """Where the broker is and how to log in: all an admin client or a plain reader needs."""
-    return {"bootstrap.servers": settings.kafka_bootstrap} | security_config(settings)
+    return {"bootstrap.servers": settings.kafka_bootstrap} | base_config(settings)
 
 
 def producer_config(settings: Settings, *, transactional_id: str | None = None) -> dict[str, Any]:
-    config: dict[str, Any] = security_config(settings) | {
+    config: dict[str, Any] = base_config(settings) | {
         "bootstrap.servers": settings.kafka_bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -62,7 +74,7 @@ def max_poll_interval_ms(settings: Settings) -> int:
 
 
 def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
-    return security_config(settings) | {
+    return base_config(settings) | {
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": group_id,
         "enable.auto.commit": False,
@@ -73,6 +85,9 @@ def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
         # short session lets a killed process's partitions move on in seconds, not 45 s.
         "session.timeout.ms": int(settings.session_timeout_s * 1000),
         "heartbeat.interval.ms": max(500, int(settings.session_timeout_s * 1000 / 4)),
+        # Lag per partition for the metrics, computed by librdkafka and handed over in poll().
+        "statistics.interval.ms": STATS_INTERVAL_MS,
+        "stats_cb": LAG.reporter(group_id),
     }
 
 

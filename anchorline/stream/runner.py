@@ -35,6 +35,7 @@ from anchorline.stream.deliveries import DeliveryLog
 from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
+from anchorline.stream.metrics import StageMetrics
 from anchorline.stream.running import RunningStatuses
 from anchorline.stream.stage import Closing, Prefetching, StageHandler
 from anchorline.stream.topics import Place, Topics, key_of, place_of
@@ -121,6 +122,7 @@ class MessageProcessor:
         self.publish_now = publish_now
         self.clock = clock
         self.max_record_bytes = max_record_bytes
+        self.failed_jobs = 0  # statuses `failed` encoded since the runner last took the count
 
     def process(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -131,7 +133,9 @@ class MessageProcessor:
                 event = check_refs(codec.decode(message.value, self.handler.consumes))
                 headers.check(message.headers)
             except Exception as exc:  # Poison, or whatever else one hostile record provokes
-                log.warning("dead-lettering %s: %.200s", _where(message), exc)
+                log.warning(
+                    "dead-lettering %s: %.200s", _where(message), exc, extra=_about(message, event)
+                )
                 out.extend(self._dead_letter([(message, event)], exc))
                 continue
             decoded.append((message, event))
@@ -153,13 +157,11 @@ class MessageProcessor:
         event = None
         with contextlib.suppress(Exception):
             event = check_refs(codec.decode(message.value, self.handler.consumes))
-        log.warning("dead-lettering %s: %s", _where(message), reason)
+        log.warning("dead-lettering %s: %s", _where(message), reason, extra=_about(message, event))
         letters = self._dead_letter([(message, event)], reason)
         return [fit(item, max_bytes=self.max_record_bytes) for item in letters]
 
-    def _run(
-        self, group: list[tuple[Incoming, Any]], *, announce: bool = True
-    ) -> list[Outgoing]:
+    def _run(self, group: list[tuple[Incoming, Any]], *, announce: bool = True) -> list[Outgoing]:
         """The group's output; if anything about it fails, each record's own, run alone, so that
         one bad record fails, retries or dies by itself and never with another job's error."""
         jobs = {
@@ -250,10 +252,18 @@ class MessageProcessor:
     def _retry_or_die(self, message: Incoming, event: Any, exc: Exception) -> list[Outgoing]:
         attempt = message.attempt
         if attempt >= self.retry.max_attempts:
-            log.warning("dead-lettering %s after %d attempts: %s", _where(message), attempt, exc)
+            log.warning(
+                "dead-lettering %s after %d attempts: %s",
+                *(_where(message), attempt, exc),
+                extra=_about(message, event),
+            )
             return self._dead_letter([(message, event)], exc)
         due = self.clock() + timedelta(seconds=self.retry.delay(attempt))
-        log.info("attempt %d of %s failed (%.200s); next at %s", attempt, _where(message), exc, due)
+        log.info(
+            "attempt %d of %s failed (%.200s); next at %s",
+            *(attempt, _where(message), exc, due),
+            extra=_about(message, event),
+        )
         retry_headers = [
             *headers.failure(exc),
             *message.origin(),
@@ -315,6 +325,8 @@ class MessageProcessor:
         """The message for an event, its jobs' replay generations in a header."""
         if isinstance(event, JobStatus):
             carried = {event.job_id: event.generation}
+            if event.state is StageState.FAILED:
+                self.failed_jobs += 1
         else:
             known = generation or {}
             carried = {ref.job_id: known.get(ref.job_id, 0) for ref in refs_of(event)}
@@ -358,6 +370,16 @@ def record_size(item: Outgoing) -> int:
 
 def _where(message: Incoming) -> str:
     return f"{message.topic}[{message.partition}]@{message.offset}"
+
+
+def _about(message: Incoming, event: Any) -> dict[str, object]:
+    """A log line's job ids: the event's, else the record's key (cut: it is outside input)."""
+    ids = [ref.job_id for ref in refs_of(event)] if event is not None else []
+    if not ids and message.key:
+        ids = [message.key[:64].decode("utf-8", "replace")]
+    if not ids:
+        return {}
+    return {"job_id": ids[0]} if len(ids) == 1 else {"job_ids": ids}
 
 
 def incoming(message: Message) -> Incoming:
@@ -413,6 +435,7 @@ class StageRunner:
         self.handling = Watchdog(settings.handling_deadline_s)
         self.deliveries = DeliveryLog(settings, source=self.source)
         self.max_deliveries = settings.max_deliveries
+        self.metrics = StageMetrics(handler.stage, topics=self.topics, source=self.source)
 
     def _publish_now(self, status: JobStatus) -> None:
         self.status_producer.produce(
@@ -493,11 +516,22 @@ class StageRunner:
     def _handle(self, batch: list[Message], *, deliveries: int = 1) -> bool:
         """Handle and commit one batch; False if its transaction was rolled back."""
         records = [incoming(message) for message in batch]
+        self.processor.failed_jobs = 0
+        started = time.monotonic()
         if deliveries > self.max_deliveries:
             outgoing = self.processor.give_up(records[0], deliveries=deliveries - 1)
         else:
             with self.handling.guard("handling a batch"):
                 outgoing = self.processor.process(records)
+        handled_s = time.monotonic() - started
         self.running.settle()
         self.status_producer.flush(30)
-        return self.loop.commit(batch, outgoing)
+        committed = self.loop.commit(batch, outgoing)
+        if committed:
+            self.metrics.committed(
+                records=len(records),
+                outgoing=outgoing,
+                failed=self.processor.failed_jobs,
+                seconds=handled_s,
+            )
+        return committed

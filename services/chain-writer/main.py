@@ -7,6 +7,7 @@ from functools import cache
 from anchorline.errors import ConfigurationError
 from anchorline.settings import Settings
 from anchorline.stream.runner import StageRunner
+from anchorline_chain_writer import metrics
 from anchorline_chain_writer.breaker import CircuitBreaker
 from anchorline_chain_writer.chain import Web3Registry
 from anchorline_chain_writer.fees import FeePolicy, gwei
@@ -50,7 +51,9 @@ def registry(settings: Settings) -> Web3Registry:
 def shared_registry(settings: Settings) -> Web3Registry:
     """The process's one registry: its workers share the wallet's nonce counter, the breaker
     and the rate limit, as separate ones would hand out the same nonces and multiply the rate."""
-    return registry(settings)
+    shared = registry(settings)
+    metrics.watch(in_flight=shared.in_flight, breaker=shared.breaker)
+    return shared
 
 
 def build(settings: Settings) -> StageRunner:

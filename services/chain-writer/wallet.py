@@ -16,6 +16,7 @@ from web3.exceptions import TransactionNotFound, Web3RPCError
 from web3.types import TxReceipt
 
 from anchorline.errors import Retryable
+from anchorline_chain_writer import metrics
 from anchorline_chain_writer.fees import FeePolicy, FeeQuote, Fees, quote_from_history
 from anchorline_chain_writer.nonces import NonceManager
 
@@ -55,6 +56,7 @@ class Pending:
     raw: bytes
     hashes: list[bytes] = field(default_factory=list)
     sent_at: float = 0.0
+    counted: bool = False  # its gas is in the metrics: waited for again, it is not counted twice
 
     @property
     def tx_hash(self) -> str:
@@ -132,6 +134,9 @@ class HotWallet:
             mined = self._count("latest")
             receipt = self._receipt(pending)
             if receipt is not None:
+                if not pending.counted:
+                    pending.counted = True
+                    metrics.spent(receipt)
                 return receipt
             if mined > pending.nonce or self._behind_a_gap(pending):
                 log.warning("nonce %d of %s was lost; resyncing", pending.nonce, self.address)

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
 from anchorline.store.blobstore import FileBlobStore
-from anchorline_gateway import ops
+from anchorline_gateway import letters, ops
 from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
 from anchorline_gateway.idempotency import (
     Claim,
@@ -32,6 +32,7 @@ from anchorline_gateway.idempotency import (
     fingerprint,
     key_of,
 )
+from anchorline_gateway.letters import DeadLetterDesk
 from anchorline_gateway.limits import Limits, capped, read_json
 from anchorline_gateway.openapi import openapi
 from anchorline_gateway.pipeline import PipelineView
@@ -69,6 +70,7 @@ class Gateway:
     api_keys: Mapping[str, str] = field(default_factory=dict)
     admin_keys: frozenset[str] = frozenset()
     pipeline: PipelineView | None = None
+    dead_letters: DeadLetterDesk | None = None
     idempotency: IdempotencyKeys | None = None
     limits: Limits = field(default_factory=Limits)
 
@@ -354,6 +356,9 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/readyz", ops.ready, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),
         Route("/v1/pipeline", ops.pipeline, methods=["GET"]),
+        Route("/v1/dead-letters", letters.list_letters, methods=["GET"]),
+        Route("/v1/dead-letters/replay", letters.replay_letters, methods=["POST"]),
+        Route("/v1/dead-letters/{coordinates}", letters.show_letter, methods=["GET"]),
         Route("/", ops.dashboard, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]

@@ -20,6 +20,7 @@ from anchorline_gateway.problems import BadRequest
 
 OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/openapi.json"})  # "/": the static page
 OPERATOR_PATHS = frozenset({"/v1/pipeline", "/metrics"})
+OPERATOR_PREFIXES = ("/v1/dead-letters",)  # the dead-letter desk: browse, replay
 
 
 def tenant_of(request: Request) -> str | None:
@@ -83,7 +84,7 @@ class ApiKeys:
             headers = {"WWW-Authenticate": "Bearer"}
             await JSONResponse({"error": reason}, 401, headers)(scope, receive, send)
             return
-        if scope["path"] in OPERATOR_PATHS:
+        if scope["path"] in OPERATOR_PATHS or scope["path"].startswith(OPERATOR_PREFIXES):
             reason = "this route is for operators: it needs an admin key"
             await JSONResponse({"error": reason}, 403)(scope, receive, send)
             return

@@ -10,6 +10,7 @@ from anchorline.store.blobstore import FileBlobStore
 from anchorline.store.db import make_engine
 from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.idempotency import SqlIdempotencyKeys
+from anchorline_gateway.letters import KafkaDeadLetters
 from anchorline_gateway.limits import Limits
 from anchorline_gateway.pipeline import KafkaPipelineView
 from anchorline_gateway.publisher import KafkaPublisher
@@ -26,6 +27,7 @@ def build(settings: Settings) -> Starlette:
         api_keys=settings.api_key_tenants,
         admin_keys=settings.admin_key_set,
         pipeline=KafkaPipelineView(settings),
+        dead_letters=KafkaDeadLetters(settings),
         limits=Limits.from_settings(settings),
     )
     return create_app(gateway)
@@ -37,6 +39,7 @@ def serve(settings: Settings) -> None:
         host=settings.http_host,
         port=settings.http_port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # the command's logging (JSON lines or text), not uvicorn's own
         # A line per request was a tenth of the event loop's time at a few hundred requests/s.
         access_log=settings.log_level.upper() == "DEBUG",
         timeout_graceful_shutdown=10,

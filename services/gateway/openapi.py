@@ -172,9 +172,29 @@ SCHEMAS: dict[str, Schema] = {
         "required": ["format", "jobId", "kind", "content", "manifest", "proof", "anchor"],
     },
     "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "Replay": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "stage": {"enum": ["verify", "prove", "anchor", "status"]},
+            "job": {"type": "string", "maxLength": 256},
+            "error": {"type": "string", "maxLength": 256},
+            "since": {"type": "string", "format": "date-time"},
+            "until": {"type": "string", "format": "date-time"},
+            "coordinates": {
+                "type": "array",
+                "maxItems": 1000,
+                "items": {"type": "string", "maxLength": 512},
+            },
+            "dry_run": {"type": "boolean", "default": True},
+        },
+    },
 }
 
 OPEN: list[Schema] = []  # routes that need no key
+STAGE_NAMES = ("verify", "prove", "anchor", "status")
+SHORT_TEXT: Schema = {"type": "string", "maxLength": 256}
+MOMENT: Schema = {"type": "string", "format": "date-time"}
 
 
 def _param(name: str, where: str, schema: Schema, description: str, **extra: Any) -> Schema:
@@ -293,6 +313,54 @@ PATHS: dict[str, dict[str, Schema]] = {
             },
         }
     },
+    "/v1/dead-letters": {
+        "get": {
+            "summary": "Operators: dead letters of every stage, filtered; each marked if replayed",
+            "parameters": [
+                _param("stage", "query", {"enum": [*STAGE_NAMES]}, "one stage's letters"),
+                _param("job", "query", SHORT_TEXT, "only letters about this job"),
+                _param("error", "query", SHORT_TEXT, "only letters whose error has this text"),
+                _param("since", "query", MOMENT, "ISO 8601; letters at or after it"),
+                _param("until", "query", MOMENT, "ISO 8601; letters at or before it"),
+            ],
+            "responses": {
+                "200": answer("the letters (the latest 1000) and their total", {"type": "object"}),
+                **problems(400, 401, 403, 404, 503),
+            },
+        }
+    },
+    "/v1/dead-letters/replay": {
+        "post": {
+            "summary": "Operators: replay the letters a filter or coordinates name; "
+            "a dry run unless dry_run is false",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref("Replay")}},
+            },
+            "responses": {
+                "200": answer("what was (or would be) replayed", {"type": "object"}),
+                **problems(400, 401, 403, 404, 413, 503),
+            },
+        }
+    },
+    "/v1/dead-letters/{coordinates}": {
+        "get": {
+            "summary": "Operators: one dead letter, its headers and its message decoded",
+            "parameters": [
+                _param(
+                    "coordinates",
+                    "path",
+                    {"type": "string", "maxLength": 512},
+                    "TOPIC:PARTITION:OFFSET",
+                    required=True,
+                )
+            ],
+            "responses": {
+                "200": answer("the letter", {"type": "object"}),
+                **problems(401, 403, 404, 503),
+            },
+        }
+    },
     "/metrics": {
         "get": {
             "summary": "Operators: jobs by kind and state, Prometheus text format",
@@ -321,7 +389,7 @@ PATHS: dict[str, dict[str, Schema]] = {
     },
     "/": {
         "get": {
-            "summary": "The dashboard page",
+            "summary": "The console page (jobs, stages, dead letters)",
             "security": OPEN,
             "responses": {"200": answer("the page", {"type": "string"}, "text/html")},
         }

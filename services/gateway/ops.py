@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 
 from anchorline_gateway.auth import tenant_of
 
-DASHBOARD = Path(__file__).with_name("dashboard.html")
+CONSOLE = Path(__file__).with_name("console.html")
 
 
 async def health(request: Request) -> Response:
@@ -21,15 +21,15 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """Ready: the jobs table answers and Kafka has not been reported unreachable."""
+    """Ready: the jobs table answers and the broker answers for the requests topic, now."""
     gateway = request.app.state.gateway
     problems = []
     try:
         await run_in_threadpool(gateway.reader.stats)
     except SQLAlchemyError as exc:
         problems.append(f"jobs database: {type(exc).__name__}")
-    if not gateway.publisher.healthy():
-        problems.append("kafka: every broker is down")
+    if not await run_in_threadpool(gateway.publisher.healthy):
+        problems.append("kafka: the broker does not answer for the requests topic")
     if problems:
         return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
     return JSONResponse({"status": "ready"})
@@ -61,4 +61,5 @@ async def pipeline(request: Request) -> Response:
 
 
 async def dashboard(request: Request) -> Response:
-    return HTMLResponse(DASHBOARD.read_text())
+    """The console: a static page that reads the API with the key the operator types in."""
+    return HTMLResponse(CONSOLE.read_text())

@@ -18,6 +18,9 @@ from anchorline.stream.kafka import producer_config
 from anchorline.stream.topics import Topics, key_of
 
 PROBE_TIMEOUT_S = 0.5
+# /readyz asks the broker itself: a frozen broker keeps its connections open, so librdkafka
+# never reports it down, while every publish times out.
+READY_TIMEOUT_S = 2.0
 
 
 class Unavailable(Retryable):
@@ -63,7 +66,21 @@ class KafkaPublisher:
             self.brokers_down.set()
 
     def healthy(self) -> bool:
-        return not self.brokers_down.is_set()
+        """The broker answers a metadata request for the requests topic now, with a leader for
+        each partition (blocks up to READY_TIMEOUT_S: call it off the event loop)."""
+        try:
+            metadata = self.producer.list_topics(
+                self.topics.jobs_requested, timeout=READY_TIMEOUT_S
+            )
+        except KafkaException:
+            return False
+        topic = metadata.topics.get(self.topics.jobs_requested)
+        if topic is None or topic.error is not None or not topic.partitions:
+            return False
+        healthy = all(partition.leader >= 0 for partition in topic.partitions.values())
+        if healthy:
+            self.brokers_down.clear()
+        return healthy
 
     def _reachable(self) -> bool:
         """After librdkafka said every broker is down: is one back? (asks for metadata, briefly)"""

@@ -14,6 +14,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from prometheus_client import Counter
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from anchorline.errors import Poison
@@ -29,6 +30,13 @@ from anchorline_projector.apply import check_status
 from anchorline_projector.store import SqlJobStore
 
 log = logging.getLogger(__name__)
+GROUP = "anchorline-projector"
+APPLIED = Counter(
+    "anchorline_projector_applied", "Status events the projector applied to the jobs table."
+)
+DEAD_LETTERED = Counter(
+    "anchorline_projector_dead_lettered", "Status records the projector dead-lettered."
+)
 BATCH = 500
 POLL_S = 0.5
 
@@ -41,7 +49,7 @@ class Projector:
         self.store = store
         self.topics = settings.topics
         self.consumer = Consumer(
-            consumer_config(settings, group_id="anchorline-projector") | {"on_commit": _on_commit}
+            consumer_config(settings, group_id=GROUP) | {"on_commit": _on_commit}
         )
         self.dead_letters = Producer(producer_config(settings))
         self.applied: dict[Place, int] = {}  # the next offset of each partition, once applied
@@ -97,6 +105,7 @@ class Projector:
             try:
                 self._store(events, source)
                 self.dead_letters.flush(30)
+                APPLIED.inc(len(events))
                 return True
             except SQLAlchemyError as exc:
                 log.warning("job store unavailable (%s); retrying in %.1fs", exc, delay)
@@ -128,8 +137,12 @@ class Projector:
             return None
 
     def _dead_letter(self, message: Message, exc: Exception) -> None:
+        DEAD_LETTERED.inc()
         raw = incoming(message)
-        log.warning("dead-lettering the status at offset %s: %.200s", raw.offset, exc)
+        job = (raw.key or b"")[:64].decode("utf-8", "replace")  # a status is keyed by its job
+        log.warning(
+            "dead-lettering the status at offset %s: %.200s", raw.offset, exc, extra={"job_id": job}
+        )
         letter = fit(
             Outgoing(
                 self.topics.dead_letter(raw.topic),

@@ -176,11 +176,13 @@ def test_job_published_straight_to_kafka_completes(system: System) -> None:
     assert record["state"] == "succeeded"
     assert record["result"]["verify"]["recovered"] == creator.address
     check_on_chain(system, record["result"]["anchor"])
-    letters = dead_letters(system, system.settings.topics.dead_letter(topic))
+    letters = dead_letters(system, system.settings.topics.dead_letter(topic), key=b"garbage")
     assert b"garbage" in {message.key() for message in letters}
 
 
-def dead_letters(system: System, topic: str) -> list[Any]:
+def dead_letters(system: System, topic: str, *, key: bytes) -> list[Any]:
+    """The topic's letters, read until one keyed `key` (other tests of the session's system
+    dead-letter records of their own there too) or for 30 s."""
     consumer = Consumer(
         {
             "bootstrap.servers": system.settings.kafka_bootstrap,
@@ -191,7 +193,7 @@ def dead_letters(system: System, topic: str) -> list[Any]:
     consumer.subscribe([topic])
     found: list[Any] = []
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not found:
+    while time.monotonic() < deadline and key not in {m.key() for m in found}:
         message = consumer.poll(0.5)
         if message is not None and message.error() is None:
             found.append(message)
@@ -243,3 +245,10 @@ def test_a_receipt_fetched_over_http_checks_against_the_chain(
     tampered = verify_receipt(system, receipt_file, "--content", str(content_file))
     assert tampered.returncode == 1, tampered.stdout + tampered.stderr
     assert tampered.stdout.splitlines()[-1] == "receipt FAILED: leaf"
+    as_json = verify_receipt(system, receipt_file, "--content", str(content_file), "--json")
+    assert as_json.returncode == 1, as_json.stdout + as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert document["ok"] is False
+    assert {"name": "leaf", "outcome": "FAIL"}.items() <= next(
+        check for check in document["checks"] if check["name"] == "leaf"
+    ).items()
