@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 from proven_jobs import ProvenJobs, prove_window
 from sqlalchemy.engine import Engine
 
-from anchorline.events import JobRequested
+from anchorline.events import JobKind, JobRequested
 from anchorline.proof.manifest import sign
 from anchorline.proof.receipt import FAIL, verify_receipt
 from anchorline.store.blobstore import FileBlobStore
@@ -27,7 +27,6 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 SignManifest = Callable[..., Any]
-
 
 
 @pytest.fixture
@@ -53,8 +52,22 @@ def test_an_anchored_job_has_a_receipt_that_checks(client: TestClient, window: P
     assert [c.name for c in verify_receipt(receipt, window.chain) if c.outcome == FAIL] == []
 
 
-def test_a_proof_job_has_a_receipt_without_anchor(client: TestClient, window: ProvenJobs) -> None:
+def test_a_proof_job_in_an_anchored_batch_has_its_anchor(
+    client: TestClient, window: ProvenJobs
+) -> None:
     response = client.get("/v1/jobs/job-2/receipt")
+    assert response.status_code == 200
+    receipt = response.json()
+    assert (receipt["kind"], receipt["anchor"]["txHash"]) == ("proof", "0x" + "7a" * 32)
+    assert [c.name for c in verify_receipt(receipt, window.chain) if c.outcome == FAIL] == []
+
+
+def test_a_proof_job_alone_has_a_receipt_without_anchor(
+    client: TestClient, creator: LocalAccount, engine: Engine
+) -> None:
+    proven = prove_window(creator, kinds=(JobKind.PROOF, JobKind.PROOF))
+    SqlJobStore(engine).apply_batch(proven.statuses)
+    response = client.get("/v1/jobs/job-1/receipt")
     assert response.status_code == 200
     assert response.json()["anchor"] is None
 
