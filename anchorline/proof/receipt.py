@@ -32,6 +32,7 @@ KINDS = ("anchor", "proof")
 HASH_ALG = "sha256"
 SIGNATURE_VS = (27, 28)
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+UNCHECKED = "ERROR"  # the chain could not be asked: neither held nor failed
 Receipt = dict[str, Any]
 
 
@@ -423,6 +424,20 @@ def _run(name: str, check: Callable[[], str], *, on_chain: bool = False) -> Chec
     except Exception as exc:
         if not on_chain:
             raise
-        # Any failure to read the chain (connection refused, an RPC error) means this link is
-        # not established, which is a failed check, not a crash of the checker.
-        return Check(name, FAIL, f"chain RPC failed: {type(exc).__name__}: {exc}")
+        # A node that does not answer (connection refused, an RPC error) establishes nothing
+        # either way: the link is unchecked, which is neither a pass nor proof of a forgery.
+        return Check(name, UNCHECKED, f"chain RPC failed: {type(exc).__name__}: {exc}")
+
+
+VALID, INVALID, COULD_NOT_CHECK, UNPINNED = "valid", "invalid", "could not check", "unpinned"
+
+
+def verdict(checks: list[Check], options: Options) -> str:
+    """One word for the whole: a failed check makes it invalid, whatever else happened; then
+    an unanswered chain; then a receipt consistent in itself but tied to no installation."""
+    outcomes = {check.outcome for check in checks}
+    if FAIL in outcomes:
+        return INVALID
+    if UNCHECKED in outcomes:
+        return COULD_NOT_CHECK
+    return VALID if options.pinned else UNPINNED

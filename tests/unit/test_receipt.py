@@ -17,7 +17,17 @@ from proven_jobs import PROVER_KEY, ProvenJobs, prove_window
 from anchorline.events import JobKind
 from anchorline.proof.chainview import MemoryChainView
 from anchorline.proof.manifest import sign
-from anchorline.proof.receipt import FAIL, PASS, SKIP, Check, Options, verify_receipt
+from anchorline.proof.receipt import (
+    COULD_NOT_CHECK,
+    FAIL,
+    PASS,
+    SKIP,
+    UNCHECKED,
+    Check,
+    Options,
+    verdict,
+    verify_receipt,
+)
 from anchorline_gateway.receipts import NoReceipt, build_receipt
 
 Receipt = dict[str, Any]
@@ -307,10 +317,13 @@ class DeadChain(MemoryChainView):
         return super().__getattribute__(name)
 
 
-def test_an_unreachable_chain_fails_the_chain_checks(receipt: Receipt) -> None:
+def test_an_unreachable_chain_leaves_the_chain_checks_unchecked(receipt: Receipt) -> None:
     checks = check(receipt, DeadChain())
-    assert failed(checks) == ["chain", "transaction", "block", "registry", "finality"]
-    assert all("chain RPC failed" in c.detail for c in checks if c.outcome == FAIL)
+    assert failed(checks) == []
+    unchecked = [c for c in checks if c.outcome == UNCHECKED]
+    assert [c.name for c in unchecked] == ["chain", "transaction", "block", "registry", "finality"]
+    assert all("chain RPC failed" in c.detail for c in unchecked)
+    assert verdict(checks, Options(prover="0x" + "00" * 20)) == COULD_NOT_CHECK
 
 
 def test_no_receipt_for_verify_jobs_or_unfinished_jobs(window: ProvenJobs) -> None:
