@@ -44,6 +44,7 @@ class Settings:
     blob_dir: Path | None = None
     rpc_url: str = "http://127.0.0.1:8545"
     registry_address: str = ""
+    trust_file: Path | None = None  # the trust document the gateway serves; `up` writes one
     chain_private_key: str = ""
     prover_private_key: str = ""
     chain_id: int = 0  # the anchoring chain's id, signed into attestations; 0 = not known

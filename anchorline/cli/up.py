@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -11,13 +12,20 @@ import time
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 from urllib.parse import urlparse
 
+from eth_account import Account
+from eth_utils import to_checksum_address
+from web3 import Web3
+
 from anchorline.cli.credentials import Logins, provision
+from anchorline.errors import BadInput
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.kafka_sasl import ADMIN_USER, BROKER_USER
-from anchorline.proof.registry import deploy_registry
+from anchorline.proof.registry import deploy, has_registry
+from anchorline.proof.trust import KeyPeriod, TrustRoots, parse_trust, rotated
 from anchorline.settings import Settings
 from anchorline.store.db import make_engine
 from anchorline.store.migrate import upgrade
@@ -27,22 +35,78 @@ from anchorline.stream.kafka import ensure_topics
 log = logging.getLogger(__name__)
 SERVICES = ("projector", "verifier", "prover", "chain-writer", "gateway")
 RESTART_DELAY_S = 2.0
+TRUST_FILE_NAME = "trust.json"
 
 
 def prepare(settings: Settings) -> Settings:
-    """Fill in what a local run may leave out: keys from anvil's dev accounts, a fresh registry."""
+    """Fill in what a local run may leave out: keys from anvil's dev accounts, the registry (the
+    one the trust document names, while the chain still has it, else a fresh one), and write
+    the trust document the gateway publishes."""
+    trust_file = settings.trust_file or settings.state_dir / TRUST_FILE_NAME
     settings = replace(
         settings,
         chain_private_key=settings.chain_private_key or DEV_PRIVATE_KEYS[0],
         prover_private_key=settings.prover_private_key or DEV_PRIVATE_KEYS[1],
+        trust_file=trust_file,
     )
-    if not settings.registry_address:
-        address = deploy_registry(settings.rpc_url, settings.chain_private_key)
-        settings = replace(settings, registry_address=address)
-        log.info("deployed AnchorRegistry at %s", address)
+    previous = load_trust(trust_file)
+    settings, deployment_block = registry_of(settings, previous)
+    roots = rotated(previous, trust_roots(settings, deployment_block), head=chain_head(settings))
+    write_trust(trust_file, roots)
     ensure_topics(settings)
     upgrade(make_engine(settings.db_url))
     return settings
+
+
+def registry_of(settings: Settings, previous: TrustRoots | None) -> tuple[Settings, int]:
+    """The settings with a registry address, and the block the registry was deployed in."""
+    if settings.registry_address:
+        known = previous is not None and previous.registry == settings.registry_address
+        return settings, previous.deployment_block if previous and known else 0
+    if (
+        previous is not None
+        and previous.chain_id == settings.chain_id
+        and has_registry(settings.rpc_url, previous.registry)
+    ):
+        log.info("AnchorRegistry at %s, as before", previous.registry)
+        return replace(settings, registry_address=previous.registry), previous.deployment_block
+    deployment = deploy(settings.rpc_url, settings.chain_private_key)
+    log.info("deployed AnchorRegistry at %s", deployment.address)
+    return replace(settings, registry_address=deployment.address), deployment.block
+
+
+def trust_roots(settings: Settings, deployment_block: int) -> TrustRoots:
+    """This run's trust roots: its chain, registry, prover and chain-writer, each from now on."""
+    return TrustRoots(
+        chain_id=settings.chain_id,
+        registry=to_checksum_address(settings.registry_address),
+        deployment_block=deployment_block,
+        provers=(KeyPeriod(Account.from_key(settings.prover_private_key).address, 0),),
+        chain_writers=(KeyPeriod(Account.from_key(settings.chain_private_key).address, 0),),
+        confirmations=settings.confirmations,
+    )
+
+
+def chain_head(settings: Settings) -> int:
+    return int(Web3(Web3.HTTPProvider(settings.rpc_url)).eth.block_number)
+
+
+def load_trust(path: Path) -> TrustRoots | None:
+    """The trust document a previous run wrote, or None (none yet, or not one)."""
+    try:
+        return parse_trust(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, BadInput) as exc:
+        log.warning("ignoring the trust document %s: %s", path, exc)
+        return None
+
+
+def write_trust(path: Path, roots: TrustRoots) -> None:
+    # Written aside and renamed, so that the gateway never serves half a document.
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(roots.as_json(), indent=2) + "\n")
+    partial.replace(path)
 
 
 def even_share(partitions: int, cpus: int) -> int:
@@ -146,6 +210,7 @@ def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> N
         stack.callback(supervisor.stop)
         threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()
         print(f"registry contract {settings.registry_address} on chain {chain.url}", flush=True)
+        print(f"trust document {settings.trust_file} (the gateway serves it)", flush=True)
         print(f"jobs database {settings.db_url}", flush=True)
         print(f"gateway listening on http://{settings.http_host}:{settings.http_port}", flush=True)
         print("press Ctrl-C to stop", flush=True)

@@ -132,3 +132,46 @@ def _address(value: Any, name: str) -> str:
     if not isinstance(value, str) or not is_address(value):
         raise ValueError(f"{name} is an Ethereum address")
     return to_checksum_address(value)
+
+
+ROTATION_GRACE_BLOCKS = 100  # a retired key's work still in flight lands within these
+
+
+def rotated(
+    previous: TrustRoots | None,
+    current: TrustRoots,
+    *,
+    head: int,
+    grace: int = ROTATION_GRACE_BLOCKS,
+) -> TrustRoots:
+    """`current` (one open period per role) joined to `previous` of the same chain and registry:
+    an address no longer in use is closed at `head + grace`, the new one opens at `head + 1`,
+    and every retired one stays listed, so receipts made under it still check."""
+    if previous is None or (previous.chain_id, previous.registry) != (
+        current.chain_id,
+        current.registry,
+    ):
+        return current
+    return TrustRoots(
+        chain_id=current.chain_id,
+        registry=current.registry,
+        deployment_block=previous.deployment_block,
+        provers=_rotate(previous.provers, current.provers[0].address, head=head, grace=grace),
+        chain_writers=_rotate(
+            previous.chain_writers, current.chain_writers[0].address, head=head, grace=grace
+        ),
+        confirmations=current.confirmations,
+        receipt_formats=current.receipt_formats,
+    )
+
+
+def _rotate(
+    periods: tuple[KeyPeriod, ...], address: str, *, head: int, grace: int
+) -> tuple[KeyPeriod, ...]:
+    if any(p.address == address and p.until_block is None for p in periods):
+        return periods
+    closed = tuple(
+        p if p.until_block is not None else KeyPeriod(p.address, p.from_block, head + grace)
+        for p in periods
+    )
+    return (*closed, KeyPeriod(address, head + 1))

@@ -9,6 +9,7 @@ import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
+from anchorline.proof.trust import WELL_KNOWN_PATH
 from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway import ops
 from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
@@ -47,6 +49,7 @@ from anchorline_gateway.submission import (
     json_fields,
     unknown_fields,
 )
+from anchorline_gateway.trust import get_trust
 
 MAX_WAIT_S = 60.0
 MAX_BATCH = 500
@@ -71,6 +74,7 @@ class Gateway:
     pipeline: PipelineView | None = None
     idempotency: IdempotencyKeys | None = None
     limits: Limits = field(default_factory=Limits)
+    trust_file: Path | None = None
 
 
 def _gateway(request: Request) -> Gateway:
@@ -354,6 +358,7 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/pipeline", ops.pipeline, methods=["GET"]),
         Route("/", ops.dashboard, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route(WELL_KNOWN_PATH, get_trust, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,

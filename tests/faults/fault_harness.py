@@ -39,7 +39,7 @@ from eth_account import Account
 from web3 import Web3
 
 from anchorline.events import JobKind, JobRequested, utcnow
-from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
+from anchorline.infra.anvil import DEV_ADDRESSES, DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker
 from anchorline.infra.postgres import PostgresServer
 from anchorline.proof.manifest import sign_eip191
@@ -309,7 +309,7 @@ class Cluster:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.broker.start()
         self.chain.start()
-        address = deploy_registry(self.chain.url, DEV_PRIVATE_KEYS[0])
+        address = deploy_registry(self.chain.url, DEV_PRIVATE_KEYS[0], writers=DEV_ADDRESSES)
         self.settings = replace(self.settings, registry_address=address)
         ensure_topics(self.settings)
         upgrade(self.engine)

@@ -21,7 +21,7 @@ from web3 import Web3
 
 from anchorline.errors import Retryable
 from anchorline.events import AnchorRequested, Event, JobStatus, new_id, utcnow
-from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
+from anchorline.infra.anvil import DEV_ADDRESSES, DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.ports import free_port
 from anchorline.proof.registry import deploy_registry, load_artifact
 from anchorline_chain_writer.breaker import BreakerState, CircuitBreaker, CircuitOpen
@@ -114,7 +114,7 @@ def background() -> Iterator[ThreadPoolExecutor]:
 def node(background: ThreadPoolExecutor, anvil: AnvilChain, tmp_path: Path) -> Iterator[Node]:
     # `anvil` (the shared one) only makes this skip, or fail in CI, where anvil is missing.
     with AnvilChain(state_dir=tmp_path / "anvil", port=free_port()) as own:
-        yield Node(own, deploy_registry(own.url, DEV_PRIVATE_KEYS[0]))
+        yield Node(own, deploy_registry(own.url, DEV_PRIVATE_KEYS[0], writers=DEV_ADDRESSES))
 
 
 @pytest.fixture
