@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 SERVICES = ("projector", "verifier", "prover", "chain-writer", "gateway")
 RESTART_DELAY_S = 2.0
 TRUST_FILE_NAME = "trust.json"
+ANVIL_STATE_NAME = "state.json"  # the local chain, kept across runs
 
 
 def prepare(settings: Settings) -> Settings:
@@ -200,7 +201,11 @@ def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> N
         )
         print(f"starting Kafka on {broker.bootstrap} …", flush=True)
         stack.enter_context(broker)
-        chain = AnvilChain(state_dir=settings.state_dir / "anvil", port=rpc_port)
+        chain = AnvilChain(
+            state_dir=settings.state_dir / "anvil",
+            port=rpc_port,
+            state_file=settings.state_dir / "anvil" / ANVIL_STATE_NAME,
+        )
         print(f"starting anvil on {chain.url} …", flush=True)
         stack.enter_context(chain)
         if logins:

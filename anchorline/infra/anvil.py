@@ -47,8 +47,12 @@ def ensure_node_tools() -> Path:
     return NODE_MODULES
 
 
+STATE_INTERVAL_S = 1
+
+
 class AnvilChain(LocalServer):
-    """One anvil process: a dev chain that mines on every transaction, or every block_time."""
+    """One anvil process: a dev chain that mines on every transaction, or every block_time;
+    with a `state_file`, one that keeps its chain across restarts."""
 
     log_name = "anvil.log"
 
@@ -59,11 +63,15 @@ class AnvilChain(LocalServer):
         port: int,
         chain_id: int = 31337,
         block_time: float | None = None,
+        state_file: Path | None = None,
+        state_interval_s: int = STATE_INTERVAL_S,
     ) -> None:
         super().__init__(state_dir)
         self.port = port
         self.chain_id = chain_id
         self.block_time = block_time
+        self.state_file = state_file
+        self.state_interval_s = state_interval_s
         self.name = f"anvil on {self.url}"
 
     @property
@@ -82,6 +90,11 @@ class AnvilChain(LocalServer):
         command += ["--chain-id", str(self.chain_id), "--silent"]
         if self.block_time is not None:
             command += ["--block-time", str(self.block_time)]
+        if self.state_file is not None:
+            # Loaded at start when it exists, dumped on exit and every few seconds (a kill -9
+            # loses at most those): blocks, transactions, logs and accounts survive a restart.
+            command += ["--state", str(self.state_file.resolve())]
+            command += ["--state-interval", str(self.state_interval_s)]
         return command
 
     def _wait_ready(self, timeout: float) -> None:

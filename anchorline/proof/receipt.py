@@ -405,11 +405,15 @@ def verify_receipt(
     if receipt.get("anchor") is None:
         reason = "the receipt has no anchor (a proof job not anchored): nothing to look up"
         return [*checks, *(Check(name, SKIP, reason) for name, _ in ONCHAIN)]
-    checks += [
+    return checks + check_on_chain(receipt, chain, options)
+
+
+def check_on_chain(receipt: Receipt, chain: ChainView, options: Options) -> list[Check]:
+    """Checks 10-14 alone, for a receipt whose `anchor` is an object."""
+    return [
         _run(name, partial(check, receipt, chain, options), on_chain=True)
         for name, check in ONCHAIN
     ]
-    return checks
 
 
 def _run(name: str, check: Callable[[], str], *, on_chain: bool = False) -> Check:
