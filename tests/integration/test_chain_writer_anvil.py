@@ -303,3 +303,20 @@ def test_rpc_calls_keep_to_the_rate_limit(node: Node) -> None:
     burst = 20
     assert chain.provider.requests_made > burst
     assert elapsed >= (chain.provider.requests_made - burst) / 20.0 * 0.9
+
+
+def test_after_a_reorg_dropped_a_confirmed_anchor_the_next_one_takes_its_nonce(
+    node: Node,
+) -> None:
+    # The job of the first root had succeeded (depth 1) before the reorg; the wallet must not
+    # send the next root's transaction behind the gap its dropped transaction left.
+    chain = registry(node, confirmations=1, stuck_after_s=600)
+    first = chain.anchor(os.urandom(32))
+    assert chain.confirm(first) is not None
+    nonce = int(node.w3.eth.get_transaction(first.tx_hash)["nonce"])
+    node.rpc("anvil_reorg", node.head() - first.block_number + 1, [])
+    assert node.w3.eth.get_transaction_count(WRITER, "pending") == nonce
+
+    second = chain.anchor(os.urandom(32))
+
+    assert int(node.w3.eth.get_transaction(second.tx_hash)["nonce"]) == nonce
