@@ -8,12 +8,15 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from anchorline.errors import BadInput
 from anchorline.settings import Settings
+
+if TYPE_CHECKING:
+    from anchorline.proof.receipt import Check, Options
 
 MAX_RECEIPT_BYTES = 4 << 20
 MAX_TRUST_BYTES = 256 << 10
@@ -106,20 +109,28 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return report(checks, options, as_json=args.json)
 
 
-def pins(options: Any) -> dict[str, Any]:
+def pins(options: Options) -> dict[str, Any]:
+    """What the receipt was held against, besides itself and the chain."""
     if options.trust is not None:
         return {"trust": True, "prover": "trust document", "registry": "trust document"}
     return {"trust": False, "prover": options.prover, "registry": options.registry}
 
 
-def report(checks: list[Any], options: Any, *, as_json: bool) -> int:
+def report(checks: list[Check], options: Options, *, as_json: bool) -> int:
     """Print the checks and the verdict; the exit status says the verdict."""
-    from anchorline.proof.receipt import COULD_NOT_CHECK, FAIL, INVALID, UNCHECKED, verdict
+    from anchorline.proof.receipt import (
+        COULD_NOT_CHECK,
+        FAIL,
+        INVALID,
+        UNCHECKED,
+        UNPINNED,
+        verdict,
+    )
 
     outcome = verdict(checks, options)
-    code = {INVALID: EXIT_INVALID, COULD_NOT_CHECK: EXIT_UNCHECKED}.get(outcome, EXIT_VALID)
-    if outcome == "unpinned":
-        code = EXIT_UNPINNED
+    code = {INVALID: EXIT_INVALID, COULD_NOT_CHECK: EXIT_UNCHECKED, UNPINNED: EXIT_UNPINNED}.get(
+        outcome, EXIT_VALID
+    )
     if as_json:
         document = {
             "verdict": outcome,
@@ -138,16 +149,13 @@ def report(checks: list[Any], options: Any, *, as_json: bool) -> int:
         print(f"receipt FAILED: {', '.join(failed)}")
     elif unchecked:
         print(f"receipt NOT CHECKED: the chain did not answer for {', '.join(unchecked)}")
-    elif code == EXIT_UNPINNED:
+    elif outcome == UNPINNED:
         print(
             "receipt consistent in itself, but nothing was pinned: only self-consistency was "
             "checked; anyone can make such a receipt with keys and a registry of their own. "
             "Pass --trust (the installation's trust document), or --prover and --registry."
         )
     else:
-        missing = (
-            [] if options.trust else [n for n in ("prover", "registry") if not pins(options)[n]]
-        )
-        note = f" (not pinned: {', '.join(missing)})" if missing else ""
-        print(f"receipt OK{note}")
+        missing = [name for name, value in pins(options).items() if value is None]
+        print("receipt OK" + (f" (not pinned: {', '.join(missing)})" if missing else ""))
     return code

@@ -82,3 +82,14 @@ def test_pinned_exits_0_and_a_failure_1_with_json(
     document = json.loads(capsys.readouterr().out)
     assert document["verdict"] == "invalid"
     assert [c["name"] for c in document["checks"] if c["outcome"] == "FAIL"] == ["transaction"]
+
+
+def test_a_partial_pin_says_what_was_not_pinned(
+    creator: LocalAccount, capsys: pytest.CaptureFixture[str]
+) -> None:
+    window = prove_window(creator)
+    receipt = build_receipt(window.job("job-0"))
+    only_prover = Options(prover=PROVER)
+    checks = verify_receipt(receipt, window.chain, only_prover)
+    assert receipt_cli.report(checks, only_prover, as_json=False) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "receipt OK (not pinned: registry)"
