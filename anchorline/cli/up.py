@@ -50,30 +50,42 @@ def prepare(settings: Settings) -> Settings:
         prover_private_key=settings.prover_private_key or DEV_PRIVATE_KEYS[1],
         trust_file=trust_file,
     )
-    previous = load_trust(trust_file)
-    settings, deployment_block = registry_of(settings, previous)
-    roots = rotated(previous, trust_roots(settings, deployment_block), head=chain_head(settings))
-    write_trust(trust_file, roots)
+    settings = publish_trust(settings, trust_file)
     ensure_topics(settings)
     upgrade(make_engine(settings.db_url))
     return settings
 
 
-def registry_of(settings: Settings, previous: TrustRoots | None) -> tuple[Settings, int]:
-    """The settings with a registry address, and the block the registry was deployed in."""
+def publish_trust(settings: Settings, trust_file: Path) -> Settings:
+    """The settings with their registry (found again, or deployed), after writing the trust
+    document for them to `trust_file`, keys of earlier runs kept."""
+    previous = load_trust(trust_file)
+    settings, deployment_block, deployed = registry_of(settings, previous)
+    # A registry deployed now starts a new document, even at the address the old one had (a
+    # reset chain deploys at the same address): the keys listed were of a chain that is gone.
+    earlier = None if deployed else previous
+    roots = rotated(earlier, trust_roots(settings, deployment_block), head=chain_head(settings))
+    write_trust(trust_file, roots)
+    return settings
+
+
+def registry_of(settings: Settings, previous: TrustRoots | None) -> tuple[Settings, int, bool]:
+    """The settings with a registry address, the block the registry was deployed in, and
+    whether it was deployed just now."""
     if settings.registry_address:
         known = previous is not None and previous.registry == settings.registry_address
-        return settings, previous.deployment_block if previous and known else 0
+        return settings, previous.deployment_block if previous and known else 0, False
     if (
         previous is not None
         and previous.chain_id == settings.chain_id
         and has_registry(settings.rpc_url, previous.registry)
     ):
         log.info("AnchorRegistry at %s, as before", previous.registry)
-        return replace(settings, registry_address=previous.registry), previous.deployment_block
+        found = replace(settings, registry_address=previous.registry)
+        return found, previous.deployment_block, False
     deployment = deploy(settings.rpc_url, settings.chain_private_key)
     log.info("deployed AnchorRegistry at %s", deployment.address)
-    return replace(settings, registry_address=deployment.address), deployment.block
+    return replace(settings, registry_address=deployment.address), deployment.block, True
 
 
 def trust_roots(settings: Settings, deployment_block: int) -> TrustRoots:
