@@ -17,8 +17,8 @@ TRUST_FORMAT = "anchorline-trust/1"
 WELL_KNOWN_PATH = "/.well-known/anchorline-trust.json"
 MAX_BYTES = 256 * 1024
 FINALITY_RULE = (
-    "a receipt's anchor counts once its block is `confirmations` deep on the canonical chain "
-    "(or at or below the node's `finalized` block, where the node has that tag)"
+    "a job succeeds once its anchor's block is `confirmations` deep (counting its own) on the "
+    "canonical chain; a receipt's check asks for at least that depth"
 )
 
 
