@@ -237,6 +237,11 @@ class Web3Registry:
         self.wallet.submit(pending)
         return pending
 
+    def canonical_hash(self, number: int) -> str | None:
+        """The hash of the canonical block `number`, or None where the chain has none."""
+        with rpc_errors():
+            return self._canonical_hash(number)
+
     def _canonical_hash(self, number: int) -> str | None:
         try:
             return "0x" + bytes(self.w3.eth.get_block(number)["hash"]).hex()
