@@ -27,7 +27,7 @@ from anchorline.settings import Settings
 from anchorline.stream import codec, headers
 from anchorline.stream.kafka import consumer_config, producer_config
 from anchorline.stream.topics import Place, Topics, key_of, place_of
-from anchorline_chain_writer.chain import AnchorReceipt, Web3Registry
+from anchorline_chain_writer.chain import AnchorReceipt, Web3Registry, rpc_errors
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +230,10 @@ class FinalityWatch:
                 # The node or the broker is away: the watch waits, as the stages do.
                 log.warning("finality watch: %s; checking again later", exc)
                 return
+            except Exception:
+                # Anything else is treated as the stages treat it: transient, tried again.
+                log.exception("finality watch: checking again later")
+                return
             if len(partition.queue) < self.max_watched:
                 self.consumer.resume([TopicPartition(place[0], place[1])])
 
@@ -261,7 +265,8 @@ class Web3AnchorChain:
         return self.registry.find_anchor(root)
 
     def head(self) -> int:
-        return int(self.registry.w3.eth.block_number)
+        with rpc_errors():
+            return int(self.registry.w3.eth.block_number)
 
     def canonical_hash(self, number: int) -> str | None:
         return self.registry.canonical_hash(number)

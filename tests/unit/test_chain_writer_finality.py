@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
+
+from anchorline.errors import Retryable
 from anchorline.events import AnchorRequested, JobStatus, StageState, utcnow
+from anchorline.infra.ports import free_ports
 from anchorline.stream import codec, headers
 from anchorline.stream.topics import Topics
-from anchorline_chain_writer.chain import AnchorReceipt
-from anchorline_chain_writer.finality import Partition, Verdict, Watched, anchor_again, judge
+from anchorline_chain_writer.chain import AnchorReceipt, Web3Registry
+from anchorline_chain_writer.finality import (
+    Partition,
+    Verdict,
+    Watched,
+    Web3AnchorChain,
+    anchor_again,
+    judge,
+)
 
 ROOT = "0x" + "ab" * 32
 
@@ -104,3 +115,13 @@ def test_a_later_request_settled_first_waits_for_the_one_before_it() -> None:
     assert partition.settle(chain, depth=2, now=1.0, send=lambda item: None) is None
     chain.blocks[6] = "0xa6"
     assert partition.settle(chain, depth=2, now=2.0, send=lambda item: None) == 9
+
+
+def test_a_node_that_does_not_answer_is_transient_for_the_watch() -> None:
+    (port,) = free_ports(1)  # nothing listens there
+    registry = Web3Registry(f"http://127.0.0.1:{port}", "0x" + "11" * 20, "0x" + "22" * 32)
+    chain = Web3AnchorChain(registry)
+    with pytest.raises(Retryable):
+        chain.head()
+    with pytest.raises(Retryable):
+        chain.canonical_hash(1)
