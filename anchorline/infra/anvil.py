@@ -47,7 +47,7 @@ def ensure_node_tools() -> Path:
     return NODE_MODULES
 
 
-STATE_INTERVAL_S = 1
+STATE_INTERVAL_S = 5  # a dump writes the whole chain: often enough, not every block
 
 
 class AnvilChain(LocalServer):
@@ -64,7 +64,7 @@ class AnvilChain(LocalServer):
         chain_id: int = 31337,
         block_time: float | None = None,
         state_file: Path | None = None,
-        state_interval_s: int = STATE_INTERVAL_S,
+        state_interval_s: int | None = STATE_INTERVAL_S,
     ) -> None:
         super().__init__(state_dir)
         self.port = port
@@ -94,7 +94,8 @@ class AnvilChain(LocalServer):
             # Loaded at start when it exists, dumped on exit and every few seconds (a kill -9
             # loses at most those): blocks, transactions, logs and accounts survive a restart.
             command += ["--state", str(self.state_file.resolve())]
-            command += ["--state-interval", str(self.state_interval_s)]
+            if self.state_interval_s is not None:
+                command += ["--state-interval", str(self.state_interval_s)]
         return command
 
     def _wait_ready(self, timeout: float) -> None:

@@ -86,12 +86,11 @@ class DroppedOutcome(AssertionError):
 class PersistentAnvil(AnvilChain):
     """anvil that dumps its chain to a file on SIGTERM and loads it again on start."""
 
-    @property
-    def state_file(self) -> Path:
-        return self.state_dir / "chain-state.json"
-
-    def _command(self) -> list[str]:
-        return [*super()._command(), "--state", str(self.state_file)]
+    def __init__(self, *, state_dir: Path, port: int) -> None:
+        state_file = state_dir / "chain-state.json"
+        super().__init__(
+            state_dir=state_dir, port=port, state_file=state_file, state_interval_s=None
+        )
 
 
 # --- load ----------------------------------------------------------------------------------
