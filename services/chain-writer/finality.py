@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from web3.exceptions import BlockNotFound, Web3RPCError
 
 from anchorline.errors import Retryable, SerializationError
 from anchorline.events import AnchorRequested, Stage, StageState, refs_of, utcnow
@@ -53,6 +54,9 @@ class AnchorChain(Protocol):
 
     def canonical_hash(self, number: int) -> str | None: ...
 
+    def finalized(self) -> int | None:
+        """The node's `finalized` block, or None where it has no such tag."""
+
 
 @dataclass
 class Watched:
@@ -76,7 +80,12 @@ def judge(
     seen = watched.seen
     if chain.canonical_hash(seen.block_number) != seen.block_hash:
         return Verdict.GONE
-    return Verdict.FINAL if chain.head() - seen.block_number + 1 >= depth else Verdict.WAIT
+    if chain.head() - seen.block_number + 1 >= depth:
+        return Verdict.FINAL
+    finalized = chain.finalized()
+    return (
+        Verdict.FINAL if finalized is not None and seen.block_number <= finalized else Verdict.WAIT
+    )
 
 
 def anchor_again(watched: Watched, topics: Topics, *, now: datetime) -> list[Outgoing]:
@@ -146,6 +155,8 @@ class OneRound:
         self.chain = chain
         self._head: int | None = None
         self._hashes: dict[int, str | None] = {}
+        self._finalized: int | None = None
+        self._asked_finalized = False
 
     def find_anchor(self, root: bytes) -> AnchorReceipt | None:
         return self.chain.find_anchor(root)
@@ -159,6 +170,11 @@ class OneRound:
         if number not in self._hashes:
             self._hashes[number] = self.chain.canonical_hash(number)
         return self._hashes[number]
+
+    def finalized(self) -> int | None:
+        if not self._asked_finalized:
+            self._finalized, self._asked_finalized = self.chain.finalized(), True
+        return self._finalized
 
 
 class FinalityWatch:
@@ -270,3 +286,10 @@ class Web3AnchorChain:
 
     def canonical_hash(self, number: int) -> str | None:
         return self.registry.canonical_hash(number)
+
+    def finalized(self) -> int | None:
+        with rpc_errors():
+            try:
+                return int(self.registry.w3.eth.get_block("finalized")["number"])
+            except (BlockNotFound, Web3RPCError, ValueError):
+                return None  # a node without the tag (or no block finalized yet)

@@ -34,6 +34,7 @@ class Chain:
 
     blocks: dict[int, str] = field(default_factory=dict)
     anchor: AnchorReceipt | None = None
+    final: int | None = None
 
     def find_anchor(self, root: bytes) -> AnchorReceipt | None:
         return self.anchor
@@ -43,6 +44,9 @@ class Chain:
 
     def canonical_hash(self, number: int) -> str | None:
         return self.blocks.get(number)
+
+    def finalized(self) -> int | None:
+        return self.final
 
 
 def watched(offset: int = 7, since: float = 0.0) -> Watched:
@@ -56,6 +60,14 @@ def test_an_anchor_waits_until_it_is_deep_enough_then_is_final() -> None:
     assert judge(item, chain, depth=3, now=1.0) is Verdict.WAIT
     chain.blocks.update({6: "0xa6", 7: "0xa7"})
     assert judge(item, chain, depth=3, now=2.0) is Verdict.FINAL
+
+
+def test_an_anchor_at_or_below_the_nodes_finalized_block_is_final() -> None:
+    chain = Chain({5: "0xa5", 6: "0xa6"}, receipt(5, "0xa5"))
+    item = watched()
+    assert judge(item, chain, depth=12, now=1.0) is Verdict.WAIT
+    chain.final = 5
+    assert judge(item, chain, depth=12, now=2.0) is Verdict.FINAL
 
 
 def test_an_anchor_whose_block_was_replaced_is_gone() -> None:
@@ -125,3 +137,5 @@ def test_a_node_that_does_not_answer_is_transient_for_the_watch() -> None:
         chain.head()
     with pytest.raises(Retryable):
         chain.canonical_hash(1)
+    with pytest.raises(Retryable):
+        chain.finalized()
