@@ -178,8 +178,9 @@ class OneRound:
 
 
 class FinalityWatch:
-    """The watch's loop: read anchor requests, judge each partition's oldest every `check_s`,
-    send again what a reorg took, commit what is final. Run in the chain-writer's process."""
+    """The watch's loop: read anchor requests, judge the watched ones every `check_s`, send
+    again what a reorg took, commit each partition's settled front. Run in the chain-writer's
+    process."""
 
     def __init__(
         self,
