@@ -44,10 +44,12 @@ class Settings:
     blob_dir: Path | None = None
     rpc_url: str = "http://127.0.0.1:8545"
     registry_address: str = ""
+    trust_file: Path | None = None  # the trust document the gateway serves; `up` writes one
     chain_private_key: str = ""
     prover_private_key: str = ""
     chain_id: int = 0  # the anchoring chain's id, signed into attestations; 0 = not known
     confirmations: int = 1
+    finality_depth: int = 12  # the watch re-checks an anchor until this deep; 0: no watch
     tx_timeout_s: float = 120.0
     stuck_tx_timeout_s: float = 60.0
     max_fee_gwei: float = 500.0

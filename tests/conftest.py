@@ -7,7 +7,7 @@ from typing import NoReturn
 
 import pytest
 
-from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain, ensure_node_tools
+from anchorline.infra.anvil import DEV_ADDRESSES, DEV_PRIVATE_KEYS, AnvilChain, ensure_node_tools
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.ports import free_ports
 from anchorline.infra.postgres import PostgresServer, ensure_postgres_installed
@@ -73,4 +73,4 @@ def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilChain]:
 
 @pytest.fixture(scope="session")
 def registry_address(anvil: AnvilChain) -> str:
-    return deploy_registry(anvil.url, DEV_PRIVATE_KEYS[0])
+    return deploy_registry(anvil.url, DEV_PRIVATE_KEYS[0], writers=DEV_ADDRESSES)

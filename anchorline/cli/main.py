@@ -148,6 +148,12 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="bring the jobs database to the newest schema")
     deploy = commands.add_parser("deploy", help="deploy the registry contract, print its address")
     deploy.add_argument("--rpc", help="JSON-RPC URL (default: ANCHORLINE_RPC_URL)")
+    deploy.add_argument(
+        "--writer",
+        action="append",
+        default=[],
+        help="an address allowed to anchor besides the deployer (ANCHORLINE_CHAIN_PRIVATE_KEY's)",
+    )
     return root
 
 
@@ -235,7 +241,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from anchorline.proof.registry import deploy_registry
 
         key = settings.chain_private_key or DEV_PRIVATE_KEYS[0]
-        print(deploy_registry(args.rpc or settings.rpc_url, key))
+        print(deploy_registry(args.rpc or settings.rpc_url, key, writers=args.writer))
     return 0
 
 

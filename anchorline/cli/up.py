@@ -16,14 +16,19 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+from eth_account import Account
+from eth_utils import to_checksum_address
+from web3 import Web3
 
 from anchorline.cli.credentials import Logins, provision
+from anchorline.errors import BadInput
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.kafka_sasl import ADMIN_USER, BROKER_USER
 from anchorline.infra.ports import free_ports, port_taken
 from anchorline.infra.process import PortTaken
-from anchorline.proof.registry import deploy_registry
+from anchorline.proof.registry import deploy, has_registry
+from anchorline.proof.trust import KeyPeriod, TrustRoots, parse_trust, rotated
 from anchorline.settings import Settings
 from anchorline.store.db import make_engine
 from anchorline.store.migrate import upgrade
@@ -75,22 +80,91 @@ def wait_for_gateway(url: str, stop: threading.Event, *, timeout: float) -> bool
                 pass
             stop.wait(0.2)
     return False
+TRUST_FILE_NAME = "trust.json"
+ANVIL_STATE_NAME = "state.json"  # the local chain, kept across runs
 
 
 def prepare(settings: Settings) -> Settings:
-    """Fill in what a local run may leave out: keys from anvil's dev accounts, a fresh registry."""
+    """Fill in what a local run may leave out: keys from anvil's dev accounts, the registry (the
+    one the trust document names, while the chain still has it, else a fresh one), and write
+    the trust document the gateway publishes."""
+    trust_file = settings.trust_file or settings.state_dir / TRUST_FILE_NAME
     settings = replace(
         settings,
         chain_private_key=settings.chain_private_key or DEV_PRIVATE_KEYS[0],
         prover_private_key=settings.prover_private_key or DEV_PRIVATE_KEYS[1],
+        trust_file=trust_file,
     )
-    if not settings.registry_address:
-        address = deploy_registry(settings.rpc_url, settings.chain_private_key)
-        settings = replace(settings, registry_address=address)
-        log.debug("deployed AnchorRegistry at %s", address)  # `up` prints the address
+    settings = publish_trust(settings, trust_file)
     ensure_topics(settings)
     upgrade(make_engine(settings.db_url))
     return settings
+
+
+def publish_trust(settings: Settings, trust_file: Path) -> Settings:
+    """The settings with their registry (found again, or deployed), after writing the trust
+    document for them to `trust_file`, keys of earlier runs kept."""
+    previous = load_trust(trust_file)
+    settings, deployment_block, deployed = registry_of(settings, previous)
+    # A registry deployed now starts a new document, even at the address the old one had (a
+    # reset chain deploys at the same address): the keys listed were of a chain that is gone.
+    earlier = None if deployed else previous
+    roots = rotated(earlier, trust_roots(settings, deployment_block), head=chain_head(settings))
+    write_trust(trust_file, roots)
+    return settings
+
+
+def registry_of(settings: Settings, previous: TrustRoots | None) -> tuple[Settings, int, bool]:
+    """The settings with a registry address, the block the registry was deployed in, and
+    whether it was deployed just now."""
+    if settings.registry_address:
+        known = previous is not None and previous.registry == settings.registry_address
+        return settings, previous.deployment_block if previous and known else 0, False
+    if (
+        previous is not None
+        and previous.chain_id == settings.chain_id
+        and has_registry(settings.rpc_url, previous.registry)
+    ):
+        log.info("AnchorRegistry at %s, as before", previous.registry)
+        found = replace(settings, registry_address=previous.registry)
+        return found, previous.deployment_block, False
+    deployment = deploy(settings.rpc_url, settings.chain_private_key)
+    log.info("deployed AnchorRegistry at %s", deployment.address)
+    return replace(settings, registry_address=deployment.address), deployment.block, True
+
+
+def trust_roots(settings: Settings, deployment_block: int) -> TrustRoots:
+    """This run's trust roots: its chain, registry, prover and chain-writer, each from now on."""
+    return TrustRoots(
+        chain_id=settings.chain_id,
+        registry=to_checksum_address(settings.registry_address),
+        deployment_block=deployment_block,
+        provers=(KeyPeriod(Account.from_key(settings.prover_private_key).address, 0),),
+        chain_writers=(KeyPeriod(Account.from_key(settings.chain_private_key).address, 0),),
+        confirmations=settings.confirmations,
+    )
+
+
+def chain_head(settings: Settings) -> int:
+    return int(Web3(Web3.HTTPProvider(settings.rpc_url)).eth.block_number)
+
+
+def load_trust(path: Path) -> TrustRoots | None:
+    """The trust document a previous run wrote, or None (none yet, or not one)."""
+    try:
+        return parse_trust(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, BadInput) as exc:
+        log.warning("ignoring the trust document %s: %s", path, exc)
+        return None
+
+
+def write_trust(path: Path, roots: TrustRoots) -> None:
+    # Written aside and renamed, so that the gateway never serves half a document.
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(roots.as_json(), indent=2) + "\n")
+    partial.replace(path)
 
 
 def even_share(partitions: int, cpus: int) -> int:
@@ -199,7 +273,11 @@ def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> N
         )
         print(f"starting Kafka on {broker.bootstrap} …", flush=True)
         stack.enter_context(broker)
-        chain = AnvilChain(state_dir=settings.state_dir / "anvil", port=rpc_port)
+        chain = AnvilChain(
+            state_dir=settings.state_dir / "anvil",
+            port=rpc_port,
+            state_file=settings.state_dir / "anvil" / ANVIL_STATE_NAME,
+        )
         print(f"starting anvil on {chain.url} …", flush=True)
         stack.enter_context(chain)
         if logins:
@@ -209,6 +287,7 @@ def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> N
         stack.callback(supervisor.stop)
         threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()
         print(f"registry contract {settings.registry_address} on chain {chain.url}", flush=True)
+        print(f"trust document {settings.trust_file} (the gateway serves it)", flush=True)
         print(f"jobs database {settings.db_url}", flush=True)
         gateway = f"http://{settings.http_host}:{settings.http_port}"
         targets = settings.state_dir / METRICS_TARGETS

@@ -24,6 +24,11 @@ DEV_PRIVATE_KEYS: tuple[str, ...] = (
     "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
     "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
 )
+DEV_ADDRESSES: tuple[str, ...] = (
+    "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+    "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+)
 
 
 def ensure_node_tools() -> Path:
@@ -42,8 +47,12 @@ def ensure_node_tools() -> Path:
     return NODE_MODULES
 
 
+STATE_INTERVAL_S = 5  # a dump writes the whole chain: often enough, not every block
+
+
 class AnvilChain(LocalServer):
-    """One anvil process: a dev chain that mines on every transaction, or every block_time."""
+    """One anvil process: a dev chain that mines on every transaction, or every block_time;
+    with a `state_file`, one that keeps its chain across restarts."""
 
     log_name = "anvil.log"
 
@@ -54,11 +63,15 @@ class AnvilChain(LocalServer):
         port: int,
         chain_id: int = 31337,
         block_time: float | None = None,
+        state_file: Path | None = None,
+        state_interval_s: int | None = STATE_INTERVAL_S,
     ) -> None:
         super().__init__(state_dir)
         self.port = port
         self.chain_id = chain_id
         self.block_time = block_time
+        self.state_file = state_file
+        self.state_interval_s = state_interval_s
         self.name = f"anvil on {self.url}"
 
     @property
@@ -80,6 +93,12 @@ class AnvilChain(LocalServer):
         command += ["--chain-id", str(self.chain_id), "--silent"]
         if self.block_time is not None:
             command += ["--block-time", str(self.block_time)]
+        if self.state_file is not None:
+            # Loaded at start when it exists, dumped on exit and every few seconds (a kill -9
+            # loses at most those): blocks, transactions, logs and accounts survive a restart.
+            command += ["--state", str(self.state_file.resolve())]
+            if self.state_interval_s is not None:
+                command += ["--state-interval", str(self.state_interval_s)]
         return command
 
     def _wait_ready(self, timeout: float) -> None:

@@ -118,7 +118,8 @@ def metadata_hash(metadata: dict[str, Any]) -> str:
 
 
 def typed_manifest(manifest: Manifest) -> eip712.TypedData:
-    """The EIP-712 typed data a creator signs for a manifest; absent strings are signed as ""."""
+    """The EIP-712 typed data a creator signs for a manifest; an absent created_at or content_uri
+    is signed as "", and hashAlg is always sha256 (the only one a valid manifest has)."""
     message = {
         "contentHash": manifest.content_hash,
         "hashAlg": manifest.hash_alg,
@@ -139,6 +140,22 @@ def recover(document: dict[str, Any], signature: str, *, scheme: str = "eip191")
     if not SIGNATURE_RE.match(signature):
         raise ValueError("signature must be 0x followed by 130 hex digits")
     return eip712.recover(typed_manifest(validate(document)), signature)
+
+
+def signature_v(signature: str) -> int:
+    """The v byte of a 65-byte r ‖ s ‖ v signature written as 0x hex, or ValueError."""
+    if not isinstance(signature, str) or not SIGNATURE_RE.match(signature):
+        raise ValueError("signature must be 0x followed by 130 hex digits")
+    return int(signature[-2:], 16)
+
+
+def normalized_signature(signature: str) -> str:
+    """The same signature with v = 0/1 (as some wallets write it) as 27/28; else unchanged."""
+    try:
+        v = signature_v(signature)
+    except ValueError:
+        return signature
+    return signature[:-2] + f"{v + 27:02x}" if v in (0, 1) else signature
 
 
 def recover_eip191(message: bytes, signature: str) -> str:

@@ -70,6 +70,20 @@ class MerkleBatch:
         return steps
 
 
+def path_sides(index: int, size: int) -> list[bool]:
+    """Where each sibling sits (True: on the left) on the path of leaf `index` in a batch of
+    `size` leaves: the shape of a genuine path, whatever the hashes."""
+    if not 0 <= index < size:
+        raise ValueError(f"index {index} is not in a batch of {size}")
+    sides = []
+    while size > 1:
+        sibling = index ^ 1
+        if sibling < size:
+            sides.append(sibling < index)
+        index, size = index // 2, (size + 1) // 2
+    return sides
+
+
 def root_from_path(leaf: bytes, path: list[ProofStep]) -> bytes:
     """Fold a leaf up its path: equal to the batch root when the proof holds."""
     node = leaf

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -37,13 +38,30 @@ def load_artifact() -> RegistryArtifact:
     )
 
 
-def deploy_registry(rpc_url: str, private_key: str, *, timeout: float = 60.0) -> str:
-    """Deploy a fresh AnchorRegistry and return its checksum address."""
+@dataclass(frozen=True)
+class Deployment:
+    address: str
+    block: int
+
+
+def deploy_registry(
+    rpc_url: str, private_key: str, *, writers: Sequence[str] = (), timeout: float = 60.0
+) -> str:
+    """Deploy a fresh AnchorRegistry and return its checksum address; see `deploy`."""
+    return deploy(rpc_url, private_key, writers=writers, timeout=timeout).address
+
+
+def deploy(
+    rpc_url: str, private_key: str, *, writers: Sequence[str] = (), timeout: float = 60.0
+) -> Deployment:
+    """Deploy a fresh AnchorRegistry owned by `private_key`'s address, which may anchor, as may
+    `writers`; its address and the block it was deployed in."""
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
     account = Account.from_key(private_key)
     artifact = load_artifact()
+    allowed = list(dict.fromkeys([account.address, *map(Web3.to_checksum_address, writers)]))
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    transaction = factory.constructor().build_transaction(
+    transaction = factory.constructor(allowed).build_transaction(
         {
             "from": account.address,
             "nonce": w3.eth.get_transaction_count(account.address, "pending"),
@@ -56,4 +74,15 @@ def deploy_registry(rpc_url: str, private_key: str, *, timeout: float = 60.0) ->
     address = receipt["contractAddress"]
     if receipt["status"] != 1 or address is None:
         raise RuntimeError(f"AnchorRegistry deployment {tx_hash.to_0x_hex()} reverted")
-    return Web3.to_checksum_address(address)
+    return Deployment(Web3.to_checksum_address(address), int(receipt["blockNumber"]))
+
+
+def has_registry(rpc_url: str, address: str, *, timeout: float = 10.0) -> bool:
+    """Whether the chain has this artifact's contract at `address` (not after a reset chain)."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    code = bytes(w3.eth.get_code(Web3.to_checksum_address(address)))
+    expected = bytes.fromhex(load_artifact().deployed_bytecode.removeprefix("0x"))
+    # The deployed code holds the owner (an immutable) where the artifact has zeros.
+    return len(code) == len(expected) and all(
+        byte == want or want == 0 for byte, want in zip(code, expected, strict=True)
+    )

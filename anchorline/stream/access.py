@@ -102,7 +102,10 @@ def _next(stage: Stage, topics: Topics) -> list[str]:
 
 
 def _groups(service: str) -> list[str]:
-    return [f"anchorline-{service}", f"anchorline-{service}-delay"]
+    groups = [f"anchorline-{service}", f"anchorline-{service}-delay"]
+    if service == "chain-writer":
+        groups.append("anchorline-chain-writer-watch")  # its finality watch (WATCH_GROUP)
+    return groups
 
 
 def _topic(name: str, operation: Operation) -> Grant:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import requests
+from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import BlockNotFound, ContractLogicError, TimeExhausted, Web3Exception
 
@@ -24,6 +25,7 @@ from anchorline_chain_writer.wallet import HotWallet, Pending
 log = logging.getLogger(__name__)
 
 GAS_MARGIN_PERCENT = 25
+NOT_WRITER = "0x" + keccak(b"NotWriter(address)")[:4].hex()  # the registry's revert selector
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,11 @@ class Web3Registry:
             found = self.find_anchor(root)
             if found is not None:
                 return found
+            if NOT_WRITER in str(exc):
+                raise Permanent(
+                    f"{self.wallet.account.address} is not a writer of the registry "
+                    f"{self.contract.address} (its owner allows one with setWriter)"
+                ) from exc
             raise Permanent(f"registry rejected root 0x{root.hex()}: {exc}") from exc
 
     def confirm(self, receipt: AnchorReceipt) -> AnchorReceipt | None:
@@ -229,6 +236,11 @@ class Web3Registry:
         pending = self.in_flight[root] = self.wallet.sign_new(call)
         self.wallet.submit(pending)
         return pending
+
+    def canonical_hash(self, number: int) -> str | None:
+        """The hash of the canonical block `number`, or None where the chain has none."""
+        with rpc_errors():
+            return self._canonical_hash(number)
 
     def _canonical_hash(self, number: int) -> str | None:
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from functools import cache
 
 from anchorline.errors import ConfigurationError
@@ -11,7 +13,10 @@ from anchorline_chain_writer import metrics
 from anchorline_chain_writer.breaker import CircuitBreaker
 from anchorline_chain_writer.chain import Web3Registry
 from anchorline_chain_writer.fees import FeePolicy, gwei
+from anchorline_chain_writer.finality import FinalityWatch, Web3AnchorChain
 from anchorline_chain_writer.handler import AnchorHandler
+
+log = logging.getLogger(__name__)
 
 
 def fee_policy(settings: Settings) -> FeePolicy:
@@ -56,8 +61,45 @@ def shared_registry(settings: Settings) -> Web3Registry:
     return shared
 
 
-def build(settings: Settings) -> StageRunner:
+def build(settings: Settings) -> ChainWriter:
     # One root a transaction: anchoring a root waits for its confirmations, and a poll batch
     # of many would put all their waits under one handling deadline.
     handler = AnchorHandler(shared_registry(settings))
-    return StageRunner(handler, settings, service="chain-writer", poll_batch=1)
+    runner = StageRunner(handler, settings, service="chain-writer", poll_batch=1)
+    watch = None
+    if settings.finality_depth > 0:
+        # A registry of its own: the watch keeps to its own rate limit, not the sender's.
+        watch = FinalityWatch(settings, Web3AnchorChain(registry(settings)))
+    return ChainWriter(runner, watch)
+
+
+class ChainWriter:
+    """The anchor stage and, beside it in a thread, the finality watch."""
+
+    def __init__(self, runner: StageRunner, watch: FinalityWatch | None) -> None:
+        self.runner = runner
+        self.watch = watch
+        self.failure: BaseException | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        if self.watch is None:
+            self.runner.run(stop)
+            return
+        thread = threading.Thread(target=self._watch, args=(stop,), name="finality-watch")
+        thread.start()
+        try:
+            self.runner.run(stop)
+        finally:
+            stop.set()
+            thread.join()
+        if self.failure is not None:
+            raise RuntimeError("the finality watch failed") from self.failure
+
+    def _watch(self, stop: threading.Event) -> None:
+        assert self.watch is not None
+        try:
+            self.watch.run(stop)
+        except Exception as exc:
+            log.exception("the finality watch failed; stopping the chain-writer")
+            self.failure = exc
+            stop.set()

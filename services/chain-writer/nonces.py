@@ -16,7 +16,22 @@ class NonceManager:
     def __init__(self, pending_count: Callable[[], int]) -> None:
         self._pending_count = pending_count
         self._next: int | None = None
+        self._highest_sent: int | None = None
         self._lock = threading.Lock()
+
+    def sent(self, nonce: int) -> None:
+        """The node took a transaction with `nonce`."""
+        with self._lock:
+            self._highest_sent = max(nonce, self._highest_sent or 0)
+
+    def check_sent(self) -> None:
+        """Before a send: if the node no longer counts a transaction this wallet sent (a reorg
+        dropped it), start again from the node's count, lest the next one wait behind a gap."""
+        with self._lock:
+            if self._highest_sent is None:
+                return
+            if self._pending_count() <= self._highest_sent:
+                self._next = self._highest_sent = None
 
     def allocate(self) -> int:
         with self._lock:
@@ -34,4 +49,4 @@ class NonceManager:
 
     def resync(self) -> None:
         with self._lock:
-            self._next = None
+            self._next = self._highest_sent = None

@@ -100,6 +100,7 @@ class HotWallet:
     def sign_new(self, call: dict[str, Any]) -> Pending:
         """A new transaction (`to`, `data`, `gas`, `chainId`) at today's fees and the next nonce."""
         fees = self.fees.offer(self.quote())
+        self.nonces.check_sent()
         nonce = self.nonces.allocate()
         raw, tx_hash = self._sign(call, nonce, fees)
         return Pending(call=call, nonce=nonce, fees=fees, raw=raw, hashes=[tx_hash])
@@ -114,6 +115,7 @@ class HotWallet:
                 raise
             if outcome in (Broadcast.SENT, Broadcast.KNOWN):
                 pending.sent_at = self._clock()
+                self.nonces.sent(pending.nonce)
                 log.info("sent %s with nonce %d", pending.tx_hash, pending.nonce)
                 return
             log.info("nonce %d is taken (%s); asking the node again", pending.nonce, outcome.value)

@@ -9,6 +9,7 @@ import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
+from anchorline.proof.trust import WELL_KNOWN_PATH
 from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway import letters, ops
 from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
@@ -48,6 +50,7 @@ from anchorline_gateway.submission import (
     json_fields,
     unknown_fields,
 )
+from anchorline_gateway.trust import get_trust
 
 MAX_WAIT_S = 60.0
 MAX_BATCH = 500
@@ -73,6 +76,7 @@ class Gateway:
     dead_letters: DeadLetterDesk | None = None
     idempotency: IdempotencyKeys | None = None
     limits: Limits = field(default_factory=Limits)
+    trust_file: Path | None = None
 
 
 def _gateway(request: Request) -> Gateway:
@@ -361,6 +365,7 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/dead-letters/{coordinates}", letters.show_letter, methods=["GET"]),
         Route("/", ops.dashboard, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route(WELL_KNOWN_PATH, get_trust, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,

@@ -15,10 +15,13 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from anchorline.errors import BadInput
+from anchorline.proof.trust import WELL_KNOWN_PATH
 from anchorline.tenants import check_tenant
 from anchorline_gateway.problems import BadRequest
 
-OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/openapi.json"})  # "/": the static page
+OPEN_PATHS = frozenset(
+    {"/", "/healthz", "/readyz", "/openapi.json", WELL_KNOWN_PATH}
+)  # "/": the static page
 OPERATOR_PATHS = frozenset({"/v1/pipeline", "/metrics"})
 OPERATOR_PREFIXES = ("/v1/dead-letters",)  # the dead-letter desk: browse, replay
 

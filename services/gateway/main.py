@@ -29,6 +29,7 @@ def build(settings: Settings) -> Starlette:
         pipeline=KafkaPipelineView(settings),
         dead_letters=KafkaDeadLetters(settings),
         limits=Limits.from_settings(settings),
+        trust_file=settings.trust_file,
     )
     return create_app(gateway)
 

@@ -394,6 +394,16 @@ PATHS: dict[str, dict[str, Schema]] = {
             "responses": {"200": answer("the page", {"type": "string"}, "text/html")},
         }
     },
+    "/.well-known/anchorline-trust.json": {
+        "get": {
+            "summary": "The installation's trust roots, to check receipts against",
+            "security": OPEN,
+            "responses": {
+                "200": answer("the trust document (docs/receipts.md)", {"type": "object"}),
+                **problems(404, 503),
+            },
+        }
+    },
     "/openapi.json": {
         "get": {
             "summary": "This document",

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from anchorline.proof.receipt import FORMAT
 from anchorline_gateway.auth import visible
-from anchorline_gateway.reads import JOB_ID_RE
+from anchorline_gateway.reads import JOB_ID_RE, JobReader
 
 PROVEN_KINDS = ("proof", "anchor")
 
@@ -23,10 +23,13 @@ class NoReceipt(Exception):
     """The job exists but has no receipt (yet); the message says why."""
 
 
-def build_receipt(job: dict[str, Any]) -> dict[str, Any]:
-    """The receipt of a succeeded proof or anchor job, or NoReceipt saying why there is none."""
+def build_receipt(
+    job: dict[str, Any], *, batch_anchor: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The receipt of a succeeded proof or anchor job, or NoReceipt saying why there is none.
+    `batch_anchor`: the anchor of a proof job's batch, from the record of an anchor job in it."""
     try:
-        return _receipt(job)
+        return _receipt(job, batch_anchor)
     except (KeyError, TypeError, AttributeError) as exc:
         # The record is the projection of status events, which anyone who may write the status
         # topic can shape: a record without a field a receipt needs has no receipt.
@@ -34,7 +37,7 @@ def build_receipt(job: dict[str, Any]) -> dict[str, Any]:
         raise NoReceipt(f"the job's record lacks what a receipt needs ({missing})") from exc
 
 
-def _receipt(job: dict[str, Any]) -> dict[str, Any]:
+def _receipt(job: dict[str, Any], batch_anchor: dict[str, Any] | None) -> dict[str, Any]:
     kind, state = job["kind"], job["state"]
     if kind not in PROVEN_KINDS:
         raise NoReceipt(f"a {kind} job is not proven; only proof and anchor jobs have receipts")
@@ -47,7 +50,14 @@ def _receipt(job: dict[str, Any]) -> dict[str, Any]:
         raise NoReceipt("the job's record lacks what a receipt needs (its stage results)")
     if "manifest" not in verify or "attestation" not in prove:
         raise NoReceipt("the job was processed before anchorline recorded receipts")
-    anchor = result.get("anchor") if kind == "anchor" else None
+    if kind == "anchor":
+        anchor = result.get("anchor")
+        if not isinstance(anchor, dict):
+            raise NoReceipt("the job's record lacks what a receipt needs (its anchor)")
+    elif batch_anchor is not None and batch_anchor.get("root") == prove["root"]:
+        anchor = batch_anchor
+    else:
+        anchor = None  # not anchored, or not this job's batch after all
     return {
         "format": FORMAT,
         "jobId": job["job_id"],
@@ -91,6 +101,21 @@ def _anchor(anchor: dict[str, Any]) -> dict[str, Any]:
     return section
 
 
+def _batch_anchor(reader: JobReader, job: dict[str, Any]) -> dict[str, Any] | None:
+    """The confirmed anchor of a proof job's batch, read from the anchor job the prover named;
+    only its chain facts, whichever tenant that job is of."""
+    result = job.get("result")
+    prove = result.get("prove") if isinstance(result, dict) else None
+    other = prove.get("anchoredWith") if isinstance(prove, dict) else None
+    if job.get("kind") != "proof" or not isinstance(other, str) or not JOB_ID_RE.fullmatch(other):
+        return None
+    batchmate = reader.get(other)
+    if batchmate is None or batchmate.get("state") != "succeeded":
+        return None
+    anchor = (batchmate.get("result") or {}).get("anchor")
+    return anchor if isinstance(anchor, dict) else None
+
+
 async def get_receipt(request: Request) -> Response:
     job_id = request.path_params["job_id"]
     if not JOB_ID_RE.fullmatch(job_id):
@@ -99,7 +124,8 @@ async def get_receipt(request: Request) -> Response:
     job = await run_in_threadpool(reader.get, job_id)
     if job is None or not visible(request, job):
         return JSONResponse({"error": f"no job {job_id}"}, status_code=404)
+    batch_anchor = await run_in_threadpool(_batch_anchor, reader, job)
     try:
-        return JSONResponse(build_receipt(job))
+        return JSONResponse(build_receipt(job, batch_anchor=batch_anchor))
     except NoReceipt as exc:
         return JSONResponse({"error": str(exc)}, status_code=409)

@@ -81,6 +81,7 @@ class ProveHandler:
         batch = MerkleBatch.build(leaves)
         root = "0x" + batch.root.hex()
         batch_id = new_id()
+        anchored = [event.job_id for event in unique if event.kind is JobKind.ANCHOR]
         out: list[Event] = []
         for index, event in enumerate(unique):
             facts = AttestedFacts(
@@ -103,11 +104,14 @@ class ProveHandler:
                 "path": [step.as_json() for step in batch.path(index)],
                 "attestation": self.attester.attest(facts).as_result(),
             }
+            if anchored and event.kind is not JobKind.ANCHOR:
+                # The batch's root goes on chain with the anchor jobs: a proof job's receipt
+                # takes its anchor from this one's record (the gateway reads it there).
+                result["anchoredWith"] = anchored[0]
             status = refs_of(event)[0].status(
                 self.stage, StageState.SUCCEEDED, progress=100, result=json.dumps(result)
             )
             out.append(status)
-        anchored = [event.job_id for event in unique if event.kind is JobKind.ANCHOR]
         if anchored:
             out.append(AnchorRequested(batch_id, root, anchored, utcnow()))
         return out

@@ -135,7 +135,9 @@ def check_manifest(
     text: str, signature: str, file_hash: str, size: int, *, scheme: str = "eip191"
 ) -> Verification:
     """Every check of one manifest against its content's hash. Never raises on bad input."""
-    signed: _Signed = {"signature": signature, "scheme": scheme}
+    # Recorded with v = 27/28, as a receipt must carry it (docs/receipts.md), whichever the
+    # wallet wrote: the signature is the same.
+    signed: _Signed = {"signature": manifests.normalized_signature(signature), "scheme": scheme}
     try:
         document = manifests.parse_document(text)
     except ValueError as exc:

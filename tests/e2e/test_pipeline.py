@@ -232,13 +232,20 @@ def test_a_receipt_fetched_over_http_checks_against_the_chain(
     content_file, receipt_file = tmp_path / "content.bin", tmp_path / "receipt.json"
     content_file.write_bytes(content)
     receipt_file.write_text(json.dumps(receipt))
+    trust_url = f"{system.base_url}/.well-known/anchorline-trust.json"
+    trust = httpx.get(trust_url, timeout=10).json()
     prover = Account.from_key(DEV_PRIVATE_KEYS[1]).address  # anchorline up's prover key
+    assert [p["address"] for p in trust["provers"]] == [prover]
+    assert trust["registry"]["address"] == receipt["anchor"]["contract"]
     checked = verify_receipt(
-        system, receipt_file, "--content", str(content_file), "--prover", prover
+        system, receipt_file, "--content", str(content_file), "--trust", trust_url
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.splitlines()[-1] == "receipt OK"
     assert "PASS  block" in checked.stdout
+    unpinned = verify_receipt(system, receipt_file, "--content", str(content_file))
+    assert unpinned.returncode == 3, unpinned.stdout + unpinned.stderr
+    assert "only self-consistency was checked" in unpinned.stdout
 
     receipt["proof"]["salt"] = "0x" + "00" * 32
     receipt_file.write_text(json.dumps(receipt))
@@ -248,7 +255,7 @@ def test_a_receipt_fetched_over_http_checks_against_the_chain(
     as_json = verify_receipt(system, receipt_file, "--content", str(content_file), "--json")
     assert as_json.returncode == 1, as_json.stdout + as_json.stderr
     document = json.loads(as_json.stdout)
-    assert document["ok"] is False
+    assert document["verdict"] == "invalid"
     assert {"name": "leaf", "outcome": "FAIL"}.items() <= next(
         check for check in document["checks"] if check["name"] == "leaf"
     ).items()

@@ -39,7 +39,7 @@ from eth_account import Account
 from web3 import Web3
 
 from anchorline.events import JobKind, JobRequested, utcnow
-from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
+from anchorline.infra.anvil import DEV_ADDRESSES, DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker
 from anchorline.infra.postgres import PostgresServer
 from anchorline.proof.manifest import sign_eip191
@@ -86,12 +86,11 @@ class DroppedOutcome(AssertionError):
 class PersistentAnvil(AnvilChain):
     """anvil that dumps its chain to a file on SIGTERM and loads it again on start."""
 
-    @property
-    def state_file(self) -> Path:
-        return self.state_dir / "chain-state.json"
-
-    def _command(self) -> list[str]:
-        return [*super()._command(), "--state", str(self.state_file)]
+    def __init__(self, *, state_dir: Path, port: int) -> None:
+        state_file = state_dir / "chain-state.json"
+        super().__init__(
+            state_dir=state_dir, port=port, state_file=state_file, state_interval_s=None
+        )
 
 
 # --- load ----------------------------------------------------------------------------------
@@ -309,7 +308,7 @@ class Cluster:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.broker.start()
         self.chain.start()
-        address = deploy_registry(self.chain.url, DEV_PRIVATE_KEYS[0])
+        address = deploy_registry(self.chain.url, DEV_PRIVATE_KEYS[0], writers=DEV_ADDRESSES)
         self.settings = replace(self.settings, registry_address=address)
         ensure_topics(self.settings)
         upgrade(self.engine)

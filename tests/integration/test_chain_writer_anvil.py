@@ -21,7 +21,7 @@ from web3 import Web3
 
 from anchorline.errors import Retryable
 from anchorline.events import AnchorRequested, Event, JobStatus, new_id, utcnow
-from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
+from anchorline.infra.anvil import DEV_ADDRESSES, DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.ports import free_port
 from anchorline.proof.registry import deploy_registry, load_artifact
 from anchorline_chain_writer.breaker import BreakerState, CircuitBreaker, CircuitOpen
@@ -114,7 +114,7 @@ def background() -> Iterator[ThreadPoolExecutor]:
 def node(background: ThreadPoolExecutor, anvil: AnvilChain, tmp_path: Path) -> Iterator[Node]:
     # `anvil` (the shared one) only makes this skip, or fail in CI, where anvil is missing.
     with AnvilChain(state_dir=tmp_path / "anvil", port=free_port()) as own:
-        yield Node(own, deploy_registry(own.url, DEV_PRIVATE_KEYS[0]))
+        yield Node(own, deploy_registry(own.url, DEV_PRIVATE_KEYS[0], writers=DEV_ADDRESSES))
 
 
 @pytest.fixture
@@ -303,3 +303,20 @@ def test_rpc_calls_keep_to_the_rate_limit(node: Node) -> None:
     burst = 20
     assert chain.provider.requests_made > burst
     assert elapsed >= (chain.provider.requests_made - burst) / 20.0 * 0.9
+
+
+def test_after_a_reorg_dropped_a_confirmed_anchor_the_next_one_takes_its_nonce(
+    node: Node,
+) -> None:
+    # The job of the first root had succeeded (depth 1) before the reorg; the wallet must not
+    # send the next root's transaction behind the gap its dropped transaction left.
+    chain = registry(node, confirmations=1, stuck_after_s=600)
+    first = chain.anchor(os.urandom(32))
+    assert chain.confirm(first) is not None
+    nonce = int(node.w3.eth.get_transaction(first.tx_hash)["nonce"])
+    node.rpc("anvil_reorg", node.head() - first.block_number + 1, [])
+    assert node.w3.eth.get_transaction_count(WRITER, "pending") == nonce
+
+    second = chain.anchor(os.urandom(32))
+
+    assert int(node.w3.eth.get_transaction(second.tx_hash)["nonce"]) == nonce

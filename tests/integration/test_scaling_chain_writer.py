@@ -16,7 +16,7 @@ from kafka_helpers import publish, read_topic
 from web3 import Web3
 
 from anchorline.events import AnchorRequested, JobStatus, Stage, StageState, new_id, utcnow
-from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
+from anchorline.infra.anvil import DEV_ADDRESSES, DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.ports import free_port
 from anchorline.proof.registry import deploy_registry, load_artifact
 from anchorline.settings import Settings
@@ -50,7 +50,7 @@ def anchored(messages: list[object]) -> Counter[str]:
 def test_two_writers_on_one_wallet_anchor_every_root_once(
     settings: Settings, mining_chain: AnvilChain, tmp_path: Path
 ) -> None:
-    registry = deploy_registry(mining_chain.url, DEV_PRIVATE_KEYS[0])
+    registry = deploy_registry(mining_chain.url, DEV_PRIVATE_KEYS[0], writers=DEV_ADDRESSES)
     settings = replace(
         settings,
         partitions=4,

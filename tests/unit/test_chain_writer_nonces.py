@@ -83,3 +83,23 @@ def test_concurrent_allocations_never_repeat_a_nonce() -> None:
     for thread in threads:
         thread.join()
     assert sorted(seen) == list(range(1600))
+
+
+def test_a_sent_transaction_the_node_no_longer_counts_resyncs_before_the_next() -> None:
+    node = Node(pending=5)
+    nonces = NonceManager(node.count)
+    nonces.sent(nonces.allocate())
+    node.pending = 6  # the node has it
+    nonces.check_sent()
+    assert nonces.allocate() == 6
+    nonces.sent(6)
+    node.pending = 6  # a reorg dropped nonce 6 after its job succeeded
+    nonces.check_sent()
+    assert nonces.allocate() == 6  # not 7, which would wait behind the gap
+
+
+def test_nothing_sent_nothing_asked_before_a_send() -> None:
+    node = Node(pending=2)
+    nonces = NonceManager(node.count)
+    nonces.check_sent()
+    assert node.asked == 0

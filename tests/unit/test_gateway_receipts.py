@@ -13,9 +13,10 @@ from eth_account.signers.local import LocalAccount
 from proven_jobs import ProvenJobs, prove_window
 from sqlalchemy.engine import Engine
 
-from anchorline.events import JobRequested
+from anchorline.events import JobKind, JobRequested
 from anchorline.proof.manifest import sign
 from anchorline.proof.receipt import FAIL, verify_receipt
+from anchorline.proof.trust import KeyPeriod, TrustRoots, parse_trust
 from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.publisher import MemoryPublisher
@@ -27,7 +28,6 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 SignManifest = Callable[..., Any]
-
 
 
 @pytest.fixture
@@ -53,8 +53,22 @@ def test_an_anchored_job_has_a_receipt_that_checks(client: TestClient, window: P
     assert [c.name for c in verify_receipt(receipt, window.chain) if c.outcome == FAIL] == []
 
 
-def test_a_proof_job_has_a_receipt_without_anchor(client: TestClient, window: ProvenJobs) -> None:
+def test_a_proof_job_in_an_anchored_batch_has_its_anchor(
+    client: TestClient, window: ProvenJobs
+) -> None:
     response = client.get("/v1/jobs/job-2/receipt")
+    assert response.status_code == 200
+    receipt = response.json()
+    assert (receipt["kind"], receipt["anchor"]["txHash"]) == ("proof", "0x" + "7a" * 32)
+    assert [c.name for c in verify_receipt(receipt, window.chain) if c.outcome == FAIL] == []
+
+
+def test_a_proof_job_alone_has_a_receipt_without_anchor(
+    client: TestClient, creator: LocalAccount, engine: Engine
+) -> None:
+    proven = prove_window(creator, kinds=(JobKind.PROOF, JobKind.PROOF))
+    SqlJobStore(engine).apply_batch(proven.statuses)
+    response = client.get("/v1/jobs/job-1/receipt")
     assert response.status_code == 200
     assert response.json()["anchor"] is None
 
@@ -117,3 +131,45 @@ def test_an_unknown_scheme_is_422(
     assert response.status_code == 422
     assert response.json()["error"] == "signature_scheme must be one of eip191, eip712"
     assert publisher.events == []
+
+
+def trust_client(tmp_path: Path, publisher: MemoryPublisher, engine: Engine, **extra: Any) -> Any:
+    gateway = Gateway(
+        FileBlobStore(tmp_path / "blobs"),
+        publisher,
+        SqlJobReader(engine),
+        api_keys={"tenant-key": "acme"},
+        **extra,
+    )
+    return TestClient(create_app(gateway))
+
+
+def test_the_trust_document_is_served_to_anyone_at_its_well_known_url(
+    tmp_path: Path, publisher: MemoryPublisher, engine: Engine
+) -> None:
+    roots = TrustRoots(
+        31337,
+        "0x" + "ab" * 20,
+        1,
+        (KeyPeriod("0x" + "cd" * 20, 0),),
+        (KeyPeriod("0x" + "ef" * 20, 0),),
+    )
+    path = tmp_path / "trust.json"
+    path.write_text(json.dumps(roots.as_json()))
+    with trust_client(tmp_path, publisher, engine, trust_file=path) as client:
+        response = client.get("/.well-known/anchorline-trust.json")  # no API key
+        assert response.status_code == 200
+        assert parse_trust(response.content) == parse_trust(json.dumps(roots.as_json()))
+        path.write_text('{"format": "something else"}')
+        assert client.get("/.well-known/anchorline-trust.json").status_code == 503
+        path.unlink()
+        assert client.get("/.well-known/anchorline-trust.json").status_code == 404
+
+
+def test_without_a_trust_document_the_well_known_url_is_404(
+    tmp_path: Path, publisher: MemoryPublisher, engine: Engine
+) -> None:
+    with trust_client(tmp_path, publisher, engine) as client:
+        response = client.get("/.well-known/anchorline-trust.json")
+    assert response.status_code == 404
+    assert response.json() == {"error": "this gateway publishes no trust document"}

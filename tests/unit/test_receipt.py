@@ -16,7 +16,18 @@ from proven_jobs import PROVER_KEY, ProvenJobs, prove_window
 
 from anchorline.events import JobKind
 from anchorline.proof.chainview import MemoryChainView
-from anchorline.proof.receipt import FAIL, PASS, SKIP, Check, Options, verify_receipt
+from anchorline.proof.manifest import sign
+from anchorline.proof.receipt import (
+    COULD_NOT_CHECK,
+    FAIL,
+    PASS,
+    SKIP,
+    UNCHECKED,
+    Check,
+    Options,
+    verdict,
+    verify_receipt,
+)
 from anchorline_gateway.receipts import NoReceipt, build_receipt
 
 Receipt = dict[str, Any]
@@ -134,6 +145,12 @@ def signed_by_a_stranger(receipt: Receipt) -> None:
     receipt["manifest"]["signature"] = "0x" + bytes(signature).hex()
 
 
+def v_minus_27(section: dict[str, str]) -> str:
+    """The same signature with v = 0/1, which recovers the same address."""
+    signature = section["signature"]
+    return signature[:-2] + f"{int(signature[-2:], 16) - 27:02x}"
+
+
 def set_root(receipt: Receipt) -> None:
     receipt["proof"]["root"] = receipt["anchor"]["root"] = "0x" + "ee" * 32
 
@@ -200,6 +217,23 @@ TAMPERS: list[tuple[str, Tamper, list[str]]] = [
         ["attestation"],
     ),
     ("scheme", lambda r: r["manifest"].update(scheme="eip712"), ["signature"]),
+    ("anchor removed", lambda r: r.update(anchor=None), ["format"]),
+    ("kind unknown", lambda r: r.update(kind="verify"), ["format"]),
+    ("hash algorithm", lambda r: r["content"].update(hashAlg="md5"), ["format"]),
+    ("confirmations", lambda r: r["anchor"].update(confirmations="many"), ["format"]),
+    ("anchor batch id", lambda r: r["anchor"].update(batchId="another batch"), ["root"]),
+    ("index", lambda r: r["proof"].update(index=0), ["root"]),
+    ("batch size", lambda r: r["proof"].update(batchSize=2), ["root"]),
+    (
+        "manifest v 0/1",
+        lambda r: r["manifest"].update(signature=v_minus_27(r["manifest"])),
+        ["signature"],
+    ),
+    (
+        "attestation v 0/1",
+        lambda r: r["attestation"].update(signature=v_minus_27(r["attestation"])),
+        ["attestation"],
+    ),
 ]
 
 
@@ -283,10 +317,13 @@ class DeadChain(MemoryChainView):
         return super().__getattribute__(name)
 
 
-def test_an_unreachable_chain_fails_the_chain_checks(receipt: Receipt) -> None:
+def test_an_unreachable_chain_leaves_the_chain_checks_unchecked(receipt: Receipt) -> None:
     checks = check(receipt, DeadChain())
-    assert failed(checks) == ["chain", "transaction", "block", "registry", "finality"]
-    assert all("chain RPC failed" in c.detail for c in checks if c.outcome == FAIL)
+    assert failed(checks) == []
+    unchecked = [c for c in checks if c.outcome == UNCHECKED]
+    assert [c.name for c in unchecked] == ["chain", "transaction", "block", "registry", "finality"]
+    assert all("chain RPC failed" in c.detail for c in unchecked)
+    assert verdict(checks, Options(prover="0x" + "00" * 20)) == COULD_NOT_CHECK
 
 
 def test_no_receipt_for_verify_jobs_or_unfinished_jobs(window: ProvenJobs) -> None:
@@ -307,3 +344,42 @@ def test_the_kinds_in_the_window(window: ProvenJobs) -> None:
         JobKind.ANCHOR,
         JobKind.PROOF,
     ]
+
+
+def test_eip191_is_recovered_over_the_bytes_of_manifest_canonical(
+    window: ProvenJobs, receipt: Receipt, creator: LocalAccount
+) -> None:
+    # The same manifest with a space: signed over its canonical re-serialisation, not over the
+    # bytes the receipt carries, it must not pass the signature check.
+    document = json.loads(receipt["manifest"]["canonical"])
+    spaced = json.dumps(document, sort_keys=True, ensure_ascii=False)
+    receipt["manifest"].update(
+        canonical=spaced,
+        sha256=sha256(spaced.encode()),
+        signature=sign(document, "0x" + bytes(creator.key).hex()),
+    )
+    checks = {c.name: c for c in check(receipt, window.chain)}
+    assert checks["signature"].outcome == FAIL
+
+
+def test_an_anchor_receipt_without_an_anchor_says_so(receipt: Receipt) -> None:
+    receipt["anchor"] = None
+    (format_check,) = check(receipt, MemoryChainView())
+    assert format_check.detail == "an anchor job's receipt has no anchor"
+
+
+def test_a_proof_job_in_an_anchored_batch_carries_the_anchor_and_checks_it(
+    window: ProvenJobs,
+) -> None:
+    batch_anchor = window.job("job-0")["result"]["anchor"]
+    receipt = build_receipt(window.job("job-2"), batch_anchor=batch_anchor)
+    assert receipt["kind"] == "proof"
+    assert receipt["anchor"]["txHash"] == batch_anchor["txHash"]
+    checks = check(receipt, window.chain)
+    assert failed(checks) == []
+    assert outcomes(checks)["registry"] == PASS
+
+
+def test_a_proof_job_takes_no_anchor_of_another_root(window: ProvenJobs) -> None:
+    other = {**window.job("job-0")["result"]["anchor"], "root": "0x" + "12" * 32}
+    assert build_receipt(window.job("job-2"), batch_anchor=other)["anchor"] is None

@@ -324,3 +324,15 @@ def test_closing_the_handler_lets_its_registry_connection_go() -> None:
     assert isinstance(handler, Closing)
     handler.close()
     assert registry.closed
+
+
+def test_a_signature_with_v_0_or_1_is_recorded_with_27_or_28(
+    sign_manifest: SignManifest, creator: LocalAccount
+) -> None:
+    # Some wallets write v as 0/1: the same signature, which a receipt carries as 27/28.
+    signed = sign_manifest(b"v as a hardware wallet writes it")
+    text, signature = json.dumps(signed.document), signed.signature
+    low_v = signature[:-2] + f"{int(signature[-2:], 16) - 27:02x}"
+    verification = check_manifest(text, low_v, sha256_hex(signed.content), len(signed.content))
+    assert verification.checks["creatorOk"] is True
+    assert verification.signature == signature
