@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def test_a_frozen_broker_makes_the_gateway_not_ready_and_a_thawed_one_ready(
         assert publisher.healthy()
         os.kill(process.pid, signal.SIGSTOP)
         try:
+            wait_stopped(process.pid)
             assert not publisher.healthy()
             assert not publisher.brokers_down.is_set(), "librdkafka itself never says so"
         finally:
@@ -45,3 +47,22 @@ def test_a_frozen_broker_makes_the_gateway_not_ready_and_a_thawed_one_ready(
         assert publisher.healthy()
     finally:
         publisher.close()
+
+
+def wait_stopped(pid: int, timeout: float = 10.0) -> None:
+    """SIGSTOP is delivered asynchronously: on a busy machine a thread of the broker may still
+    answer a request just after kill() returned. Wait until every thread is stopped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = {thread_state(task) for task in Path(f"/proc/{pid}/task").iterdir()}
+        if states <= {"T", "t"}:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"broker {pid} did not stop: thread states {states}")
+
+
+def thread_state(task: Path) -> str:
+    try:
+        return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:  # the thread ended meanwhile
+        return "T"
