@@ -91,9 +91,17 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="SASL/SCRAM and ACLs on the broker, each service logged in as its own principal",
     )
+    up_cli.add_argument(
+        "--blobs",
+        choices=("dir", "s3"),
+        default="dir",
+        help="s3: start S3Proxy and keep blobs in its bucket through the S3 API (default: dir)",
+    )
     run = commands.add_parser("run", help="run one service in the foreground")
     run.add_argument("service", choices=SERVICES)
-    setup = commands.add_parser("setup", help="install the Kafka jars and anvil (and PostgreSQL)")
+    setup = commands.add_parser(
+        "setup", help="install the Kafka and S3Proxy jars and anvil (and PostgreSQL)"
+    )
     setup.add_argument("--postgres", action="store_true", help="also install PostgreSQL")
     sign = commands.add_parser("sign", help="write a manifest for a file and sign it")
     sign.add_argument("file", type=Path)
@@ -151,7 +159,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "up":
         from anchorline.cli.up import up
 
-        up(settings, stop_on_signals(), secured=args.secure)
+        up(settings, stop_on_signals(), secured=args.secure, s3=args.blobs == "s3")
     elif args.command == "setup":
         from anchorline.infra.setup import install
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -14,19 +15,25 @@ from dataclasses import replace
 from urllib.parse import urlparse
 
 from anchorline.cli.credentials import Logins, provision
+from anchorline.errors import ConfigurationError
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.kafka_sasl import ADMIN_USER, BROKER_USER
+from anchorline.infra.s3proxy import S3Proxy
 from anchorline.proof.registry import deploy_registry
 from anchorline.settings import Settings
+from anchorline.store.blobs import s3_access
 from anchorline.store.db import make_engine
 from anchorline.store.migrate import upgrade
+from anchorline.store.s3blobs import ensure_bucket
 from anchorline.stream.access import EXTERNAL_PRODUCER, PRINCIPALS
 from anchorline.stream.kafka import ensure_topics
 
 log = logging.getLogger(__name__)
 SERVICES = ("projector", "verifier", "prover", "chain-writer", "gateway")
 RESTART_DELAY_S = 2.0
+LOCAL_S3_PORT = 9000
+LOCAL_BLOB_URL = "s3://anchorline/blobs"
 
 
 def prepare(settings: Settings) -> Settings:
@@ -114,9 +121,35 @@ def secure(settings: Settings, logins: Logins) -> dict[str, Settings]:
     return {service: logins.settings_of(service, settings) for service in SERVICES}
 
 
-def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> None:
+def local_object_store(settings: Settings) -> tuple[S3Proxy, Settings]:
+    """S3Proxy for `up --blobs s3` and the settings that keep blobs in it: at S3_ENDPOINT_URL
+    (default 127.0.0.1:9000), BLOB_URL (default s3://anchorline/blobs), with the S3 keys given
+    or a new pair."""
+    endpoint = settings.s3_endpoint_url or f"http://127.0.0.1:{LOCAL_S3_PORT}"
+    address = urlparse(endpoint)
+    if address.hostname not in ("127.0.0.1", "localhost") or address.port is None:
+        raise ConfigurationError(f"up --blobs s3 serves 127.0.0.1:<port>, not {endpoint}")
+    settings = replace(
+        settings,
+        blob_url=settings.blob_url or LOCAL_BLOB_URL,
+        s3_endpoint_url=f"http://127.0.0.1:{address.port}",
+        s3_access_key_id=settings.s3_access_key_id or "anchorline",
+        s3_secret_access_key=settings.s3_secret_access_key or secrets.token_urlsafe(24),
+    )
+    server = S3Proxy(
+        state_dir=settings.state_dir / "s3proxy",
+        port=address.port,
+        access_key=settings.s3_access_key_id,
+        secret_key=settings.s3_secret_access_key,
+    )
+    return server, settings
+
+
+def up(
+    settings: Settings, stop: threading.Event, *, secured: bool = False, s3: bool = False
+) -> None:
     """Everything on this machine until `stop`; `secured`: SASL/SCRAM and ACLs on the broker,
-    and each service logged in as its own principal."""
+    and each service logged in as its own principal; `s3`: blobs in a local S3Proxy's bucket."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     kafka_port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
     rpc_port = urlparse(settings.rpc_url).port or 8545
@@ -139,6 +172,8 @@ def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> N
         chain = AnvilChain(state_dir=settings.state_dir / "anvil", port=rpc_port)
         print(f"starting anvil on {chain.url} …", flush=True)
         stack.enter_context(chain)
+        if s3:
+            settings = _start_object_store(settings, stack)
         if logins:
             settings = logins.settings_of(ADMIN_USER, settings)
         settings = prepare(replace(settings, chain_id=settings.chain_id or chain.chain_id))
@@ -147,7 +182,19 @@ def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> N
         threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()
         print(f"registry contract {settings.registry_address} on chain {chain.url}", flush=True)
         print(f"jobs database {settings.db_url}", flush=True)
+        print(f"blobs in {settings.blob_url or settings.blobs.resolve()}", flush=True)
         print(f"gateway listening on http://{settings.http_host}:{settings.http_port}", flush=True)
         print("press Ctrl-C to stop", flush=True)
         stop.wait()
         print("stopping …", flush=True)
+
+
+def _start_object_store(settings: Settings, stack: ExitStack) -> Settings:
+    server, settings = local_object_store(settings)
+    print(f"starting S3Proxy on {server.endpoint} …", flush=True)
+    stack.enter_context(server)
+    location = settings.s3_blobs
+    assert location is not None  # local_object_store always sets BLOB_URL
+    ensure_bucket(s3_access(settings).client(), location[0], region=settings.s3_region)
+    print(f"S3 keys in {server.state_dir / 's3proxy.conf'}", flush=True)
+    return settings
