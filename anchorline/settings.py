@@ -42,6 +42,7 @@ class Settings:
     kafka_username: str = ""
     kafka_password: str = field(default="", repr=False)
     topic_prefix: str = "anchorline"
+    schema_registry_url: str = ""  # Confluent wire format through this registry; empty: none
     partitions: int = 6  # 1, 2, 3 or 6 processes of a stage share them evenly
     database_url: str = ""
     blob_dir: Path | None = None

@@ -9,6 +9,7 @@ from typing import NoReturn
 import pytest
 
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain, ensure_node_tools
+from anchorline.infra.apicurio import ApicurioRegistry, ensure_apicurio
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.ports import free_ports
 from anchorline.infra.postgres import PostgresServer, ensure_postgres_installed
@@ -90,3 +91,15 @@ def s3proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Proxy]:
     secret = secrets.token_hex(16)
     with S3Proxy(state_dir=state_dir, port=port, access_key="tests", secret_key=secret) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApicurioRegistry]:
+    """A real schema registry (Apicurio Registry, Confluent-compatible API) on a free port."""
+    try:
+        ensure_apicurio()
+    except (RuntimeError, OSError) as exc:
+        unavailable(f"Apicurio Registry unavailable: {exc}")
+    (port,) = free_ports(1)
+    with ApicurioRegistry(state_dir=tmp_path_factory.mktemp("apicurio"), port=port) as registry:
+        yield registry

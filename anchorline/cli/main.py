@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from anchorline.cli import dlq as dlq_cli
-from anchorline.errors import ConfigurationError, IncompleteRead
+from anchorline.errors import ConfigurationError, IncompleteRead, Retryable
 from anchorline.settings import Settings
 
 EXIT_FORCED = 3
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigurationError, OSError) as exc:
         print(f"anchorline: {exc}", file=sys.stderr)
         return 2
-    except IncompleteRead as exc:
+    except (IncompleteRead, Retryable) as exc:  # Retryable: the schema registry did not answer
         print(f"anchorline: {exc}", file=sys.stderr)
         return 1
     except KafkaException as exc:
