@@ -97,6 +97,11 @@ def parser() -> argparse.ArgumentParser:
         default="dir",
         help="s3: start S3Proxy and keep blobs in its bucket through the S3 API (default: dir)",
     )
+    up_cli.add_argument(
+        "--schema-registry",
+        action="store_true",
+        help="start Apicurio Registry; every service writes Confluent's wire format through it",
+    )
     run = commands.add_parser("run", help="run one service in the foreground")
     run.add_argument("service", choices=SERVICES)
     setup = commands.add_parser(
@@ -159,7 +164,13 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "up":
         from anchorline.cli.up import up
 
-        up(settings, stop_on_signals(), secured=args.secure, s3=args.blobs == "s3")
+        up(
+            settings,
+            stop_on_signals(),
+            secured=args.secure,
+            s3=args.blobs == "s3",
+            schema_registry=args.schema_registry,
+        )
     elif args.command == "setup":
         from anchorline.infra.setup import install
 

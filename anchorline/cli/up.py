@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 from anchorline.cli.credentials import Logins, provision
 from anchorline.errors import ConfigurationError
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
+from anchorline.infra.apicurio import ApicurioRegistry
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.kafka_sasl import ADMIN_USER, BROKER_USER
 from anchorline.infra.s3proxy import S3Proxy
@@ -34,6 +35,7 @@ SERVICES = ("projector", "verifier", "prover", "chain-writer", "gateway")
 RESTART_DELAY_S = 2.0
 LOCAL_S3_PORT = 9000
 LOCAL_BLOB_URL = "s3://anchorline/blobs"
+LOCAL_REGISTRY_PORT = 8081
 
 
 def prepare(settings: Settings) -> Settings:
@@ -145,8 +147,24 @@ def local_object_store(settings: Settings) -> tuple[S3Proxy, Settings]:
     return server, settings
 
 
+def local_schema_registry(settings: Settings) -> tuple[ApicurioRegistry, Settings]:
+    """Apicurio Registry for `up --schema-registry` and the settings that use it: at
+    SCHEMA_REGISTRY_URL's port if given (default 8081)."""
+    url = settings.schema_registry_url or f"http://127.0.0.1:{LOCAL_REGISTRY_PORT}"
+    address = urlparse(url)
+    if address.hostname not in ("127.0.0.1", "localhost") or address.port is None:
+        raise ConfigurationError(f"up --schema-registry serves 127.0.0.1:<port>, not {url}")
+    server = ApicurioRegistry(state_dir=settings.state_dir / "apicurio", port=address.port)
+    return server, replace(settings, schema_registry_url=server.confluent_url)
+
+
 def up(
-    settings: Settings, stop: threading.Event, *, secured: bool = False, s3: bool = False
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    secured: bool = False,
+    s3: bool = False,
+    schema_registry: bool = False,
 ) -> None:
     """Everything on this machine until `stop`; `secured`: SASL/SCRAM and ACLs on the broker,
     and each service logged in as its own principal; `s3`: blobs in a local S3Proxy's bucket."""
@@ -174,6 +192,10 @@ def up(
         stack.enter_context(chain)
         if s3:
             settings = _start_object_store(settings, stack)
+        if schema_registry:
+            registry, settings = local_schema_registry(settings)
+            print(f"starting Apicurio Registry on {registry.base_url} …", flush=True)
+            stack.enter_context(registry)
         if logins:
             settings = logins.settings_of(ADMIN_USER, settings)
         settings = prepare(replace(settings, chain_id=settings.chain_id or chain.chain_id))
@@ -183,6 +205,8 @@ def up(
         print(f"registry contract {settings.registry_address} on chain {chain.url}", flush=True)
         print(f"jobs database {settings.db_url}", flush=True)
         print(f"blobs in {settings.blob_url or settings.blobs.resolve()}", flush=True)
+        if settings.schema_registry_url:
+            print(f"schema registry {settings.schema_registry_url}", flush=True)
         print(f"gateway listening on http://{settings.http_host}:{settings.http_port}", flush=True)
         print("press Ctrl-C to stop", flush=True)
         stop.wait()

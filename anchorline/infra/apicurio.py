@@ -1,5 +1,5 @@
-"""Apicurio Registry (in-memory storage) on 127.0.0.1: a schema registry for local runs and tests,
-with a Confluent-compatible API under /apis/ccompat/v7."""
+"""Apicurio Registry on 127.0.0.1: a schema registry for local runs and tests, with a
+Confluent-compatible API under /apis/ccompat/v7."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def ensure_apicurio() -> Path:
 
 
 class ApicurioRegistry(LocalServer):
-    """One Apicurio Registry process on 127.0.0.1:port; its schemas live as long as it does."""
+    """One Apicurio Registry process on 127.0.0.1:port, its schemas kept in an H2 database
+    under state_dir/data: records on Kafka name their schemas by the ids it gave them, so
+    they must outlive a restart."""
 
     log_name = "apicurio.log"
 
@@ -60,6 +62,7 @@ class ApicurioRegistry(LocalServer):
             f"-Dquarkus.http.port={self.port}",
             # Its management interface would listen on 0.0.0.0:9000.
             "-Dquarkus.management.enabled=false",
+            f"-Dapicurio.datasource.url=jdbc:h2:file:{self.state_dir / 'data' / 'registry'}",
             "-jar",
             str(APP_DIR / "quarkus-run.jar"),
         ]

@@ -1,4 +1,5 @@
-"""`anchorline up` with ANCHORLINE_SCHEMA_REGISTRY_URL: every service on Confluent's framing."""
+"""`anchorline up --schema-registry`: Apicurio Registry started with the system, and every
+service on Confluent's framing through it."""
 
 from __future__ import annotations
 
@@ -13,25 +14,21 @@ from eth_account import Account
 from system_under_test import System, local_settings, run_up, wait_terminal
 
 from anchorline.events import new_id
-from anchorline.infra.apicurio import ApicurioRegistry
+from anchorline.infra.apicurio import CONFLUENT_API
+from anchorline.infra.ports import free_port
 from anchorline.infra.postgres import PostgresServer
 from anchorline.proof.manifest import sign_eip191
 
 
 @pytest.fixture(scope="module")
-def system(
-    tmp_path_factory: pytest.TempPathFactory,
-    postgres: PostgresServer,
-    schema_registry: ApicurioRegistry,
-) -> Iterator[System]:
+def system(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -> Iterator[System]:
     settings = local_settings(
         tmp_path_factory.mktemp("registry-system"),
         database_url=postgres.new_database("registry"),
         batch_max_wait_s=1.0,
-        topic_prefix="registered",
-        schema_registry_url=schema_registry.confluent_url,
+        schema_registry_url=f"http://127.0.0.1:{free_port()}",
     )
-    with run_up(settings) as running:
+    with run_up(settings, "--schema-registry") as running:
         yield running
 
 
@@ -55,9 +52,7 @@ def first_bytes(system: System, topic: str) -> set[int]:
     return seen
 
 
-def test_an_anchor_job_goes_through_every_service_on_the_registry(
-    system: System, schema_registry: ApicurioRegistry
-) -> None:
+def test_an_anchor_job_goes_through_every_service_on_the_registry(system: System) -> None:
     content = b"registered " + new_id().encode()
     creator = Account.create()
     document = {
@@ -80,7 +75,9 @@ def test_an_anchor_job_goes_through_every_service_on_the_registry(
     assert record["result"]["anchor"]["txHash"]
 
     topics = system.settings.topics
-    subjects = httpx.get(f"{schema_registry.confluent_url}/subjects", timeout=10).json()
+    registry = f"{system.settings.schema_registry_url}{CONFLUENT_API}"
+    assert f"schema registry {registry}\n" in system.output
+    subjects = httpx.get(f"{registry}/subjects", timeout=10).json()
     for topic in (topics.jobs_requested, topics.prove_requested, topics.anchor_requested):
         assert f"{topic}-value" in subjects
         assert first_bytes(system, topic) == {0}

@@ -1,4 +1,4 @@
-"""`anchorline up --blobs s3`: where its S3Proxy listens and what the services are told."""
+"""`anchorline up --blobs s3` and `--schema-registry`: where their servers listen."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from anchorline.cli.up import local_object_store
+from anchorline.cli.up import local_object_store, local_schema_registry
 from anchorline.errors import ConfigurationError
 from anchorline.settings import Settings
 
@@ -43,3 +43,14 @@ def test_what_the_settings_give_is_kept(tmp_path: Path) -> None:
 def test_it_serves_only_this_machine(tmp_path: Path, endpoint: str) -> None:
     with pytest.raises(ConfigurationError, match=r"serves 127\.0\.0\.1"):
         local_object_store(Settings(state_dir=tmp_path, s3_endpoint_url=endpoint))
+
+
+def test_up_s_schema_registry_listens_where_the_setting_says(tmp_path: Path) -> None:
+    server, settings = local_schema_registry(Settings(state_dir=tmp_path))
+    assert settings.schema_registry_url == "http://127.0.0.1:8081/apis/ccompat/v7"
+    given = Settings(state_dir=tmp_path, schema_registry_url="http://localhost:18081")
+    server, settings = local_schema_registry(given)
+    assert server.port == 18081
+    assert settings.schema_registry_url == "http://127.0.0.1:18081/apis/ccompat/v7"
+    with pytest.raises(ConfigurationError, match="up --schema-registry serves"):
+        local_schema_registry(Settings(state_dir=tmp_path, schema_registry_url="http://sr:8081"))
