@@ -25,6 +25,9 @@ POSITIVE = (
 )
 BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
+# s3://bucket/prefix: S3's rule for bucket names; a prefix of plain path characters.
+BLOB_URL = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/([A-Za-z0-9._/-]{0,512}))?")
+S3_PART_BYTES = (5 << 20, 5 << 30)  # S3's bounds on a multipart upload's parts
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,16 @@ class Settings:
     kafka_username: str = ""
     kafka_password: str = field(default="", repr=False)
     topic_prefix: str = "anchorline"
+    schema_registry_url: str = ""  # Confluent wire format through this registry; empty: none
     partitions: int = 6  # 1, 2, 3 or 6 processes of a stage share them evenly
     database_url: str = ""
     blob_dir: Path | None = None
+    blob_url: str = ""  # s3://bucket/prefix: blobs in object storage, not in BLOB_DIR
+    s3_endpoint_url: str = ""  # an S3-compatible server; empty: AWS's endpoint of S3_REGION
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""  # empty: boto3's own credentials (AWS_* variables, a role, …)
+    s3_secret_access_key: str = field(default="", repr=False)
+    s3_part_size: int = 8 << 20  # a blob larger than one part is uploaded in parts
     rpc_url: str = "http://127.0.0.1:8545"
     registry_address: str = ""
     trust_file: Path | None = None  # the trust document the gateway serves; `up` writes one
@@ -111,6 +121,23 @@ class Settings:
         for name in BYTE_LIMITS:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be above 0 bytes")
+        self._check_s3()
+
+    def _check_s3(self) -> None:
+        match = BLOB_URL.fullmatch(self.blob_url)
+        segments = (match.group(2) or "").split("/") if match else []
+        if self.blob_url and (match is None or "." in segments or ".." in segments):
+            raise ConfigurationError(
+                f"{PREFIX}BLOB_URL must be s3://bucket/prefix (a bucket of 3 to 63 characters of"
+                " a-z 0-9 . -; a prefix of A-Z a-z 0-9 . _ / -, no . or .. segment)"
+            )
+        low, high = S3_PART_BYTES
+        if not low <= self.s3_part_size <= high:
+            raise ConfigurationError(f"{PREFIX}S3_PART_SIZE must be from {low} to {high} bytes")
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
+            raise ConfigurationError(
+                f"{PREFIX}S3_ACCESS_KEY_ID and {PREFIX}S3_SECRET_ACCESS_KEY go together"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -173,6 +200,15 @@ class Settings:
     @property
     def blobs(self) -> Path:
         return self.blob_dir or self.state_dir / "blobs"
+
+    @property
+    def s3_blobs(self) -> tuple[str, str] | None:
+        """(bucket, key prefix ending in `/` or empty) of BLOB_URL; None for the local directory."""
+        match = BLOB_URL.fullmatch(self.blob_url)
+        if match is None:
+            return None
+        prefix = "/".join(part for part in (match.group(2) or "").split("/") if part)
+        return match.group(1), prefix + "/" if prefix else ""
 
     def as_env(self) -> dict[str, str]:
         """The environment that reproduces these settings in a child process."""

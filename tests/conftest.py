@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -8,9 +9,11 @@ from typing import NoReturn
 import pytest
 
 from anchorline.infra.anvil import DEV_ADDRESSES, DEV_PRIVATE_KEYS, AnvilChain, ensure_node_tools
+from anchorline.infra.apicurio import ApicurioRegistry, ensure_apicurio
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.ports import free_ports
 from anchorline.infra.postgres import PostgresServer, ensure_postgres_installed
+from anchorline.infra.s3proxy import S3Proxy, ensure_s3proxy_jars
 from anchorline.proof.registry import deploy_registry
 
 TESTS_DIR = Path(__file__).parent
@@ -74,3 +77,29 @@ def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilChain]:
 @pytest.fixture(scope="session")
 def registry_address(anvil: AnvilChain) -> str:
     return deploy_registry(anvil.url, DEV_PRIVATE_KEYS[0], writers=DEV_ADDRESSES)
+
+
+@pytest.fixture(scope="session")
+def s3proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Proxy]:
+    """A real S3 API server (S3Proxy on its filesystem backend) on a free port."""
+    try:
+        ensure_s3proxy_jars()
+    except (RuntimeError, OSError) as exc:
+        unavailable(f"S3Proxy unavailable: {exc}")
+    (port,) = free_ports(1)
+    state_dir = tmp_path_factory.mktemp("s3proxy")
+    secret = secrets.token_hex(16)
+    with S3Proxy(state_dir=state_dir, port=port, access_key="tests", secret_key=secret) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApicurioRegistry]:
+    """A real schema registry (Apicurio Registry, Confluent-compatible API) on a free port."""
+    try:
+        ensure_apicurio()
+    except (RuntimeError, OSError) as exc:
+        unavailable(f"Apicurio Registry unavailable: {exc}")
+    (port,) = free_ports(1)
+    with ApicurioRegistry(state_dir=tmp_path_factory.mktemp("apicurio"), port=port) as registry:
+        yield registry

@@ -20,7 +20,7 @@ from anchorline.cli import keys as keys_cli
 from anchorline.cli import logs
 from anchorline.cli import sign as sign_cli
 from anchorline.cli.client import GatewayError
-from anchorline.errors import ConfigurationError, IncompleteRead
+from anchorline.errors import ConfigurationError, IncompleteRead, Retryable
 from anchorline.settings import Settings
 
 EXIT_FORCED = 3
@@ -118,6 +118,17 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="SASL/SCRAM and ACLs on the broker, each service logged in as its own principal",
     )
+    up_cli.add_argument(
+        "--blobs",
+        choices=("dir", "s3"),
+        default="dir",
+        help="s3: start S3Proxy and keep blobs in its bucket through the S3 API (default: dir)",
+    )
+    up_cli.add_argument(
+        "--schema-registry",
+        action="store_true",
+        help="start Apicurio Registry; every service writes Confluent's wire format through it",
+    )
     run = commands.add_parser("run", help="run one service in the foreground", description=RUN_TEXT)
     run.add_argument("service", choices=SERVICES, help="the service to run")
     for serving in (up_cli, run):
@@ -126,7 +137,9 @@ def parser() -> argparse.ArgumentParser:
             choices=logs.FORMATS,
             help="json lines (the default for services) or text for people (ANCHORLINE_LOG_FORMAT)",
         )
-    setup = commands.add_parser("setup", help="install the Kafka jars and anvil (and PostgreSQL)")
+    setup = commands.add_parser(
+        "setup", help="install the Kafka and S3Proxy jars and anvil (and PostgreSQL)"
+    )
     setup.add_argument("--postgres", action="store_true", help="also install PostgreSQL")
     setup.add_argument(
         "--browser", action="store_true", help="also install Chromium (the console's browser test)"
@@ -183,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigurationError, OSError) as exc:
         print(f"anchorline: {exc}", file=sys.stderr)
         return 2
-    except (IncompleteRead, GatewayError) as exc:
+    except (IncompleteRead, GatewayError, Retryable) as exc:  # Retryable: the schema registry
         print(f"anchorline: {exc}", file=sys.stderr)
         return 1
     except KafkaException as exc:
@@ -198,7 +211,13 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "up":
         from anchorline.cli.up import up
 
-        up(settings, stop_on_signals(), secured=args.secure)
+        up(
+            settings,
+            stop_on_signals(),
+            secured=args.secure,
+            s3=args.blobs == "s3",
+            schema_registry=args.schema_registry,
+        )
     elif args.command == "setup":
         from anchorline.infra.setup import install
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -21,17 +22,21 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 
 from anchorline.cli.credentials import Logins, provision
-from anchorline.errors import BadInput
+from anchorline.errors import BadInput, ConfigurationError
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
+from anchorline.infra.apicurio import ApicurioRegistry
 from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
 from anchorline.infra.kafka_sasl import ADMIN_USER, BROKER_USER
 from anchorline.infra.ports import free_ports, port_taken
 from anchorline.infra.process import PortTaken
+from anchorline.infra.s3proxy import S3Proxy
 from anchorline.proof.registry import deploy, has_registry
 from anchorline.proof.trust import KeyPeriod, TrustRoots, parse_trust, rotated
 from anchorline.settings import Settings
+from anchorline.store.blobs import s3_access
 from anchorline.store.db import make_engine
 from anchorline.store.migrate import upgrade
+from anchorline.store.s3blobs import ensure_bucket
 from anchorline.stream.access import EXTERNAL_PRODUCER, PRINCIPALS
 from anchorline.stream.kafka import ensure_topics
 
@@ -80,8 +85,13 @@ def wait_for_gateway(url: str, stop: threading.Event, *, timeout: float) -> bool
                 pass
             stop.wait(0.2)
     return False
+
+
 TRUST_FILE_NAME = "trust.json"
 ANVIL_STATE_NAME = "state.json"  # the local chain, kept across runs
+LOCAL_S3_PORT = 9000
+LOCAL_BLOB_URL = "s3://anchorline/blobs"
+LOCAL_REGISTRY_PORT = 8081
 
 
 def prepare(settings: Settings) -> Settings:
@@ -250,9 +260,51 @@ def secure(settings: Settings, logins: Logins) -> dict[str, Settings]:
     return {service: logins.settings_of(service, settings) for service in SERVICES}
 
 
-def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> None:
+def local_object_store(settings: Settings) -> tuple[S3Proxy, Settings]:
+    """S3Proxy for `up --blobs s3` and the settings that keep blobs in it: at S3_ENDPOINT_URL
+    (default 127.0.0.1:9000), BLOB_URL (default s3://anchorline/blobs), with the S3 keys given
+    or a new pair."""
+    endpoint = settings.s3_endpoint_url or f"http://127.0.0.1:{LOCAL_S3_PORT}"
+    address = urlparse(endpoint)
+    if address.hostname not in ("127.0.0.1", "localhost") or address.port is None:
+        raise ConfigurationError(f"up --blobs s3 serves 127.0.0.1:<port>, not {endpoint}")
+    settings = replace(
+        settings,
+        blob_url=settings.blob_url or LOCAL_BLOB_URL,
+        s3_endpoint_url=f"http://127.0.0.1:{address.port}",
+        s3_access_key_id=settings.s3_access_key_id or "anchorline",
+        s3_secret_access_key=settings.s3_secret_access_key or secrets.token_urlsafe(24),
+    )
+    server = S3Proxy(
+        state_dir=settings.state_dir / "s3proxy",
+        port=address.port,
+        access_key=settings.s3_access_key_id,
+        secret_key=settings.s3_secret_access_key,
+    )
+    return server, settings
+
+
+def local_schema_registry(settings: Settings) -> tuple[ApicurioRegistry, Settings]:
+    """Apicurio Registry for `up --schema-registry` and the settings that use it: at
+    SCHEMA_REGISTRY_URL's port if given (default 8081)."""
+    url = settings.schema_registry_url or f"http://127.0.0.1:{LOCAL_REGISTRY_PORT}"
+    address = urlparse(url)
+    if address.hostname not in ("127.0.0.1", "localhost") or address.port is None:
+        raise ConfigurationError(f"up --schema-registry serves 127.0.0.1:<port>, not {url}")
+    server = ApicurioRegistry(state_dir=settings.state_dir / "apicurio", port=address.port)
+    return server, replace(settings, schema_registry_url=server.confluent_url)
+
+
+def up(
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    secured: bool = False,
+    s3: bool = False,
+    schema_registry: bool = False,
+) -> None:
     """Everything on this machine until `stop`; `secured`: SASL/SCRAM and ACLs on the broker,
-    and each service logged in as its own principal."""
+    and each service logged in as its own principal; `s3`: blobs in a local S3Proxy's bucket."""
     check_ports(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     kafka_port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
@@ -280,6 +332,12 @@ def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> N
         )
         print(f"starting anvil on {chain.url} …", flush=True)
         stack.enter_context(chain)
+        if s3:
+            settings = _start_object_store(settings, stack)
+        if schema_registry:
+            registry, settings = local_schema_registry(settings)
+            print(f"starting Apicurio Registry on {registry.base_url} …", flush=True)
+            stack.enter_context(registry)
         if logins:
             settings = logins.settings_of(ADMIN_USER, settings)
         settings = prepare(replace(settings, chain_id=settings.chain_id or chain.chain_id))
@@ -289,6 +347,9 @@ def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> N
         print(f"registry contract {settings.registry_address} on chain {chain.url}", flush=True)
         print(f"trust document {settings.trust_file} (the gateway serves it)", flush=True)
         print(f"jobs database {settings.db_url}", flush=True)
+        print(f"blobs in {settings.blob_url or settings.blobs.resolve()}", flush=True)
+        if settings.schema_registry_url:
+            print(f"schema registry {settings.schema_registry_url}", flush=True)
         gateway = f"http://{settings.http_host}:{settings.http_port}"
         targets = settings.state_dir / METRICS_TARGETS
         supervisor.write_targets(targets, host=settings.http_host)
@@ -302,3 +363,14 @@ def up(settings: Settings, stop: threading.Event, *, secured: bool = False) -> N
             print(f"the gateway does not answer on {gateway} yet; its log is above", flush=True)
         stop.wait()
         print("stopping …", flush=True)
+
+
+def _start_object_store(settings: Settings, stack: ExitStack) -> Settings:
+    server, settings = local_object_store(settings)
+    print(f"starting S3Proxy on {server.endpoint} …", flush=True)
+    stack.enter_context(server)
+    location = settings.s3_blobs
+    assert location is not None  # local_object_store always sets BLOB_URL
+    ensure_bucket(s3_access(settings).client(), location[0], region=settings.s3_region)
+    print(f"S3 keys in {server.state_dir / 's3proxy.conf'}", flush=True)
+    return settings

@@ -1,4 +1,4 @@
-"""Content-addressed blob storage: ports and the local-directory adapter."""
+"""Content-addressed blob storage: ports and the local-directory adapter (S3 is in s3blobs)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,22 @@ class BlobReader(Protocol):
     def chunks(
         self, uri: str, *, chunk_size: int, tenant: str | None = None
     ) -> Iterator[bytes]: ...
+
+
+class BlobStore(BlobReader, Protocol):
+    """Where the gateway stores uploads and checks that content named by a URI is there."""
+
+    async def stored(self, blobs: Sequence[tuple[str, str | None]]) -> list[bool]:
+        """For each (uri, tenant), whether that tenant's blob `sha256:<hex>` is stored."""
+        ...
+
+    async def put_stream(
+        self, chunks: AsyncIterator[bytes], *, tenant: str | None = None
+    ) -> tuple[str, int]: ...
+
+    def put_file(
+        self, source: BinaryIO, *, tenant: str | None = None, chunk_size: int = 1 << 20
+    ) -> tuple[str, int]: ...
 
 
 class FileBlobStore:
@@ -82,6 +98,15 @@ class FileBlobStore:
         if not any(path.is_relative_to(allowed) for allowed in self.content_roots):
             raise Permanent(f"content_uri {uri[:200]!r} is outside ANCHORLINE_CONTENT_ROOTS")
         return path
+
+    def exists(self, uri: str, *, tenant: str | None = None) -> bool:
+        """Whether the tenant's blob `sha256:<hex>` is stored (any other URI: False)."""
+        match = SHA256_URI.match(uri)
+        return match is not None and self.path_of(match.group(1), tenant=tenant).is_file()
+
+    async def stored(self, blobs: Sequence[tuple[str, str | None]]) -> list[bool]:
+        # A stat each, quick enough for the event loop (the S3 store's requests are not).
+        return [self.exists(uri, tenant=tenant) for uri, tenant in blobs]
 
     def size(self, uri: str, *, tenant: str | None = None) -> int:
         path = self.resolve(uri, tenant=tenant)

@@ -47,8 +47,11 @@ class _Schemas:
         self.by_type: dict[type[Any], Any] = {}
         self.by_fingerprint: dict[bytes, tuple[type[Any], Any]] = {}
         self.fingerprints: dict[type[Any], bytes] = {}
+        self.standalone: dict[type[Any], Any] = {}
+        definitions: dict[str, Any] = {}
         for event_type in EVENT_TYPES:
             raw = json.loads((SCHEMAS_DIR / f"{event_type.__name__}.avsc").read_text())
+            self.standalone[event_type] = _expanded(raw, definitions)
             # Fingerprint the schema as it stands on its own, with the named types it borrows
             # from earlier files written out in full: that is the schema other Avro libraries
             # see, and a bare name in the canonical form would give a fingerprint only we use.
@@ -128,3 +131,61 @@ def _to_event(event_type: type[E], record: Any) -> E:
         if name in values:
             values[name] = enum_type(values[name])
     return event_type(**values)
+
+
+def record_of(event: Event) -> dict[str, Any]:
+    """The Avro record of an event (what a serializer writes)."""
+    return _record(event)
+
+
+def to_event(event_type: type[E], record: Any) -> E:
+    """The event of a record read with this type's schema."""
+    return _to_event(event_type, record)
+
+
+def type_named(name: str) -> type[Any] | None:
+    """The event type of a record name (`JobStatus`), if it is one."""
+    return next((kind for kind in EVENT_TYPES if kind.__name__ == name), None)
+
+
+def reader_schema(event_type: type[Any]) -> Any:
+    """Our parsed schema of an event type, to resolve another writer's schema against."""
+    return _schemas().by_type[event_type]
+
+
+def standalone_schema(event_type: type[Any]) -> Any:
+    """The schema of an event type as JSON, with the named types it borrows from earlier files
+    written out where first used: what a registry stores for it."""
+    return _schemas().standalone[event_type]
+
+
+def _expanded(node: Any, definitions: dict[str, Any], namespace: str = "") -> Any:
+    """`node` with names defined in earlier files replaced by their definition at first use;
+    records its own named types in `definitions` for the files after it."""
+    seen: set[str] = set()
+
+    def walk(item: Any, space: str) -> Any:
+        if isinstance(item, str):
+            full = item if "." in item else f"{space}.{item}"
+            if full in definitions and full not in seen:
+                seen.add(full)
+                return walk(definitions[full], space)
+            return item
+        if isinstance(item, list):
+            return [walk(part, space) for part in item]
+        if not isinstance(item, dict):
+            return item
+        out = dict(item)
+        if item.get("type") in ("record", "enum", "fixed") and "name" in item:
+            space = item.get("namespace", space)
+            full = item["name"] if "." in item["name"] else f"{space}.{item['name']}"
+            seen.add(full)
+            definitions.setdefault(full, item)
+        for key in ("type", "items", "values"):
+            if key in item and not (key == "type" and item[key] in ("record", "enum", "fixed")):
+                out[key] = walk(item[key], space)
+        if "fields" in item:
+            out["fields"] = [walk(field, space) for field in item["fields"]]
+        return out
+
+    return walk(node, namespace)

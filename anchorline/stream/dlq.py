@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from confluent_kafka import Producer
@@ -22,6 +22,7 @@ from anchorline.settings import Settings
 from anchorline.stream import codec, headers
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
+from anchorline.stream.registry_codec import SINGLE_OBJECT, Codec, codec_for
 from anchorline.stream.topic_reader import read_to_end
 from anchorline.stream.topics import Topics
 
@@ -44,6 +45,9 @@ class DeadLetter:
     value: bytes
     headers: dict[str, bytes]
     timestamp: datetime
+    # (the event,) as read with the installation's codec (a schema registry's, maybe);
+    # None: decode the value with the single-object codec when asked.
+    decoded: tuple[Event | None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def coordinates(self) -> str:
@@ -66,10 +70,9 @@ class DeadLetter:
         return headers.lenient(headers.attempt, self.headers, 0)
 
     def event(self) -> Event | None:
-        try:
-            return codec.decode_any(self.value)
-        except Poison:
-            return None
+        if self.decoded is not None:
+            return self.decoded[0]
+        return _event(SINGLE_OBJECT, self.value)
 
     def job_ids(self) -> list[str]:
         event = self.event()
@@ -114,6 +117,15 @@ def _text(key: bytes | None) -> str:
 
 
 def read_letters(settings: Settings, stage: str | None = None) -> Iterator[DeadLetter]:
+    """Every dead letter (of one stage), each decoding with the settings' codec."""
+    codec_ = codec_for(settings)
+    try:
+        yield from _letters(settings, stage, codec_)
+    finally:
+        codec_.close()
+
+
+def _letters(settings: Settings, stage: str | None, codec_: Codec) -> Iterator[DeadLetter]:
     for name, topic in stages(settings.topics).items():
         if stage and name != stage:
             continue
@@ -128,7 +140,17 @@ def read_letters(settings: Settings, stage: str | None = None) -> Iterator[DeadL
                 value=message.value() or b"",  # type: ignore[attr-defined]
                 headers=headers.as_map(message.headers()),  # type: ignore[attr-defined]
                 timestamp=datetime.fromtimestamp(millis / 1000, UTC),
+                decoded=(_event(codec_, message.value()),),  # type: ignore[attr-defined]
             )
+
+
+def _event(codec_: Codec, value: bytes | None) -> Event | None:
+    """The event a letter holds, or None if it does not decode (a registry that does not
+    answer raises Retryable: then nothing can be said about the letter)."""
+    try:
+        return codec_.decode_any(value)
+    except Poison:
+        return None
 
 
 def replayed(settings: Settings) -> set[str]:
@@ -172,7 +194,7 @@ def replay_messages(
                 (
                     topics.job_status,
                     ref.job_id.encode(),
-                    codec.encode(queued),
+                    codec.encode(queued),  # single-object: every consumer reads it
                     headers.encode_generations({ref.job_id: queued.generation}),
                 )
             )

@@ -18,7 +18,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from anchorline.errors import OutputTooLarge, Permanent, Poison
+from anchorline.errors import OutputTooLarge, Permanent, Poison, Retryable
 from anchorline.events import (
     Event,
     JobRef,
@@ -29,13 +29,14 @@ from anchorline.events import (
     utcnow,
 )
 from anchorline.settings import Settings
-from anchorline.stream import codec, headers
+from anchorline.stream import headers
 from anchorline.stream.delay import DelayForwarder
 from anchorline.stream.deliveries import DeliveryLog
 from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
 from anchorline.stream.metrics import StageMetrics
+from anchorline.stream.registry_codec import SINGLE_OBJECT, Codec, codec_for, decode
 from anchorline.stream.running import RunningStatuses
 from anchorline.stream.stage import Closing, Prefetching, StageHandler
 from anchorline.stream.topics import Place, Topics, key_of, place_of
@@ -115,8 +116,10 @@ class MessageProcessor:
         publish_now: Callable[[JobStatus], None],
         clock: Callable[[], datetime] = utcnow,
         max_record_bytes: int = MAX_RECORD_BYTES,
+        codec: Codec = SINGLE_OBJECT,
     ) -> None:
         self.handler = handler
+        self.codec = codec
         self.topics = topics
         self.retry = retry
         self.publish_now = publish_now
@@ -130,8 +133,11 @@ class MessageProcessor:
         for message in batch:
             event = None
             try:
-                event = check_refs(codec.decode(message.value, self.handler.consumes))
+                event = check_refs(decode(self.codec, message.value, self.handler.consumes))
                 headers.check(message.headers)
+            except Retryable as exc:  # the schema registry did not answer: not the record's fault
+                out.extend(self._retry_or_die(message, None, exc))
+                continue
             except Exception as exc:  # Poison, or whatever else one hostile record provokes
                 log.warning(
                     "dead-lettering %s: %.200s", _where(message), exc, extra=_about(message, event)
@@ -156,7 +162,7 @@ class MessageProcessor:
         )
         event = None
         with contextlib.suppress(Exception):
-            event = check_refs(codec.decode(message.value, self.handler.consumes))
+            event = check_refs(decode(self.codec, message.value, self.handler.consumes))
         log.warning("dead-lettering %s: %s", _where(message), reason, extra=_about(message, event))
         letters = self._dead_letter([(message, event)], reason)
         return [fit(item, max_bytes=self.max_record_bytes) for item in letters]
@@ -214,6 +220,8 @@ class MessageProcessor:
         return self._retry_or_die(message, event, exc)  # Retryable, and anything unexpected
 
     def _refs(self, message: Incoming, event: Any) -> list[JobRef]:
+        if event is None:  # not decoded yet (the schema registry did not answer)
+            return []
         known = headers.known_generations(message.headers)
         return [replace(ref, generation=known.get(ref.job_id, 0)) for ref in refs_of(event)]
 
@@ -333,7 +341,7 @@ class MessageProcessor:
         return Outgoing(
             self.topics.for_event(event),
             key_of(event).encode(),
-            codec.encode(event),
+            self.codec.encode(event),
             headers.encode_generations(carried),
         )
 
@@ -421,12 +429,14 @@ class StageRunner:
         self.status_producer = Producer(producer_config(settings))
         self.forwarder = DelayForwarder(settings, service=service, source=self.source)
         self.running = RunningStatuses(self._publish_now, after_s=settings.running_status_after_s)
+        self.codec = codec_for(settings)
         self.processor = MessageProcessor(
             handler,
             topics=self.topics,
             retry=RetryPolicy(settings.max_attempts, settings.retry_ladder),
             publish_now=self.running.report,
             max_record_bytes=settings.max_record_bytes,
+            codec=self.codec,
         )
         self.pending: list[Message] = []
         self.pending_since = 0.0
@@ -438,10 +448,15 @@ class StageRunner:
         self.metrics = StageMetrics(handler.stage, topics=self.topics, source=self.source)
 
     def _publish_now(self, status: JobStatus) -> None:
+        try:
+            value = self.codec.encode(status)
+        except Retryable as exc:  # the schema registry: a running status only informs
+            log.warning("running status of %s not published: %s", status.job_id, exc)
+            return
         self.status_producer.produce(
             self.topics.job_status,
             key=status.job_id.encode(),
-            value=codec.encode(status),
+            value=value,
             headers=headers.encode_generations({status.job_id: status.generation}),
         )
         self.status_producer.poll(0)
@@ -470,6 +485,7 @@ class StageRunner:
             forwarder.join(30)
             if isinstance(self.handler, Closing):
                 self.handler.close()
+            self.codec.close()
 
     def _poll_once(self) -> None:
         room = max(1, self.max_batch - len(self.pending))

@@ -22,9 +22,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from anchorline.errors import Retryable
 from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
 from anchorline.proof.trust import WELL_KNOWN_PATH
-from anchorline.store.blobstore import FileBlobStore
+from anchorline.store.blobstore import BlobStore
 from anchorline_gateway import letters, ops
 from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
 from anchorline_gateway.idempotency import (
@@ -67,7 +68,7 @@ log = logging.getLogger(__name__)
 class Gateway:
     """What the routes need: built once by the composition root."""
 
-    blobs: FileBlobStore
+    blobs: BlobStore
     publisher: Publisher
     reader: JobReader
     api_keys: Mapping[str, str] = field(default_factory=dict)
@@ -102,7 +103,9 @@ async def submit_job(request: Request) -> Response:
         job = await _multipart_job(capped(request, gateway.limits.multipart_bytes), gateway)
     elif content_type.startswith("application/json"):
         body = await read_json(request, gateway.limits.job_body_bytes)
-        job = _json_job(request, body, gateway.blobs)
+        job = _json_job(request, body)
+        if await _not_uploaded([job], gateway.blobs):
+            raise BadRequest(_not_stored(job), 422)
     else:
         raise BadRequest("send multipart/form-data or application/json", 415)
     claim = None
@@ -229,16 +232,22 @@ def _known_parts(items: list[tuple[str, UploadFile | str]]) -> dict[str, UploadF
     return parts
 
 
-def _json_job(request: Request, body: Any, blobs: FileBlobStore) -> JobRequested:
-    """A JSON job request, whose content its tenant uploaded to /v1/blobs before."""
+def _json_job(request: Request, body: Any) -> JobRequested:
+    """A JSON job request, its fields checked (its content is looked for apart)."""
     fields = json_fields(body)
     fields["tenant"] = owner(request, fields.get("tenant"))
-    job = job_request(fields)  # every field checked before the blob store is asked
-    # The same answer whether another tenant has this content or nobody does.
-    if not blobs.path_of(job.content_uri.removeprefix("sha256:"), tenant=job.tenant).exists():
-        uri = job.content_uri
-        raise BadRequest(f"{uri} is not in the blob store; upload it with POST /v1/blobs", 422)
-    return job
+    return job_request(fields)
+
+
+async def _not_uploaded(jobs: list[JobRequested], blobs: BlobStore) -> list[int]:
+    """The indexes of the jobs whose content their tenant has not uploaded to /v1/blobs: the
+    same whether another tenant has it or nobody does."""
+    stored = await blobs.stored([(job.content_uri, job.tenant) for job in jobs])
+    return [index for index, found in enumerate(stored) if not found]
+
+
+def _not_stored(job: JobRequested) -> str:
+    return f"{job.content_uri} is not in the blob store; upload it with POST /v1/blobs"
 
 
 async def submit_batch(request: Request) -> Response:
@@ -252,17 +261,23 @@ async def submit_batch(request: Request) -> Response:
     items = body.get("jobs") if isinstance(body, dict) else None
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
         raise BadRequest(f'send {{"jobs": [...]}} with 1 to {MAX_BATCH} job requests')
-    jobs: list[JobRequested] = []
+    jobs: dict[int, JobRequested] = {}
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            jobs.append(_json_job(request, item, gateway.blobs))
+            jobs[index] = _json_job(request, item)
         except HTTPException as exc:
             errors.append({"index": index, "status": exc.status_code, "error": exc.detail})
+    # Every field is checked before the blob store is asked, in one call for the whole batch.
+    indexes = list(jobs)
+    for missing in await _not_uploaded(list(jobs.values()), gateway.blobs):
+        job = jobs[indexes[missing]]
+        errors.append({"index": indexes[missing], "status": 422, "error": _not_stored(job)})
     if errors:
+        errors.sort(key=lambda error: int(error["index"]))
         return JSONResponse({"error": "some job requests are invalid", "jobs": errors}, 400)
     events: list[Any] = []
-    for job in jobs:
+    for job in jobs.values():
         ref = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant)
         events += [job, ref.status(Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0)]
     try:
@@ -278,7 +293,7 @@ async def submit_batch(request: Request) -> Response:
             "state": "queued",
             "status_url": jobs_path + job.job_id,
         }
-        for job in jobs
+        for job in jobs.values()
     ]
     return JSONResponse({"jobs": accepted}, status_code=202)
 
@@ -341,6 +356,12 @@ async def database_error(request: Request, exc: Exception) -> Response:
     return problem(503, reason, **{"Retry-After": str(RETRY_AFTER_S)})
 
 
+async def transient_error(request: Request, exc: Exception) -> Response:
+    """Something the gateway needs (the blob store) did not answer: a retry may succeed."""
+    log.warning("transient: %s", exc)
+    return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
+
+
 def create_app(gateway: Gateway) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -370,6 +391,10 @@ def create_app(gateway: Gateway) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, SQLAlchemyError: database_error},
+        exception_handlers={
+            HTTPException: http_error,
+            SQLAlchemyError: database_error,
+            Retryable: transient_error,
+        },
         middleware=[Middleware(ApiKeys, keys=gateway.api_keys, admin_keys=gateway.admin_keys)],
     )

@@ -6,7 +6,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from anchorline.settings import Settings
-from anchorline.store.blobstore import FileBlobStore
+from anchorline.store.blobs import blob_store
 from anchorline.store.db import make_engine
 from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.idempotency import SqlIdempotencyKeys
@@ -20,7 +20,7 @@ from anchorline_gateway.reads import SqlJobReader
 def build(settings: Settings) -> Starlette:
     engine = make_engine(settings.db_url)
     gateway = Gateway(
-        blobs=FileBlobStore(settings.blobs),
+        blobs=blob_store(settings),
         publisher=KafkaPublisher(settings),
         reader=SqlJobReader(engine),
         idempotency=SqlIdempotencyKeys(engine, ttl_s=settings.idempotency_ttl_s),

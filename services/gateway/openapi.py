@@ -46,7 +46,7 @@ def problems(*codes: int) -> dict[str, Schema]:
         415: "a content type this route does not take",
         422: "well formed, but refused: the error says why",
         501: "this gateway does not keep what the request needs",
-        503: "Kafka or the database did not answer; retry after Retry-After",
+        503: "Kafka, the database or the blob store did not answer; retry after Retry-After",
     }
     return {str(code): answer(reasons[code], ref("Problem")) for code in codes}
 
@@ -216,7 +216,7 @@ PATHS: dict[str, dict[str, Schema]] = {
             },
             "responses": {
                 "201": answer("stored", ref("Blob")),
-                **problems(400, 401, 403, 413),
+                **problems(400, 401, 403, 413, 503),
             },
         }
     },

@@ -13,8 +13,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from anchorline.errors import Retryable
 from anchorline.events import Event
 from anchorline.settings import Settings
-from anchorline.stream import codec
 from anchorline.stream.kafka import producer_config
+from anchorline.stream.registry_codec import codec_for
 from anchorline.stream.topics import Topics, key_of
 
 PROBE_TIMEOUT_S = 0.5
@@ -53,6 +53,7 @@ class KafkaPublisher:
             "error_cb": self._on_error,
         }
         self.producer = Producer(config)
+        self.codec = codec_for(settings)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-publisher", daemon=True)
         self._poller.start()
@@ -103,7 +104,7 @@ class KafkaPublisher:
                 self.producer.produce(
                     self.topics.for_event(event),
                     key=key_of(event).encode(),
-                    value=codec.encode(event),
+                    value=self.codec.encode(event),
                     on_delivery=_resolver(loop, future),
                 )
             except (BufferError, KafkaException) as exc:
@@ -118,6 +119,7 @@ class KafkaPublisher:
         self._stop.set()
         self._poller.join(5)
         self.producer.flush(5)
+        self.codec.close()
 
 
 def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]):  # type: ignore[no-untyped-def]

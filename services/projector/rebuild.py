@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from anchorline.errors import IncompleteRead
+from anchorline.errors import IncompleteRead, Retryable
 from anchorline.events import JobStatus
 from anchorline.settings import Settings
-from anchorline.stream import codec
+from anchorline.stream.registry_codec import codec_for, decode
 from anchorline.stream.topic_reader import read_to_end
 from anchorline_projector.apply import check_status
 from anchorline_projector.store import SqlJobStore
@@ -19,12 +19,15 @@ BATCH = 1000
 def rebuild(settings: Settings, store: SqlJobStore) -> tuple[int, int]:
     """Empty the tables and apply every status event; returns (events applied, undecodable)."""
     store.clear()
+    codec = codec_for(settings)
     pending: list[JobStatus] = []
     applied = skipped = 0
     try:
         for message in read_to_end(settings, settings.topics.job_status):
             try:
-                pending.append(check_status(codec.decode(message.value(), JobStatus)))
+                pending.append(check_status(decode(codec, message.value(), JobStatus)))
+            except Retryable:  # the schema registry did not answer: no table from part of it
+                raise
             except Exception:  # what the live projector dead-lettered: a forged or broken event
                 skipped += 1
                 continue
@@ -37,5 +40,7 @@ def rebuild(settings: Settings, store: SqlJobStore) -> tuple[int, int]:
             f"{exc}; the jobs table holds only the {applied} events read before that: "
             "run the rebuild again"
         ) from exc
+    finally:
+        codec.close()
     store.apply_batch(pending)
     return applied + len(pending), skipped

@@ -17,13 +17,13 @@ from confluent_kafka import (
 from prometheus_client import Counter
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
-from anchorline.errors import Poison
+from anchorline.errors import Poison, Retryable
 from anchorline.events import JobStatus
 from anchorline.settings import Settings
-from anchorline.stream import codec
 from anchorline.stream.consume import take
 from anchorline.stream.exactly_once import Outgoing
 from anchorline.stream.kafka import consumer_config, producer_config
+from anchorline.stream.registry_codec import codec_for, decode
 from anchorline.stream.runner import dead_letter_headers, fit, incoming
 from anchorline.stream.topics import Place, place_of
 from anchorline_projector.apply import check_status
@@ -53,6 +53,7 @@ class Projector:
         )
         self.dead_letters = Producer(producer_config(settings))
         self.applied: dict[Place, int] = {}  # the next offset of each partition, once applied
+        self.codec = codec_for(settings)
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe([self.topics.job_status], on_revoke=self._on_revoke)
@@ -67,6 +68,7 @@ class Projector:
             self.dead_letters.flush(10)
             self._commit([], asynchronous=False)
             self.consumer.close()
+            self.codec.close()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """No longer ours: a commit for them at stop would move their new owner's back."""
@@ -97,7 +99,9 @@ class Projector:
             log.warning("offsets not committed (%s); their events will be applied again", exc)
 
     def _apply(self, messages: list[Message], stop: threading.Event) -> bool:
-        decoded = [(message, self._decode(message)) for message in messages]
+        decoded = [(message, self._decode(message, stop)) for message in messages]
+        if stop.is_set():  # while waiting for the schema registry: nothing applied, no commit
+            return False
         events = [event for _, event in decoded if event is not None]
         source = {event.event_id: message for message, event in decoded if event is not None}
         delay = 0.5
@@ -129,12 +133,19 @@ class Projector:
         for event, reason in refused:
             self._dead_letter(source[event.event_id], reason)
 
-    def _decode(self, message: Message) -> JobStatus | None:
-        try:
-            return check_status(codec.decode(message.value(), JobStatus))
-        except Exception as exc:  # Poison, or whatever else one forged record provokes
-            self._dead_letter(message, exc)
-            return None
+    def _decode(self, message: Message, stop: threading.Event) -> JobStatus | None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                return check_status(decode(self.codec, message.value(), JobStatus))
+            except Retryable as exc:  # the schema registry did not answer: wait, as for the DB
+                log.warning("schema registry unavailable (%s); retrying in %.1fs", exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception as exc:  # Poison, or whatever else one forged record provokes
+                self._dead_letter(message, exc)
+                return None
+        return None
 
     def _dead_letter(self, message: Message, exc: Exception) -> None:
         DEAD_LETTERED.inc()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from anchorline.settings import Settings
-from anchorline.store.blobstore import FileBlobStore
+from anchorline.store.blobs import blob_store
 from anchorline.stream.runner import StageRunner
 from anchorline_verifier.handler import VerifyHandler
 from anchorline_verifier.onchain import RpcContentRegistry
@@ -15,13 +15,7 @@ def build_handler(settings: Settings) -> VerifyHandler:
         if settings.registry_address
         else None
     )
-    blobs = FileBlobStore(
-        settings.blobs,
-        content_roots=settings.content_root_paths,
-        max_bytes=settings.max_content_bytes,
-        read_timeout_s=settings.content_read_timeout_s,
-    )
-    return VerifyHandler(blobs, chunk_size=settings.chunk_size, registry=registry)
+    return VerifyHandler(blob_store(settings), chunk_size=settings.chunk_size, registry=registry)
 
 
 def build(settings: Settings) -> StageRunner:

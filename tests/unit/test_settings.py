@@ -16,6 +16,8 @@ def other_value(spec: dataclasses.Field[Any], default: Any) -> Any:
         return "SASL_SSL"
     if spec.name == "log_format":
         return "text"
+    if spec.name == "blob_url":
+        return "s3://other-bucket/other/prefix"
     kind = str(spec.type)
     if kind.startswith("int"):
         return default + 7
@@ -148,13 +150,60 @@ def test_sasl_needs_a_username() -> None:
 
 def test_the_kafka_password_stays_out_of_the_settings_repr() -> None:
     settings = Settings(
-        kafka_security_protocol="SASL_PLAINTEXT", kafka_username="verifier", kafka_password="s3"
+        kafka_security_protocol="SASL_PLAINTEXT", kafka_username="verifier", kafka_password="pw-9x7"
     )
     assert "verifier" in repr(settings)
-    assert "s3" not in repr(settings)
+    assert "pw-9x7" not in repr(settings)
 
 
 @pytest.mark.parametrize("name", ["max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes"])
 def test_a_body_limit_must_be_positive(name: str) -> None:
     with pytest.raises(ConfigurationError, match=name.upper()):
         Settings(**{name: 0})
+
+
+def test_blobs_stay_local_without_a_blob_url() -> None:
+    assert Settings().s3_blobs is None
+
+
+@pytest.mark.parametrize(
+    ("url", "location"),
+    [
+        ("s3://my-bucket", ("my-bucket", "")),
+        ("s3://my-bucket/", ("my-bucket", "")),
+        ("s3://my.bucket/blobs", ("my.bucket", "blobs/")),
+        ("s3://abc/a//b/", ("abc", "a/b/")),
+    ],
+)
+def test_a_blob_url_names_a_bucket_and_a_key_prefix(url: str, location: tuple[str, str]) -> None:
+    assert Settings(blob_url=url).s3_blobs == location
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://",
+        "s3://ab",
+        "s3://Upper",
+        "s3://-bucket",
+        "gs://bucket",
+        "s3://b-b/a/../c",
+        "s3://bbb/ a",
+    ],
+)
+def test_a_malformed_blob_url_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="BLOB_URL must be s3://bucket/prefix"):
+        Settings(blob_url=url)
+
+
+@pytest.mark.parametrize("size", [(5 << 20) - 1, (5 << 30) + 1])
+def test_an_s3_part_size_outside_what_s3_takes_is_a_configuration_error(size: int) -> None:
+    with pytest.raises(ConfigurationError, match="S3_PART_SIZE"):
+        Settings(s3_part_size=size)
+
+
+def test_s3_keys_go_in_pairs_and_the_secret_stays_out_of_the_repr() -> None:
+    with pytest.raises(ConfigurationError, match="go together"):
+        Settings(s3_access_key_id="AKIDEXAMPLE")
+    settings = Settings(s3_access_key_id="AKIDEXAMPLE", s3_secret_access_key="wJalrXUtnFEMI")
+    assert "AKIDEXAMPLE" in repr(settings) and "wJalrXUtnFEMI" not in repr(settings)
