@@ -38,6 +38,7 @@ class StageState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DEAD = "dead"
+    CANCELLED = "cancelled"
 
 
 STAGES_OF: dict[JobKind, tuple[Stage, ...]] = {
@@ -130,7 +131,7 @@ class JobRef:
     generation: int = 0
 
     def status(self, stage: Stage, state: StageState, **changes: object) -> JobStatus:
-        final = state in (StageState.FAILED, StageState.DEAD) or (
+        final = state in (StageState.FAILED, StageState.DEAD, StageState.CANCELLED) or (
             state is StageState.SUCCEEDED and is_last_stage(self.kind, stage)
         )
         return JobStatus(

@@ -22,7 +22,7 @@ from anchorline.infra.ports import free_ports
 from anchorline.settings import Settings
 
 START_TIMEOUT_S = 180
-TERMINAL = frozenset({"succeeded", "failed", "dead"})
+TERMINAL = frozenset({"succeeded", "failed", "dead", "cancelled"})
 
 
 @dataclass(frozen=True)

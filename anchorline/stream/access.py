@@ -64,7 +64,7 @@ def _stage(service: str, stage: Stage, topics: Topics) -> list[Grant]:
     # The delay forwarder returns due messages to `source`, so a stage writes its own input.
     writes = [source, *delays, topics.dead_letter(source), topics.job_status, *_next(stage, topics)]
     return [
-        *(_topic(name, Operation.READ) for name in [source, *delays]),
+        *(_topic(name, Operation.READ) for name in [source, *delays, topics.cancellations]),
         *(_topic(name, Operation.WRITE) for name in writes),
         *(_group(group, Operation.READ) for group in _groups(service)),
         Grant(Resource.TRANSACTIONAL_ID, f"anchorline-{service}-", Operation.WRITE, prefixed=True),
@@ -83,6 +83,7 @@ def _gateway(topics: Topics) -> list[Grant]:
     return [
         _topic(topics.jobs_requested, Operation.WRITE),
         _topic(topics.job_status, Operation.WRITE),
+        _topic(topics.cancellations, Operation.WRITE),
         *(_topic(name, Operation.DESCRIBE) for name in described),
         *(_group(group, Operation.DESCRIBE) for group in [*groups, "anchorline-projector"]),
     ]
@@ -91,6 +92,7 @@ def _gateway(topics: Topics) -> list[Grant]:
 def _projector(topics: Topics) -> list[Grant]:
     return [
         _topic(topics.job_status, Operation.READ),
+        _topic(topics.jobs_requested, Operation.READ),  # each job's request, kept for a retry
         _topic(topics.dead_letter(topics.job_status), Operation.WRITE),
         _group("anchorline-projector", Operation.READ),
     ]

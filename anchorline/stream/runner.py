@@ -30,6 +30,7 @@ from anchorline.events import (
 )
 from anchorline.settings import Settings
 from anchorline.stream import codec, headers
+from anchorline.stream.cancellations import Cancellations
 from anchorline.stream.delay import DelayForwarder
 from anchorline.stream.deliveries import DeliveryLog
 from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
@@ -114,8 +115,10 @@ class MessageProcessor:
         publish_now: Callable[[JobStatus], None],
         clock: Callable[[], datetime] = utcnow,
         max_record_bytes: int = MAX_RECORD_BYTES,
+        cancelled: Callable[[str, int], bool] = lambda job_id, generation: False,
     ) -> None:
         self.handler = handler
+        self.cancelled = cancelled
         self.topics = topics
         self.retry = retry
         self.publish_now = publish_now
@@ -134,6 +137,9 @@ class MessageProcessor:
                 log.warning("dead-lettering %s: %.200s", _where(message), exc)
                 out.extend(self._dead_letter([(message, event)], exc))
                 continue
+            if self._all_cancelled(message, event):
+                out.extend(self._skip(message, event))
+                continue
             decoded.append((message, event))
         if isinstance(self.handler, Prefetching):  # never raises; only saves requests
             self.handler.prefetch([event for _, event in decoded])
@@ -142,6 +148,23 @@ class MessageProcessor:
             if group:
                 out.extend(self._run(group))
         return [fit(item, max_bytes=self.max_record_bytes) for item in out]
+
+    def _all_cancelled(self, message: Incoming, event: Any) -> bool:
+        """Whether every job of the record was cancelled in the run it belongs to (an anchor
+        batch is anchored while one of its jobs still wants it)."""
+        refs = self._refs(message, event)
+        return bool(refs) and all(self.cancelled(ref.job_id, ref.generation) for ref in refs)
+
+    def _skip(self, message: Incoming, event: Any) -> list[Outgoing]:
+        note = f"skipped by the {self.handler.stage} stage: the job was cancelled"
+        return [
+            self.encode(
+                ref.status(
+                    self.handler.stage, StageState.CANCELLED, attempt=message.attempt, note=note
+                )
+            )
+            for ref in self._refs(message, event)
+        ]
 
     def give_up(self, message: Incoming, *, deliveries: int) -> list[Outgoing]:
         """Dead letters for a record that was `deliveries` times in the hands of a process that
@@ -157,9 +180,7 @@ class MessageProcessor:
         letters = self._dead_letter([(message, event)], reason)
         return [fit(item, max_bytes=self.max_record_bytes) for item in letters]
 
-    def _run(
-        self, group: list[tuple[Incoming, Any]], *, announce: bool = True
-    ) -> list[Outgoing]:
+    def _run(self, group: list[tuple[Incoming, Any]], *, announce: bool = True) -> list[Outgoing]:
         """The group's output; if anything about it fails, each record's own, run alone, so that
         one bad record fails, retries or dies by itself and never with another job's error."""
         jobs = {
@@ -399,12 +420,14 @@ class StageRunner:
         self.status_producer = Producer(producer_config(settings))
         self.forwarder = DelayForwarder(settings, service=service, source=self.source)
         self.running = RunningStatuses(self._publish_now, after_s=settings.running_status_after_s)
+        self.cancellations = Cancellations(settings)
         self.processor = MessageProcessor(
             handler,
             topics=self.topics,
             retry=RetryPolicy(settings.max_attempts, settings.retry_ladder),
             publish_now=self.running.report,
             max_record_bytes=settings.max_record_bytes,
+            cancelled=self.cancellations.is_cancelled,
         )
         self.pending: list[Message] = []
         self.pending_since = 0.0
@@ -429,9 +452,11 @@ class StageRunner:
         halt = threading.Event()
         forwarder = threading.Thread(target=self.forwarder.run, args=(halt,), name="delay")
         ticker = threading.Thread(target=self.running.run, args=(halt,), name="running")
+        cancels = threading.Thread(target=self.cancellations.run, args=(halt,), name="cancels")
         try:
             forwarder.start()
             ticker.start()
+            cancels.start()
             self.loop.start([self.source], on_revoke=self._on_revoke)
             log.info("%s consuming %s", self.service, self.source)
             while not stop.is_set():
@@ -445,6 +470,7 @@ class StageRunner:
             self.status_producer.flush(10)
             self.loop.close()
             forwarder.join(30)
+            cancels.join(30)
             if isinstance(self.handler, Closing):
                 self.handler.close()
 

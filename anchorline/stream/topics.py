@@ -54,6 +54,11 @@ class Topics:
         return f"{self.prefix}.dlq.replays"
 
     @property
+    def cancellations(self) -> str:
+        """Compacted record of cancelled jobs, keyed by job id (stream/cancellations.py)."""
+        return f"{self.prefix}.jobs.cancelled"
+
+    @property
     def deliveries(self) -> str:
         """Compacted count of uncommitted deliveries of each stage input partition's head."""
         return f"{self.prefix}.deliveries"
@@ -93,7 +98,7 @@ class Topics:
         inputs = [*self.stage_inputs(), self.job_status]
         delays = [topic for source in self.stage_inputs() for topic in self.retries(source)]
         letters = [self.dead_letter(topic) for topic in inputs]
-        return [*inputs, *delays, *letters, self.deliveries, self.replay_log]
+        return [*inputs, *delays, *letters, self.deliveries, self.replay_log, self.cancellations]
 
 
 def key_of(event: Event) -> str:

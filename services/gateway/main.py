@@ -27,6 +27,7 @@ def build(settings: Settings) -> Starlette:
         admin_keys=settings.admin_key_set,
         pipeline=KafkaPipelineView(settings),
         limits=Limits.from_settings(settings),
+        topics=settings.topics,
     )
     return create_app(gateway)
 

@@ -102,6 +102,16 @@ SCHEMAS: dict[str, Schema] = {
             "status_url": {"type": "string"},
         },
     },
+    "Control": {
+        "type": "object",
+        "required": ["job_id", "state", "run", "status_url"],
+        "properties": {
+            "job_id": {"type": "string"},
+            "state": {"type": "string", "enum": ["cancelled", "queued"]},
+            "run": {"type": "integer", "description": "the generation: 0, then one more a retry"},
+            "status_url": {"type": "string"},
+        },
+    },
     "BatchAccepted": {
         "type": "object",
         "required": ["jobs"],
@@ -274,6 +284,26 @@ PATHS: dict[str, dict[str, Schema]] = {
             "parameters": [JOB_ID_PARAM],
             "responses": {
                 "200": answer("the receipt", ref("Receipt")),
+                **problems(400, 401, 404, 409, 503),
+            },
+        }
+    },
+    "/v1/jobs/{job_id}/cancel": {
+        "post": {
+            "summary": "Cancel a job that has not ended: it ends cancelled, no stage handles it",
+            "parameters": [JOB_ID_PARAM],
+            "responses": {
+                "202": answer("cancelled", ref("Control")),
+                **problems(400, 401, 404, 409, 503),
+            },
+        }
+    },
+    "/v1/jobs/{job_id}/retry": {
+        "post": {
+            "summary": "Run a failed, dead or cancelled job again, as its next run",
+            "parameters": [JOB_ID_PARAM],
+            "responses": {
+                "202": answer("queued again", ref("Control")),
                 **problems(400, 401, 404, 409, 503),
             },
         }

@@ -36,13 +36,15 @@ class Projector:
         self.dead_letters = Producer(producer_config(settings))
 
     def run(self, stop: threading.Event) -> None:
-        self.consumer.subscribe([self.topics.job_status])
+        self.consumer.subscribe([self.topics.job_status, self.topics.jobs_requested])
         log.info("projector consuming %s", self.topics.job_status)
         try:
             while not stop.is_set():
                 taken = take(self.consumer, limit=BATCH, timeout=POLL_S)
                 messages = [m for m in taken if _usable(m)]
-                if messages and self._apply(messages, stop):
+                requests = [m for m in messages if m.topic() == self.topics.jobs_requested]
+                statuses = [m for m in messages if m.topic() != self.topics.jobs_requested]
+                if messages and self._keep(requests, stop) and self._apply(statuses, stop):
                     self._commit()
         finally:
             self.dead_letters.flush(10)
@@ -56,6 +58,24 @@ class Projector:
             self.consumer.commit(asynchronous=False)
         except KafkaException as exc:
             log.warning("offsets not committed (%s); their events will be applied again", exc)
+
+    def _keep(self, requests: list[Message], stop: threading.Event) -> bool:
+        """Keep the requests of the batch (for a retry through the API); False if stopped
+        while the database was away."""
+        pairs = [(message.key(), message.value()) for message in requests]
+        delay = 0.5
+        while pairs and not stop.is_set():
+            try:
+                self.store.keep_requests(pairs)
+                return True
+            except DataError as exc:  # refused for its values: that job cannot be retried
+                log.warning("requests not kept for a retry: %s", _first_line(exc))
+                return True
+            except SQLAlchemyError as exc:
+                log.warning("job store unavailable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        return not pairs
 
     def _apply(self, messages: list[Message], stop: threading.Event) -> bool:
         decoded = [(message, self._decode(message)) for message in messages]

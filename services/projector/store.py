@@ -7,11 +7,12 @@ from dataclasses import fields
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from anchorline.errors import Poison
-from anchorline.events import JobStatus
-from anchorline.store.db import job_events, jobs
+from anchorline.events import JOB_ID_RE, JobStatus, utcnow
+from anchorline.store.db import job_events, job_requests, jobs
 from anchorline_projector.apply import JobRow, apply, is_progress_only
 
 ROW_FIELDS = [spec.name for spec in fields(JobRow)]
@@ -76,6 +77,23 @@ class SqlJobStore:
             if history:
                 connection.execute(job_events.insert(), history)
         return len(changed)
+
+    def keep_requests(self, requests: Sequence[tuple[bytes | None, bytes | None]]) -> int:
+        """Keep each job's request (key, value as published) for a retry; the first kept for a
+        job id stays. A record keyed by no job id is not kept (the verifier dead-letters it)."""
+        now = utcnow()
+        rows = {
+            job_id: {"job_id": job_id, "value": value, "stored_at": now}
+            for key, value in requests
+            if value and JOB_ID_RE.fullmatch(job_id := (key or b"").decode("utf-8", "replace"))
+        }
+        if not rows:
+            return 0
+        with self.engine.begin() as connection:
+            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+            insert = dialect.insert(job_requests).on_conflict_do_nothing()
+            connection.execute(insert, list(rows.values()))
+        return len(rows)
 
     def clear(self) -> None:
         """Remove every job and its history (before a rebuild)."""

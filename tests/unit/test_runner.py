@@ -19,6 +19,7 @@ from anchorline.events import (
     refs_of,
 )
 from anchorline.stream import codec
+from anchorline.stream.cancellations import CancelledJobs
 from anchorline.stream.runner import (
     Incoming,
     MessageProcessor,
@@ -89,12 +90,14 @@ NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 class Harness:
     def __init__(self, handler: FakeHandler, *, max_attempts: int = 3) -> None:
         self.published: list[JobStatus] = []
+        self.cancelled = CancelledJobs()
         self.processor = MessageProcessor(
             handler,
             topics=TOPICS,
             retry=RetryPolicy(max_attempts=max_attempts, ladder=(5.0, 30.0)),
             publish_now=self.published.append,
             clock=lambda: NOW,
+            cancelled=self.cancelled.is_cancelled,
         )
 
     def process(self, *batch: Incoming) -> list[Outgoing]:
@@ -487,3 +490,35 @@ def test_a_prefetching_handler_gets_the_batch_it_will_handle_once_decoded() -> N
     Harness(handler).process(message_of("a", 1), message(b"junk", offset=2), message_of("b", 3))
     assert handler.prefetched == [["a", "b"]]  # the undecodable record is dead-lettered instead
     assert handler.calls == [["a"], ["b"]]
+
+
+# --- cancelled jobs -------------------------------------------------------------------------------
+
+
+def test_a_cancelled_job_is_skipped_and_ends_cancelled() -> None:
+    handler = FakeHandler(batched=True)
+    harness = Harness(handler)
+    harness.cancelled.add("b", 0)
+    out = harness.process(*(message_of(job, offset) for offset, job in enumerate("abc")))
+    assert handler.calls == [["a", "c"]]
+    statuses = decoded(out, TOPICS.job_status)
+    (skipped,) = [s for s in statuses if s.job_id == "b"]
+    assert (skipped.state, skipped.final, skipped.stage) == (
+        StageState.CANCELLED,
+        True,
+        Stage.VERIFY,
+    )
+    assert skipped.note == "skipped by the verify stage: the job was cancelled"
+    assert not [item for item in out if item.topic == TOPICS.prove_requested and item.key == b"b"]
+    assert "b" not in {s.job_id for s in harness.published}
+
+
+def test_a_later_run_of_a_cancelled_job_is_not_skipped() -> None:
+    raw = message_of("a")
+    retried = Incoming(SOURCE, 2, 8, raw.key, raw.value, 0, {"anchorline-generations": b'{"a":1}'})
+    handler = FakeHandler()
+    harness = Harness(handler)
+    harness.cancelled.add("a", 0)
+    out = harness.process(retried)
+    assert handler.calls == [["a"]]
+    assert [s.state for s in decoded(out, TOPICS.job_status)] == [StageState.SUCCEEDED]
