@@ -22,6 +22,9 @@ POSITIVE = (
     "idempotency_ttl_s",
     "content_read_timeout_s",
     "handling_deadline_s",
+    "verify_timeout_s",
+    "prove_timeout_s",
+    "anchor_timeout_s",
 )
 BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
@@ -68,6 +71,11 @@ class Settings:
     shutdown_timeout_s: float = 30.0
     commit_deadline_s: float = 30.0  # a transaction commit blocked longer ends the process
     handling_deadline_s: float = 240.0  # a batch handled longer ends the process
+    # A handler call longer than its stage's limit is a retryable failure of its records alone
+    # (a prover call is a whole batch window of jobs; a chain-writer call, one root).
+    verify_timeout_s: float = 120.0
+    prove_timeout_s: float = 120.0
+    anchor_timeout_s: float = 180.0
     session_timeout_s: float = 10.0  # a consumer silent this long leaves its group
     max_attempts: int = 4
     max_deliveries: int = 3  # a record that ended the process this often is dead-lettered
@@ -123,6 +131,11 @@ class Settings:
         if not ladder or min(ladder) < 0:
             raise ConfigurationError(f"{PREFIX}RETRY_DELAYS_S needs delays >= 0 seconds")
         return ladder
+
+    def stage_timeout_s(self, stage: str) -> float:
+        """How long one call of the stage's handler may take (VERIFY_/PROVE_/ANCHOR_TIMEOUT_S)."""
+        limit: float = getattr(self, f"{stage}_timeout_s")
+        return limit
 
     @property
     def api_key_tenants(self) -> dict[str, str]:

@@ -87,7 +87,8 @@ class Cancellations(CancelledJobs):
         }
         consumer = Consumer(config)
         try:
-            metadata = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
+            # Briefly: the stage's shutdown waits for this thread.
+            metadata = consumer.list_topics(self.topic, timeout=1).topics[self.topic]
             if metadata.error is not None or not metadata.partitions:
                 log.warning("no topic %s yet; cancellations not followed", self.topic)
                 halt.wait(RETRY_S)

@@ -37,11 +37,15 @@ from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
 from anchorline.stream.running import RunningStatuses
-from anchorline.stream.stage import Closing, Prefetching, StageHandler
+from anchorline.stream.stage import Closing, Prefetching, Report, StageHandler
+from anchorline.stream.timelimit import TimeLimit
 from anchorline.stream.topics import Place, Topics, key_of, place_of
 from anchorline.stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
+# The share of HANDLING_DEADLINE_S a batch's handler calls may take between them: records the
+# batch has no time left for go back to the end of their partition, unhandled and uncounted.
+BATCH_BUDGET_SHARE = 0.75
 # librdkafka refuses records over its message.max.bytes (1,000,000) in produce(), and the broker
 # over its own (1 MiB); the rest is room for a transaction's framing.
 MAX_RECORD_BYTES = 960_000
@@ -116,9 +120,15 @@ class MessageProcessor:
         clock: Callable[[], datetime] = utcnow,
         max_record_bytes: int = MAX_RECORD_BYTES,
         cancelled: Callable[[str, int], bool] = lambda job_id, generation: False,
+        time_limit_s: float = 0.0,
+        batch_budget_s: float = 0.0,
     ) -> None:
         self.handler = handler
         self.cancelled = cancelled
+        self.time_limit_s = time_limit_s  # 0: a handler call takes as long as it takes
+        self.batch_budget_s = batch_budget_s
+        self.limiter = TimeLimit()
+        self.batch_ends = 0.0
         self.topics = topics
         self.retry = retry
         self.publish_now = publish_now
@@ -126,6 +136,7 @@ class MessageProcessor:
         self.max_record_bytes = max_record_bytes
 
     def process(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        self.batch_ends = time.monotonic() + self.batch_budget_s
         out: list[Outgoing] = []
         decoded: list[tuple[Incoming, Any]] = []
         for message in batch:
@@ -183,6 +194,8 @@ class MessageProcessor:
     def _run(self, group: list[tuple[Incoming, Any]], *, announce: bool = True) -> list[Outgoing]:
         """The group's output; if anything about it fails, each record's own, run alone, so that
         one bad record fails, retries or dies by itself and never with another job's error."""
+        if self.time_limit_s and time.monotonic() >= self.batch_ends:
+            return self._defer(group)
         jobs = {
             ref.job_id: (message, ref)
             for message, event in group
@@ -191,7 +204,7 @@ class MessageProcessor:
         try:
             if announce:
                 self._announce(jobs)
-            results = self.handler.handle([event for _, event in group], self._reporter(jobs))
+            results = self._handle([event for _, event in group], self._reporter(jobs))
             return self._outputs(results, jobs)
         except Exception as exc:  # of any type: a bug or a library's, as much as ours
             if len(group) > 1:
@@ -199,6 +212,29 @@ class MessageProcessor:
                 return [out for one in group for out in self._run([one], announce=False)]
             message, event = group[0]
             return self._failure(message, event, exc)
+
+    def _handle(self, events: list[Any], report: Report) -> Sequence[Event]:
+        """The handler's output, or StageTimeout past the stage's limit (or what is left of
+        the batch's budget, whichever ends first)."""
+        if not self.time_limit_s:
+            return self.handler.handle(events, report)
+        limit_s = min(self.time_limit_s, self.batch_ends - time.monotonic())
+        return self.limiter.call(
+            lambda: self.handler.handle(events, report),
+            limit_s=limit_s,
+            what=f"the {self.handler.stage} stage's handler",
+        )
+
+    def _defer(self, group: list[tuple[Incoming, Any]]) -> list[Outgoing]:
+        """The records back at the end of their partition as they came (attempt, generations):
+        the batch has no time left for them, which is no failure of theirs."""
+        log.info("no time left in this batch; %d records go round again", len(group))
+        return [
+            Outgoing(
+                message.topic, message.key, message.value or b"", list(message.headers.items())
+            )
+            for message, _ in group
+        ]
 
     def _announce(self, jobs: dict[str, tuple[Incoming, JobRef]]) -> None:
         for message, ref in jobs.values():
@@ -428,6 +464,8 @@ class StageRunner:
             publish_now=self.running.report,
             max_record_bytes=settings.max_record_bytes,
             cancelled=self.cancellations.is_cancelled,
+            time_limit_s=settings.stage_timeout_s(handler.stage),
+            batch_budget_s=settings.handling_deadline_s * BATCH_BUDGET_SHARE,
         )
         self.pending: list[Message] = []
         self.pending_since = 0.0
@@ -471,6 +509,7 @@ class StageRunner:
             self.loop.close()
             forwarder.join(30)
             cancels.join(30)
+            self.processor.limiter.close()
             if isinstance(self.handler, Closing):
                 self.handler.close()
 

@@ -522,3 +522,64 @@ def test_a_later_run_of_a_cancelled_job_is_not_skipped() -> None:
     out = harness.process(retried)
     assert handler.calls == [["a"]]
     assert [s.state for s in decoded(out, TOPICS.job_status)] == [StageState.SUCCEEDED]
+
+
+# --- time limits ----------------------------------------------------------------------------------
+
+
+class Sleeper(FakeHandler):
+    """Handles like FakeHandler, taking `seconds[job_id]` for a job."""
+
+    def __init__(self, seconds: dict[str, float], *, batched: bool = False) -> None:
+        super().__init__(batched=batched)
+        self.seconds = seconds
+
+    def handle(self, events: Sequence[JobRequested], report: Report) -> list[Event]:
+        import time
+
+        time.sleep(max(self.seconds.get(event.job_id, 0.0) for event in events))
+        return super().handle(events, report)
+
+
+def limited(handler: FakeHandler, *, limit_s: float, budget_s: float = 60.0) -> MessageProcessor:
+    return MessageProcessor(
+        handler,
+        topics=TOPICS,
+        retry=RetryPolicy(max_attempts=3, ladder=(5.0, 30.0)),
+        publish_now=lambda status: None,
+        clock=lambda: NOW,
+        time_limit_s=limit_s,
+        batch_budget_s=budget_s,
+    )
+
+
+def test_a_record_past_the_stage_time_limit_retries_alone() -> None:
+    processor = limited(Sleeper({"b": 2.0}, batched=True), limit_s=0.3)
+    out = processor.process([message_of(job, offset) for offset, job in enumerate("abc")])
+    retried = [item for item in out if item.topic == f"{SOURCE}.retry.1"]
+    assert [item.key for item in retried] == [b"b"]
+    assert headers_of(retried[0])["kafka_dlt-exception-fqcn"].endswith("StageTimeout")
+    states = {s.job_id: s.state for s in decoded(out, TOPICS.job_status)}
+    assert states == {
+        "a": StageState.SUCCEEDED,
+        "b": StageState.RETRYING,
+        "c": StageState.SUCCEEDED,
+    }
+    processor.limiter.close()
+
+
+def test_records_the_batch_has_no_time_left_for_go_round_again_unchanged() -> None:
+    processor = limited(Sleeper({"a": 0.5}), limit_s=5.0, budget_s=0.3)
+    second = Incoming(
+        SOURCE, 2, 8, b"b", codec.encode(requested("b")), 0, {"retry_topic-attempts": b"2"}
+    )
+    out = processor.process([message_of("a"), second])
+    (again,) = [item for item in out if item.key == b"b"]
+    assert again.topic == SOURCE
+    assert again.value == second.value
+    assert headers_of(again) == {"retry_topic-attempts": "2"}
+    # the record that used the budget up is cut off where it ends
+    assert [(s.job_id, s.state) for s in decoded(out, TOPICS.job_status)] == [
+        ("a", StageState.RETRYING)
+    ]
+    processor.limiter.close()
