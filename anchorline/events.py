@@ -29,6 +29,7 @@ class Stage(StrEnum):
     VERIFY = "verify"
     PROVE = "prove"
     ANCHOR = "anchor"
+    NOTIFY = "notify"  # a webhook of an ended job: beside the pipeline, never moves a job
 
 
 class StageState(StrEnum):
@@ -73,6 +74,7 @@ class JobRequested:
     signature_scheme: str = "eip191"
     tenant: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,20 @@ class JobStatus:
     note: str | None = None
 
 
-Event = JobRequested | ProveRequested | AnchorRequested | JobStatus
+@dataclass(frozen=True)
+class NotifyRequested:
+    job_id: str
+    kind: JobKind
+    stage: Stage
+    state: StageState
+    finished_at: datetime
+    record: str
+    generation: int = 0
+    tenant: str | None = None
+    callback_url: str | None = None
+
+
+Event = JobRequested | ProveRequested | AnchorRequested | JobStatus | NotifyRequested
 
 
 @dataclass(frozen=True)
@@ -157,6 +172,8 @@ def refs_of(event: Event) -> list[JobRef]:
         return [
             JobRef(event.job_id, event.kind, event.submitted_at, event.tenant, event.content_sha256)
         ]
+    if isinstance(event, NotifyRequested):
+        return [JobRef(event.job_id, event.kind, None, event.tenant, None, event.generation)]
     return [JobRef(event.job_id, event.kind, event.submitted_at, event.tenant)]
 
 

@@ -63,6 +63,7 @@ job_requests = sa.Table(
     metadata,
     sa.Column("job_id", sa.String(64), primary_key=True),
     sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("callback_url", sa.Text, nullable=True),
     sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False),
 )
 

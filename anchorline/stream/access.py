@@ -40,6 +40,7 @@ STAGE_SERVICES: dict[str, Stage] = {
     "verifier": Stage.VERIFY,
     "prover": Stage.PROVE,
     "chain-writer": Stage.ANCHOR,
+    "notifier": Stage.NOTIFY,
 }
 EXTERNAL_PRODUCER = "external-producer"
 PRINCIPALS: tuple[str, ...] = ("gateway", *STAGE_SERVICES, "projector", EXTERNAL_PRODUCER)
@@ -94,6 +95,7 @@ def _projector(topics: Topics) -> list[Grant]:
         _topic(topics.job_status, Operation.READ),
         _topic(topics.jobs_requested, Operation.READ),  # each job's request, kept for a retry
         _topic(topics.dead_letter(topics.job_status), Operation.WRITE),
+        _topic(topics.notify_requested, Operation.WRITE),  # ended jobs, for their webhooks
         _group("anchorline-projector", Operation.READ),
     ]
 

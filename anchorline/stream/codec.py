@@ -28,6 +28,7 @@ from anchorline.events import (
     JobKind,
     JobRequested,
     JobStatus,
+    NotifyRequested,
     ProveRequested,
     Stage,
     StageState,
@@ -40,7 +41,13 @@ MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
 
 # Order matters: later schemas refer to named types defined by earlier ones.
-EVENT_TYPES: tuple[type[Any], ...] = (JobRequested, ProveRequested, AnchorRequested, JobStatus)
+EVENT_TYPES: tuple[type[Any], ...] = (
+    JobRequested,
+    ProveRequested,
+    AnchorRequested,
+    JobStatus,
+    NotifyRequested,
+)
 _ENUMS: dict[str, type[StrEnum]] = {"kind": JobKind, "stage": Stage, "state": StageState}
 
 E = TypeVar("E", bound=Event)

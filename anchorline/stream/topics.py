@@ -10,6 +10,7 @@ from anchorline.events import (
     Event,
     JobRequested,
     JobStatus,
+    NotifyRequested,
     ProveRequested,
     Stage,
 )
@@ -45,6 +46,11 @@ class Topics:
         return f"{self.prefix}.anchor.requested"
 
     @property
+    def notify_requested(self) -> str:
+        """Ended jobs whose webhooks the notifier calls."""
+        return f"{self.prefix}.notify.requested"
+
+    @property
     def job_status(self) -> str:
         return f"{self.prefix}.job.status"
 
@@ -68,6 +74,7 @@ class Topics:
             Stage.VERIFY: self.jobs_requested,
             Stage.PROVE: self.prove_requested,
             Stage.ANCHOR: self.anchor_requested,
+            Stage.NOTIFY: self.notify_requested,
         }[stage]
 
     def dead_letter(self, source: str) -> str:
@@ -92,6 +99,8 @@ class Topics:
             return self.anchor_requested
         if isinstance(event, JobStatus):
             return self.job_status
+        if isinstance(event, NotifyRequested):
+            return self.notify_requested
         raise TypeError(f"no topic for {type(event).__name__}")
 
     def all(self) -> list[str]:

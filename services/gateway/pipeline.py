@@ -12,7 +12,12 @@ from anchorline.events import Stage
 from anchorline.settings import Settings
 from anchorline.stream.kafka import client_config
 
-STAGE_SERVICES = {Stage.VERIFY: "verifier", Stage.PROVE: "prover", Stage.ANCHOR: "chain-writer"}
+STAGE_SERVICES = {
+    Stage.VERIFY: "verifier",
+    Stage.PROVE: "prover",
+    Stage.ANCHOR: "chain-writer",
+    Stage.NOTIFY: "notifier",
+}
 CACHE_S = 1.0
 COORDINATOR_WAIT_S = 10.0
 COORDINATOR_MOVING = frozenset(

@@ -18,7 +18,7 @@ from anchorline.events import (
 )
 from anchorline.untrusted import parse_json
 
-STAGE_RANK = {"verify": 0, "prove": 1, "anchor": 2}
+STAGE_RANK = {"verify": 0, "prove": 1, "anchor": 2, "notify": 3}
 STATE_RANK = {
     "queued": 0,
     "running": 1,
@@ -83,7 +83,7 @@ def check_status(event: JobStatus) -> JobStatus:
         value = getattr(event, name)
         if value is not None and len(value) > longest:
             raise Poison(f"{name} must be at most {longest} characters")
-    if event.stage not in STAGES_OF[event.kind]:
+    if event.stage not in STAGES_OF[event.kind] and event.stage is not Stage.NOTIFY:
         raise Poison(f"a {event.kind} job has no {event.stage} stage")
     if event.result is not None:
         try:
@@ -162,6 +162,8 @@ def apply(row: JobRow | None, event: JobStatus) -> JobRow | None:
     """The row after `event`, or None when the event changes nothing (late, duplicate, stale);
     Poison if no stage could have sent it for this job."""
     check_consistent(row, event)
+    if event.stage is Stage.NOTIFY:
+        return None  # a webhook delivery: in the history only
     current = row or new_row(event)
     if current.terminal and event.generation <= current.generation:
         return None

@@ -41,7 +41,13 @@ def test_the_external_producer_may_write_jobs_requested_and_nothing_else() -> No
 
 
 def test_status_events_come_only_from_the_gateway_and_the_stages() -> None:
-    assert writers(TOPICS.job_status) == {"gateway", "verifier", "prover", "chain-writer"}
+    assert writers(TOPICS.job_status) == {
+        "gateway",
+        "verifier",
+        "prover",
+        "chain-writer",
+        "notifier",
+    }
     assert readers(TOPICS.job_status) == {"projector"}
 
 
@@ -115,4 +121,9 @@ def test_an_unknown_principal_is_refused() -> None:
 
 def test_only_the_gateway_cancels_jobs_and_every_stage_reads_the_cancellations() -> None:
     assert writers(TOPICS.cancellations) == {"gateway"}
-    assert readers(TOPICS.cancellations) == {"verifier", "prover", "chain-writer"}
+    assert readers(TOPICS.cancellations) == {"verifier", "prover", "chain-writer", "notifier"}
+
+
+def test_only_the_projector_requests_webhooks_and_only_the_notifier_calls_them() -> None:
+    assert writers(TOPICS.notify_requested) == {"projector", "notifier"}  # its delay forwarder
+    assert readers(TOPICS.notify_requested) == {"notifier"}

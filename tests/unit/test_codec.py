@@ -13,6 +13,7 @@ from anchorline.events import (
     JobKind,
     JobRequested,
     JobStatus,
+    NotifyRequested,
     ProveRequested,
     Stage,
     StageState,
@@ -82,6 +83,17 @@ EXAMPLES: list[Event] = [
         occurred_at=AT,
         event_id="ev-2",
         final=True,
+    ),
+    NotifyRequested(
+        job_id="job-7",
+        kind=JobKind.PROOF,
+        stage=Stage.PROVE,
+        state=StageState.SUCCEEDED,
+        finished_at=AT,
+        record='{"job_id":"job-7"}',
+        generation=2,
+        tenant="acme",
+        callback_url="https://hooks.example/anchorline?token=1",
     ),
 ]
 
@@ -399,3 +411,22 @@ def test_every_past_schema_file_carries_its_own_fingerprint() -> None:
         schema = parse_schema(json.loads(path.read_text()))
         digest = fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")
         assert path.stem.endswith(f"-{digest}")
+
+
+def test_a_request_written_before_callback_url_still_decodes() -> None:
+    old = _past_record(
+        "JobRequested-a6fb94f68c5c8b4e.avsc",
+        {
+            "job_id": "job-8",
+            "kind": "verify",
+            "content_uri": "sha256:" + "ab" * 32,
+            "manifest": "{}",
+            "signature": "0x",
+            "signature_scheme": "eip191",
+            "submitted_at": AT,
+            "tenant": None,
+            "attributes": {"a": "b"},
+        },
+    )
+    request = codec.decode(old, JobRequested)
+    assert (request.job_id, request.attributes, request.callback_url) == ("job-8", {"a": "b"}, None)

@@ -289,3 +289,12 @@ def test_a_later_run_after_a_cancel_takes_the_job_over(make_status: MakeStatus) 
     row = fold([make_status(StageState.QUEUED), make_status(StageState.CANCELLED, final=True)])
     after = apply(row, make_status(StageState.QUEUED, generation=1, note="retried"))
     assert after is not None and after.state == "queued" and after.generation == 1
+
+
+def test_a_webhook_delivery_never_moves_a_job(make_status: MakeStatus) -> None:
+    row = fold([make_status(StageState.SUCCEEDED, final=True, result=VERIFIED)])
+    for state in (StageState.SUCCEEDED, StageState.RETRYING, StageState.DEAD, StageState.QUEUED):
+        delivery = make_status(state, stage=Stage.NOTIFY, generation=1, note="webhook")
+        assert check_status(delivery) == delivery  # any kind of job may be notified
+        assert apply(row, delivery) is None
+    assert apply(None, make_status(StageState.SUCCEEDED, stage=Stage.NOTIFY)) is None

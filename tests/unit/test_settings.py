@@ -14,6 +14,13 @@ def other_value(spec: dataclasses.Field[Any], default: Any) -> Any:
     """A value of the field's type that differs from its default."""
     if spec.name == "kafka_security_protocol":  # one of a few
         return "SASL_SSL"
+    formed = {  # values with a form of their own
+        "webhook_urls": "acme=https://hooks.example/a",
+        "webhook_secrets": "acme=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "webhook_private_networks": "10.0.0.0/8",
+    }
+    if spec.name in formed:
+        return formed[spec.name]
     kind = str(spec.type)
     if kind.startswith("int"):
         return default + 7

@@ -1,4 +1,4 @@
-"""Each job's request as published, kept for a retry through the API.
+"""Each job's request as published, kept for a retry through the API, and its webhook.
 
 Revision ID: 0004
 Revises: 0003
@@ -18,6 +18,7 @@ def upgrade() -> None:
         "job_requests",
         sa.Column("job_id", sa.String(64), primary_key=True),
         sa.Column("value", sa.LargeBinary, nullable=False),
+        sa.Column("callback_url", sa.Text, nullable=True),
         sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False),
     )
 
