@@ -42,6 +42,7 @@ class StageState(StrEnum):
     CANCELLED = "cancelled"
 
 
+PIPELINE: tuple[Stage, ...] = (Stage.VERIFY, Stage.PROVE, Stage.ANCHOR)  # what jobs pass
 STAGES_OF: dict[JobKind, tuple[Stage, ...]] = {
     JobKind.VERIFY: (Stage.VERIFY,),
     JobKind.PROOF: (Stage.VERIFY, Stage.PROVE),

@@ -121,12 +121,13 @@ def _wait_until_up(process: subprocess.Popen[str], output: list[str]) -> str:
 
 
 def _wait_http(base_url: str) -> None:
+    """Until the gateway is ready (its database and Kafka answer), as a load balancer waits."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise AssertionError("the gateway never answered /healthz")
+    raise AssertionError("the gateway never answered /readyz with 200")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from anchorline.events import Stage
+from anchorline.events import PIPELINE, Stage
 from anchorline.stream.topics import Topics
 
 
@@ -64,8 +64,10 @@ def _stage(service: str, stage: Stage, topics: Topics) -> list[Grant]:
     delays = topics.retries(source)
     # The delay forwarder returns due messages to `source`, so a stage writes its own input.
     writes = [source, *delays, topics.dead_letter(source), topics.job_status, *_next(stage, topics)]
+    # A pipeline stage skips what was cancelled; the notifier announces it all the same.
+    follows = [topics.cancellations] if stage in PIPELINE else []
     return [
-        *(_topic(name, Operation.READ) for name in [source, *delays, topics.cancellations]),
+        *(_topic(name, Operation.READ) for name in [source, *delays, *follows]),
         *(_topic(name, Operation.WRITE) for name in writes),
         *(_group(group, Operation.READ) for group in _groups(service)),
         Grant(Resource.TRANSACTIONAL_ID, f"anchorline-{service}-", Operation.WRITE, prefixed=True),

@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from anchorline.errors import OutputTooLarge, Permanent, Poison
 from anchorline.events import (
+    PIPELINE,
     Event,
     JobRef,
     JobStatus,
@@ -383,6 +384,14 @@ class MessageProcessor:
         )
 
 
+def _never(job_id: str, generation: int) -> bool:
+    return False
+
+
+def _idle(halt: threading.Event) -> None:
+    halt.wait()
+
+
 def _heads(batch: list[Message]) -> dict[Place, int]:
     """Where each partition's part of the batch starts."""
     heads: dict[Place, int] = {}
@@ -456,14 +465,15 @@ class StageRunner:
         self.status_producer = Producer(producer_config(settings))
         self.forwarder = DelayForwarder(settings, service=service, source=self.source)
         self.running = RunningStatuses(self._publish_now, after_s=settings.running_status_after_s)
-        self.cancellations = Cancellations(settings)
+        # A pipeline stage skips cancelled jobs; the notifier announces them.
+        self.cancellations = Cancellations(settings) if handler.stage in PIPELINE else None
         self.processor = MessageProcessor(
             handler,
             topics=self.topics,
             retry=RetryPolicy(settings.max_attempts, settings.retry_ladder),
             publish_now=self.running.report,
             max_record_bytes=settings.max_record_bytes,
-            cancelled=self.cancellations.is_cancelled,
+            cancelled=self.cancellations.is_cancelled if self.cancellations else _never,
             time_limit_s=settings.stage_timeout_s(handler.stage),
             batch_budget_s=settings.handling_deadline_s * BATCH_BUDGET_SHARE,
         )
@@ -490,7 +500,8 @@ class StageRunner:
         halt = threading.Event()
         forwarder = threading.Thread(target=self.forwarder.run, args=(halt,), name="delay")
         ticker = threading.Thread(target=self.running.run, args=(halt,), name="running")
-        cancels = threading.Thread(target=self.cancellations.run, args=(halt,), name="cancels")
+        follow = self.cancellations.run if self.cancellations else _idle
+        cancels = threading.Thread(target=follow, args=(halt,), name="cancels")
         try:
             forwarder.start()
             ticker.start()

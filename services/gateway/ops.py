@@ -28,7 +28,7 @@ async def ready(request: Request) -> Response:
         await run_in_threadpool(gateway.reader.stats)
     except SQLAlchemyError as exc:
         problems.append(f"jobs database: {type(exc).__name__}")
-    if not gateway.publisher.healthy():
+    if not await run_in_threadpool(gateway.publisher.healthy):
         problems.append("kafka: every broker is down")
     if problems:
         return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)

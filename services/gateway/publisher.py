@@ -36,7 +36,9 @@ class Publisher(Protocol):
         self, events: Sequence[Event], *, generation: int = 0, records: Sequence[Record] = ()
     ) -> None: ...
 
-    def healthy(self) -> bool: ...
+    def healthy(self) -> bool:
+        """Whether Kafka answers (may ask it, briefly: call it off the event loop)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -70,7 +72,10 @@ class KafkaPublisher:
             self.brokers_down.set()
 
     def healthy(self) -> bool:
-        return not self.brokers_down.is_set()
+        """Kafka answers: asked again once librdkafka said every broker is down (or readiness,
+        failed once at start-up while a login was new to the broker, would never come back
+        until a request published something)."""
+        return not self.brokers_down.is_set() or self._reachable()
 
     def _reachable(self) -> bool:
         """After librdkafka said every broker is down: is one back? (asks for metadata, briefly)"""

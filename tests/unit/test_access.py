@@ -121,7 +121,7 @@ def test_an_unknown_principal_is_refused() -> None:
 
 def test_only_the_gateway_cancels_jobs_and_every_stage_reads_the_cancellations() -> None:
     assert writers(TOPICS.cancellations) == {"gateway"}
-    assert readers(TOPICS.cancellations) == {"verifier", "prover", "chain-writer", "notifier"}
+    assert readers(TOPICS.cancellations) == {"verifier", "prover", "chain-writer"}
 
 
 def test_only_the_projector_requests_webhooks_and_only_the_notifier_calls_them() -> None:
