@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from anchorline.callbacks import MAX_URL
 from anchorline.events import JobKind, StageState
 from anchorline.tenants import TENANT_RE
 from anchorline_gateway.idempotency import MAX_KEY
@@ -60,6 +61,12 @@ JOB_FIELDS: Schema = {
     "signature": {"type": "string", "pattern": SIGNATURE},
     "signature_scheme": {"type": "string", "enum": ["eip191", "eip712"], "default": "eip191"},
     "tenant": TENANT,
+    "callback_url": {
+        "type": "string",
+        "maxLength": MAX_URL,
+        "pattern": "^https?://",
+        "description": "where to POST the job record, signed (Standard Webhooks), once it ends",
+    },
 }
 
 SCHEMAS: dict[str, Schema] = {
