@@ -108,6 +108,11 @@ def dead_letter_headers(message: Incoming, exc: BaseException, *, attempts: int)
     ]
 
 
+def _none(job_id: str, generation: int) -> bool:
+    """No job is cancelled (the notifier, and a processor without cancellations)."""
+    return False
+
+
 class MessageProcessor:
     """Turns one batch of incoming messages into the messages to produce with its offsets."""
 
@@ -120,7 +125,7 @@ class MessageProcessor:
         publish_now: Callable[[JobStatus], None],
         clock: Callable[[], datetime] = utcnow,
         max_record_bytes: int = MAX_RECORD_BYTES,
-        cancelled: Callable[[str, int], bool] = lambda job_id, generation: False,
+        cancelled: Callable[[str, int], bool] = _none,
         time_limit_s: float = 0.0,
         batch_budget_s: float = 0.0,
     ) -> None:
@@ -192,7 +197,9 @@ class MessageProcessor:
         letters = self._dead_letter([(message, event)], reason)
         return [fit(item, max_bytes=self.max_record_bytes) for item in letters]
 
-    def _run(self, group: list[tuple[Incoming, Any]], *, announce: bool = True) -> list[Outgoing]:
+    def _run(
+        self, group: list[tuple[Incoming, Any]], *, announce: bool = True
+    ) -> list[Outgoing]:
         """The group's output; if anything about it fails, each record's own, run alone, so that
         one bad record fails, retries or dies by itself and never with another job's error."""
         if self.time_limit_s and time.monotonic() >= self.batch_ends:
@@ -384,10 +391,6 @@ class MessageProcessor:
         )
 
 
-def _never(job_id: str, generation: int) -> bool:
-    return False
-
-
 def _idle(halt: threading.Event) -> None:
     halt.wait()
 
@@ -473,7 +476,7 @@ class StageRunner:
             retry=RetryPolicy(settings.max_attempts, settings.retry_ladder),
             publish_now=self.running.report,
             max_record_bytes=settings.max_record_bytes,
-            cancelled=self.cancellations.is_cancelled if self.cancellations else _never,
+            cancelled=self.cancellations.is_cancelled if self.cancellations else _none,
             time_limit_s=settings.stage_timeout_s(handler.stage),
             batch_budget_s=settings.handling_deadline_s * BATCH_BUDGET_SHARE,
         )

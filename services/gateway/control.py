@@ -23,6 +23,7 @@ from anchorline.events import (
 from anchorline.stream import codec
 from anchorline.stream.cancellations import cancel_record
 from anchorline_gateway.auth import visible
+from anchorline_gateway.idempotency import Claim
 from anchorline_gateway.problems import problem
 from anchorline_gateway.publisher import Unavailable
 from anchorline_gateway.reads import JOB_ID_RE, JobRun
@@ -150,7 +151,7 @@ async def _claim(gateway: Gateway, job: JobRequested, generation: int) -> bool:
         gateway.idempotency.claim, job, key=_retry_key(job, generation), fingerprint="retry"
     )
     claimed = await run_in_threadpool(claim)
-    return claimed.claim.name == "NEW"
+    return claimed.claim is Claim.NEW
 
 
 async def _settle(gateway: Gateway, job: JobRequested, generation: int, *, done: bool) -> None:
