@@ -24,12 +24,9 @@ POSITIVE = (
     "idempotency_ttl_s",
     "content_read_timeout_s",
     "handling_deadline_s",
-    "verify_timeout_s",
-    "prove_timeout_s",
-    "anchor_timeout_s",
-    "notify_timeout_s",
     "webhook_timeout_s",
 )
+STAGE_TIMEOUTS = ("verify_timeout_s", "prove_timeout_s", "anchor_timeout_s", "notify_timeout_s")
 BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 
@@ -76,7 +73,7 @@ class Settings:
     commit_deadline_s: float = 30.0  # a transaction commit blocked longer ends the process
     handling_deadline_s: float = 240.0  # a batch handled longer ends the process
     # A handler call longer than its stage's limit is a retryable failure of its records alone
-    # (a prover call is a whole batch window of jobs; a chain-writer call, one root).
+    # (a prover call is a whole batch window of jobs; a chain-writer call, one root); 0: none.
     verify_timeout_s: float = 120.0
     prove_timeout_s: float = 120.0
     anchor_timeout_s: float = 180.0
@@ -117,6 +114,9 @@ class Settings:
             )
         if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_username:
             raise ConfigurationError(f"{PREFIX}KAFKA_USERNAME is needed with SASL")
+        for name in STAGE_TIMEOUTS:
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{PREFIX}{name.upper()} must be 0 (no limit) or more")
         for name in BYTE_LIMITS:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be above 0 bytes")

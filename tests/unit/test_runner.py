@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -583,3 +584,18 @@ def test_records_the_batch_has_no_time_left_for_go_round_again_unchanged() -> No
         ("a", StageState.RETRYING)
     ]
     processor.limiter.close()
+
+
+def test_without_a_time_limit_the_handler_runs_on_the_runners_thread() -> None:
+    threads: list[str] = []
+
+    class Where(FakeHandler):
+        def handle(self, events: Sequence[JobRequested], report: Report) -> list[Event]:
+            threads.append(threading.current_thread().name)
+            return super().handle(events, report)
+
+    for limit_s in (0.0, 5.0):
+        processor = limited(Where(), limit_s=limit_s)
+        processor.process([message_of("a")])
+        processor.limiter.close()
+    assert threads == [threading.current_thread().name, "handler"]

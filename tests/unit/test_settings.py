@@ -163,3 +163,10 @@ def test_the_kafka_password_stays_out_of_the_settings_repr() -> None:
 def test_a_body_limit_must_be_positive(name: str) -> None:
     with pytest.raises(ConfigurationError, match=name.upper()):
         Settings(**{name: 0})
+
+
+def test_a_stage_time_limit_of_zero_is_none_and_below_zero_is_refused() -> None:
+    assert Settings(verify_timeout_s=0).stage_timeout_s("verify") == 0
+    assert Settings().stage_timeout_s("anchor") == 180
+    with pytest.raises(ConfigurationError, match="ANCHORLINE_NOTIFY_TIMEOUT_S"):
+        Settings(notify_timeout_s=-1)
