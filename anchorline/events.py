@@ -29,6 +29,7 @@ class Stage(StrEnum):
     VERIFY = "verify"
     PROVE = "prove"
     ANCHOR = "anchor"
+    NOTIFY = "notify"  # a webhook of an ended job: beside the pipeline, never moves a job
 
 
 class StageState(StrEnum):
@@ -38,8 +39,10 @@ class StageState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DEAD = "dead"
+    CANCELLED = "cancelled"
 
 
+PIPELINE: tuple[Stage, ...] = (Stage.VERIFY, Stage.PROVE, Stage.ANCHOR)  # what jobs pass
 STAGES_OF: dict[JobKind, tuple[Stage, ...]] = {
     JobKind.VERIFY: (Stage.VERIFY,),
     JobKind.PROOF: (Stage.VERIFY, Stage.PROVE),
@@ -72,6 +75,7 @@ class JobRequested:
     signature_scheme: str = "eip191"
     tenant: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,20 @@ class JobStatus:
     note: str | None = None
 
 
-Event = JobRequested | ProveRequested | AnchorRequested | JobStatus
+@dataclass(frozen=True)
+class NotifyRequested:
+    job_id: str
+    kind: JobKind
+    stage: Stage
+    state: StageState
+    finished_at: datetime
+    record: str
+    generation: int = 0
+    tenant: str | None = None
+    callback_url: str | None = None
+
+
+Event = JobRequested | ProveRequested | AnchorRequested | JobStatus | NotifyRequested
 
 
 @dataclass(frozen=True)
@@ -130,7 +147,7 @@ class JobRef:
     generation: int = 0
 
     def status(self, stage: Stage, state: StageState, **changes: object) -> JobStatus:
-        final = state in (StageState.FAILED, StageState.DEAD) or (
+        final = state in (StageState.FAILED, StageState.DEAD, StageState.CANCELLED) or (
             state is StageState.SUCCEEDED and is_last_stage(self.kind, stage)
         )
         return JobStatus(
@@ -156,6 +173,8 @@ def refs_of(event: Event) -> list[JobRef]:
         return [
             JobRef(event.job_id, event.kind, event.submitted_at, event.tenant, event.content_sha256)
         ]
+    if isinstance(event, NotifyRequested):
+        return [JobRef(event.job_id, event.kind, None, event.tenant, None, event.generation)]
     return [JobRef(event.job_id, event.kind, event.submitted_at, event.tenant)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Mapping
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from anchorline.callbacks import check_url, networks
 from anchorline.errors import ConfigurationError
 from anchorline.stream.topics import Topics
 from anchorline.tenants import RULE, is_tenant
@@ -22,7 +24,9 @@ POSITIVE = (
     "idempotency_ttl_s",
     "content_read_timeout_s",
     "handling_deadline_s",
+    "webhook_timeout_s",
 )
+STAGE_TIMEOUTS = ("verify_timeout_s", "prove_timeout_s", "anchor_timeout_s", "notify_timeout_s")
 BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 # s3://bucket/prefix: S3's rule for bucket names; a prefix of plain path characters.
@@ -80,6 +84,18 @@ class Settings:
     shutdown_timeout_s: float = 30.0
     commit_deadline_s: float = 30.0  # a transaction commit blocked longer ends the process
     handling_deadline_s: float = 240.0  # a batch handled longer ends the process
+    # A handler call longer than its stage's limit is a retryable failure of its records alone
+    # (a prover call is a whole batch window of jobs; a chain-writer call, one root); 0: none.
+    verify_timeout_s: float = 120.0
+    prove_timeout_s: float = 120.0
+    anchor_timeout_s: float = 180.0
+    notify_timeout_s: float = 30.0
+    # Webhooks (the notifier): `tenant=value,…`, `*` standing for any other tenant and for
+    # jobs of none. Secrets are Standard Webhooks secrets, whsec_ + base64 of the HMAC key.
+    webhook_urls: str = ""
+    webhook_secrets: str = field(default="", repr=False)
+    webhook_private_networks: str = ""  # CIDRs callbacks may reach besides public addresses
+    webhook_timeout_s: float = 5.0  # each network step of a delivery (connect, send, answer)
     session_timeout_s: float = 10.0  # a consumer silent this long leaves its group
     max_attempts: int = 4
     max_deliveries: int = 3  # a record that ended the process this often is dead-lettered
@@ -118,9 +134,14 @@ class Settings:
             raise ConfigurationError(f"{PREFIX}KAFKA_USERNAME is needed with SASL")
         if self.log_format not in ("", "json", "text"):
             raise ConfigurationError(f"{PREFIX}LOG_FORMAT must be json or text")
+        for name in STAGE_TIMEOUTS:
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{PREFIX}{name.upper()} must be 0 (no limit) or more")
         for name in BYTE_LIMITS:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be above 0 bytes")
+        # Malformed webhook settings stop every service at start, not a delivery later.
+        _ = (self.webhook_url_map, self.webhook_secret_map, self.webhook_networks)
         self._check_s3()
 
     def _check_s3(self) -> None:
@@ -160,6 +181,40 @@ class Settings:
         if not ladder or min(ladder) < 0:
             raise ConfigurationError(f"{PREFIX}RETRY_DELAYS_S needs delays >= 0 seconds")
         return ladder
+
+    def stage_timeout_s(self, stage: str) -> float:
+        """How long one call of the stage's handler may take (VERIFY_/PROVE_/ANCHOR_TIMEOUT_S)."""
+        limit: float = getattr(self, f"{stage}_timeout_s")
+        return limit
+
+    @property
+    def webhook_url_map(self) -> dict[str, str]:
+        """Tenant (or `*`) → its default callback URL."""
+        urls = _pairs(self.webhook_urls, "WEBHOOK_URLS")
+        try:
+            return {tenant: check_url(url) for tenant, url in urls.items()}
+        except ValueError as exc:
+            raise ConfigurationError(f"{PREFIX}WEBHOOK_URLS: {exc}") from exc
+
+    @property
+    def webhook_secret_map(self) -> dict[str, bytes]:
+        """Tenant (or `*`) → the HMAC key of its webhook signatures."""
+        keys = {}
+        for tenant, secret in _pairs(self.webhook_secrets, "WEBHOOK_SECRETS").items():
+            try:
+                keys[tenant] = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"{PREFIX}WEBHOOK_SECRETS: the secret of {tenant!r} is not whsec_<base64>"
+                ) from exc
+        return keys
+
+    @property
+    def webhook_networks(self) -> tuple[Any, ...]:
+        try:
+            return networks(self.webhook_private_networks)
+        except ValueError as exc:
+            raise ConfigurationError(f"{PREFIX}WEBHOOK_PRIVATE_NETWORKS: {exc}") from exc
 
     @property
     def api_key_tenants(self) -> dict[str, str]:
@@ -218,6 +273,19 @@ class Settings:
             if value is not None:
                 env[PREFIX + spec.name.upper()] = str(value)
         return env
+
+
+def _pairs(text: str, name: str) -> dict[str, str]:
+    """`key=value,key=value` (a value may hold `=`: base64 padding, a query)."""
+    pairs = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = entry.partition("=")
+        if not key or not value:
+            raise ConfigurationError(f"{PREFIX}{name} entries must be tenant=value")
+        if key != "*" and not is_tenant(key):
+            raise ConfigurationError(f"{PREFIX}{name}: tenant {key!r} is not {RULE}")
+        pairs[key] = value
+    return pairs
 
 
 def _parse(name: str, annotation: str, raw: str) -> Any:

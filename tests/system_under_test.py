@@ -23,7 +23,7 @@ from anchorline.settings import Settings
 
 START_TIMEOUT_S = 180
 GATEWAY_ANSWERS_WITHIN_S = 5  # after `up` printed that it listens (a loaded machine: not 0)
-TERMINAL = frozenset({"succeeded", "failed", "dead"})
+TERMINAL = frozenset({"succeeded", "failed", "dead", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -122,13 +122,28 @@ def _wait_until_up(process: subprocess.Popen[str], output: list[str]) -> str:
 
 
 def _wait_http(base_url: str) -> None:
-    """`up` prints its gateway line once the gateway answers: it must answer at once."""
-    deadline = time.monotonic() + GATEWAY_ANSWERS_WITHIN_S
+    """`up` prints its gateway line once the gateway answers; then wait until it is ready (its
+    database and Kafka answer), as a load balancer waits."""
+    if not _answers(f"{base_url}/healthz", within_s=GATEWAY_ANSWERS_WITHIN_S):
+        raise AssertionError("`up` said the gateway listens, and it did not answer /healthz")
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise AssertionError("`up` said the gateway listens, and it did not answer /healthz")
+    raise AssertionError("the gateway never answered /readyz with 200")
+
+
+def _answers(url: str, *, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return False

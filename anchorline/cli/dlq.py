@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 from tqdm import tqdm
 
+from anchorline.events import Stage
 from anchorline.settings import Settings
 from anchorline.stream import dlq
 
-STAGES = ("verify", "prove", "anchor", dlq.STATUS)
+STAGES = (*(str(stage) for stage in Stage), dlq.STATUS)
 
 
 def moment(text: str) -> datetime:

@@ -24,7 +24,7 @@ from anchorline.errors import ConfigurationError, IncompleteRead, Retryable
 from anchorline.settings import Settings
 
 EXIT_FORCED = 3
-SERVICES = ("gateway", "verifier", "prover", "chain-writer", "projector")
+SERVICES = ("gateway", "verifier", "prover", "chain-writer", "projector", "notifier")
 
 
 def stop_on_signals(*, deadline_s: float | None = None) -> threading.Event:
@@ -49,6 +49,7 @@ BUILDERS = {
     "prover": "anchorline_prover.main",
     "chain-writer": "anchorline_chain_writer.main",
     "projector": "anchorline_projector.main",
+    "notifier": "anchorline_notifier.main",
 }
 
 

@@ -56,6 +56,17 @@ job_events = sa.Table(
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Each job's request as it was published (its Avro record), kept by the projector so that the
+# gateway can run a failed, dead or cancelled job again (POST /v1/jobs/{id}/retry).
+job_requests = sa.Table(
+    "job_requests",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("callback_url", sa.Text, nullable=True),
+    sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # Tenant "" stands for no tenant (an open API): a primary key cannot hold NULL.
 idempotency_keys = sa.Table(
     "idempotency_keys",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from anchorline.events import Stage
+from anchorline.events import PIPELINE, Stage
 from anchorline.stream.topics import Topics
 
 
@@ -40,6 +40,7 @@ STAGE_SERVICES: dict[str, Stage] = {
     "verifier": Stage.VERIFY,
     "prover": Stage.PROVE,
     "chain-writer": Stage.ANCHOR,
+    "notifier": Stage.NOTIFY,
 }
 EXTERNAL_PRODUCER = "external-producer"
 PRINCIPALS: tuple[str, ...] = ("gateway", *STAGE_SERVICES, "projector", EXTERNAL_PRODUCER)
@@ -63,8 +64,10 @@ def _stage(service: str, stage: Stage, topics: Topics) -> list[Grant]:
     delays = topics.retries(source)
     # The delay forwarder returns due messages to `source`, so a stage writes its own input.
     writes = [source, *delays, topics.dead_letter(source), topics.job_status, *_next(stage, topics)]
+    # A pipeline stage skips what was cancelled; the notifier announces it all the same.
+    follows = [topics.cancellations] if stage in PIPELINE else []
     return [
-        *(_topic(name, Operation.READ) for name in [source, *delays]),
+        *(_topic(name, Operation.READ) for name in [source, *delays, *follows]),
         *(_topic(name, Operation.WRITE) for name in writes),
         *(_group(group, Operation.READ) for group in _groups(service)),
         Grant(Resource.TRANSACTIONAL_ID, f"anchorline-{service}-", Operation.WRITE, prefixed=True),
@@ -83,6 +86,7 @@ def _gateway(topics: Topics) -> list[Grant]:
     return [
         _topic(topics.jobs_requested, Operation.WRITE),
         _topic(topics.job_status, Operation.WRITE),
+        _topic(topics.cancellations, Operation.WRITE),
         *(_topic(name, Operation.DESCRIBE) for name in described),
         *(_group(group, Operation.DESCRIBE) for group in [*groups, "anchorline-projector"]),
     ]
@@ -91,7 +95,9 @@ def _gateway(topics: Topics) -> list[Grant]:
 def _projector(topics: Topics) -> list[Grant]:
     return [
         _topic(topics.job_status, Operation.READ),
+        _topic(topics.jobs_requested, Operation.READ),  # each job's request, kept for a retry
         _topic(topics.dead_letter(topics.job_status), Operation.WRITE),
+        _topic(topics.notify_requested, Operation.WRITE),  # ended jobs, for their webhooks
         _group("anchorline-projector", Operation.READ),
     ]
 

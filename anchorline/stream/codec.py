@@ -3,7 +3,10 @@
 Every message value is framed as the Avro specification's single-object encoding:
 the two marker bytes C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint of the
 writer schema's parsing canonical form, then the Avro binary body. A reader knows
-from the fingerprint which schema wrote the message without any registry.
+from the fingerprint which schema wrote the message without any registry. Schemas as
+they were before an additive change stay in schemas/past/ (`<Type>-<fingerprint>.avsc`,
+written out standalone): a record one of them wrote is read into today's type, its new
+fields at their defaults.
 """
 
 from __future__ import annotations
@@ -25,17 +28,26 @@ from anchorline.events import (
     JobKind,
     JobRequested,
     JobStatus,
+    NotifyRequested,
     ProveRequested,
     Stage,
     StageState,
 )
 from anchorline.paths import SCHEMAS_DIR
 
+PAST_DIR = SCHEMAS_DIR / "past"
+
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
 
 # Order matters: later schemas refer to named types defined by earlier ones.
-EVENT_TYPES: tuple[type[Any], ...] = (JobRequested, ProveRequested, AnchorRequested, JobStatus)
+EVENT_TYPES: tuple[type[Any], ...] = (
+    JobRequested,
+    ProveRequested,
+    AnchorRequested,
+    JobStatus,
+    NotifyRequested,
+)
 _ENUMS: dict[str, type[StrEnum]] = {"kind": JobKind, "stage": Stage, "state": StageState}
 
 E = TypeVar("E", bound=Event)
@@ -46,6 +58,7 @@ class _Schemas:
         named: dict[str, Any] = {}
         self.by_type: dict[type[Any], Any] = {}
         self.by_fingerprint: dict[bytes, tuple[type[Any], Any]] = {}
+        self.past: dict[bytes, Any] = {}  # fingerprint of an earlier schema → it, to resolve
         self.fingerprints: dict[type[Any], bytes] = {}
         self.standalone: dict[type[Any], Any] = {}
         definitions: dict[str, Any] = {}
@@ -63,6 +76,16 @@ class _Schemas:
             self.by_type[event_type] = parsed
             self.by_fingerprint[digest] = (event_type, parsed)
             self.fingerprints[event_type] = digest
+            self._add_past(event_type, standalone)
+
+    def _add_past(self, event_type: type[Any], current: Any) -> None:
+        for path in sorted(PAST_DIR.glob(f"{event_type.__name__}-*.avsc")):
+            writer = fastavro.parse_schema(json.loads(path.read_text()), named_schemas={})
+            digest = bytes.fromhex(fingerprint(to_parsing_canonical_form(writer), "CRC-64-AVRO"))
+            if digest.hex() != path.stem.rsplit("-", 1)[1]:
+                raise ValueError(f"{path.name} does not have the fingerprint its name says")
+            self.by_fingerprint[digest] = (event_type, current)
+            self.past[digest] = writer
 
 
 @cache
@@ -103,9 +126,10 @@ def decode_any(data: bytes | None) -> Event:
     if known is None:
         raise SerializationError(f"unknown schema fingerprint {data[2:HEADER_SIZE].hex()}")
     event_type, parsed = known
+    writer = _schemas().past.get(data[2:HEADER_SIZE], parsed)
     body = io.BytesIO(data[HEADER_SIZE:])
     try:
-        record = fastavro.schemaless_reader(body, parsed, None)
+        record = fastavro.schemaless_reader(body, writer, parsed if writer is not parsed else None)
     except (ValueError, TypeError, EOFError, IndexError, KeyError, OverflowError) as exc:
         raise SerializationError(f"corrupt {event_type.__name__} body: {exc}") from exc
     trailing = len(data) - HEADER_SIZE - body.tell()

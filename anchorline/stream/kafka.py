@@ -105,6 +105,7 @@ def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
         return []
     compacted = {
         settings.topics.replay_log: {"cleanup.policy": "compact"},
+        settings.topics.cancellations: {"cleanup.policy": "compact"},
         # Read whole at every partition assignment: compacted often, so it stays small.
         settings.topics.deliveries: {
             "cleanup.policy": "compact",

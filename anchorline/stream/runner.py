@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from anchorline.errors import OutputTooLarge, Permanent, Poison, Retryable
 from anchorline.events import (
+    PIPELINE,
     Event,
     JobRef,
     JobStatus,
@@ -30,6 +31,7 @@ from anchorline.events import (
 )
 from anchorline.settings import Settings
 from anchorline.stream import headers
+from anchorline.stream.cancellations import Cancellations
 from anchorline.stream.delay import DelayForwarder
 from anchorline.stream.deliveries import DeliveryLog
 from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
@@ -38,11 +40,15 @@ from anchorline.stream.kafka import producer_config
 from anchorline.stream.metrics import StageMetrics
 from anchorline.stream.registry_codec import SINGLE_OBJECT, Codec, codec_for, decode
 from anchorline.stream.running import RunningStatuses
-from anchorline.stream.stage import Closing, Prefetching, StageHandler
+from anchorline.stream.stage import Closing, Prefetching, Report, StageHandler
+from anchorline.stream.timelimit import TimeLimit
 from anchorline.stream.topics import Place, Topics, key_of, place_of
 from anchorline.stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
+# The share of HANDLING_DEADLINE_S a batch's handler calls may take between them: records the
+# batch has no time left for go back to the end of their partition, unhandled and uncounted.
+BATCH_BUDGET_SHARE = 0.75
 # librdkafka refuses records over its message.max.bytes (1,000,000) in produce(), and the broker
 # over its own (1 MiB); the rest is room for a transaction's framing.
 MAX_RECORD_BYTES = 960_000
@@ -104,6 +110,11 @@ def dead_letter_headers(message: Incoming, exc: BaseException, *, attempts: int)
     ]
 
 
+def _none(job_id: str, generation: int) -> bool:
+    """No job is cancelled (the notifier, and a processor without cancellations)."""
+    return False
+
+
 class MessageProcessor:
     """Turns one batch of incoming messages into the messages to produce with its offsets."""
 
@@ -117,9 +128,17 @@ class MessageProcessor:
         clock: Callable[[], datetime] = utcnow,
         max_record_bytes: int = MAX_RECORD_BYTES,
         codec: Codec = SINGLE_OBJECT,
+        cancelled: Callable[[str, int], bool] = _none,
+        time_limit_s: float = 0.0,
+        batch_budget_s: float = 0.0,
     ) -> None:
         self.handler = handler
         self.codec = codec
+        self.cancelled = cancelled
+        self.time_limit_s = time_limit_s  # 0: a handler call takes as long as it takes
+        self.batch_budget_s = batch_budget_s
+        self.limiter = TimeLimit()
+        self.batch_ends = 0.0
         self.topics = topics
         self.retry = retry
         self.publish_now = publish_now
@@ -128,6 +147,7 @@ class MessageProcessor:
         self.failed_jobs = 0  # statuses `failed` encoded since the runner last took the count
 
     def process(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        self.batch_ends = time.monotonic() + self.batch_budget_s
         out: list[Outgoing] = []
         decoded: list[tuple[Incoming, Any]] = []
         for message in batch:
@@ -144,6 +164,9 @@ class MessageProcessor:
                 )
                 out.extend(self._dead_letter([(message, event)], exc))
                 continue
+            if self._all_cancelled(message, event):
+                out.extend(self._skip(message, event))
+                continue
             decoded.append((message, event))
         if isinstance(self.handler, Prefetching):  # never raises; only saves requests
             self.handler.prefetch([event for _, event in decoded])
@@ -152,6 +175,23 @@ class MessageProcessor:
             if group:
                 out.extend(self._run(group))
         return [fit(item, max_bytes=self.max_record_bytes) for item in out]
+
+    def _all_cancelled(self, message: Incoming, event: Any) -> bool:
+        """Whether every job of the record was cancelled in the run it belongs to (an anchor
+        batch is anchored while one of its jobs still wants it)."""
+        refs = self._refs(message, event)
+        return bool(refs) and all(self.cancelled(ref.job_id, ref.generation) for ref in refs)
+
+    def _skip(self, message: Incoming, event: Any) -> list[Outgoing]:
+        note = f"skipped by the {self.handler.stage} stage: the job was cancelled"
+        return [
+            self.encode(
+                ref.status(
+                    self.handler.stage, StageState.CANCELLED, attempt=message.attempt, note=note
+                )
+            )
+            for ref in self._refs(message, event)
+        ]
 
     def give_up(self, message: Incoming, *, deliveries: int) -> list[Outgoing]:
         """Dead letters for a record that was `deliveries` times in the hands of a process that
@@ -170,6 +210,8 @@ class MessageProcessor:
     def _run(self, group: list[tuple[Incoming, Any]], *, announce: bool = True) -> list[Outgoing]:
         """The group's output; if anything about it fails, each record's own, run alone, so that
         one bad record fails, retries or dies by itself and never with another job's error."""
+        if self.time_limit_s and time.monotonic() >= self.batch_ends:
+            return self._defer(group)
         jobs = {
             ref.job_id: (message, ref)
             for message, event in group
@@ -178,7 +220,7 @@ class MessageProcessor:
         try:
             if announce:
                 self._announce(jobs)
-            results = self.handler.handle([event for _, event in group], self._reporter(jobs))
+            results = self._handle([event for _, event in group], self._reporter(jobs))
             return self._outputs(results, jobs)
         except Exception as exc:  # of any type: a bug or a library's, as much as ours
             if len(group) > 1:
@@ -186,6 +228,29 @@ class MessageProcessor:
                 return [out for one in group for out in self._run([one], announce=False)]
             message, event = group[0]
             return self._failure(message, event, exc)
+
+    def _handle(self, events: list[Any], report: Report) -> Sequence[Event]:
+        """The handler's output, or StageTimeout past the stage's limit (or what is left of
+        the batch's budget, whichever ends first)."""
+        if not self.time_limit_s:
+            return self.handler.handle(events, report)
+        limit_s = min(self.time_limit_s, self.batch_ends - time.monotonic())
+        return self.limiter.call(
+            lambda: self.handler.handle(events, report),
+            limit_s=limit_s,
+            what=f"the {self.handler.stage} stage's handler",
+        )
+
+    def _defer(self, group: list[tuple[Incoming, Any]]) -> list[Outgoing]:
+        """The records back at the end of their partition as they came (attempt, generations):
+        the batch has no time left for them, which is no failure of theirs."""
+        log.info("no time left in this batch; %d records go round again", len(group))
+        return [
+            Outgoing(
+                message.topic, message.key, message.value or b"", list(message.headers.items())
+            )
+            for message, _ in group
+        ]
 
     def _announce(self, jobs: dict[str, tuple[Incoming, JobRef]]) -> None:
         for message, ref in jobs.values():
@@ -346,6 +411,10 @@ class MessageProcessor:
         )
 
 
+def _idle(halt: threading.Event) -> None:
+    halt.wait()
+
+
 def _heads(batch: list[Message]) -> dict[Place, int]:
     """Where each partition's part of the batch starts."""
     heads: dict[Place, int] = {}
@@ -430,6 +499,8 @@ class StageRunner:
         self.forwarder = DelayForwarder(settings, service=service, source=self.source)
         self.running = RunningStatuses(self._publish_now, after_s=settings.running_status_after_s)
         self.codec = codec_for(settings)
+        # A pipeline stage skips cancelled jobs; the notifier announces them.
+        self.cancellations = Cancellations(settings) if handler.stage in PIPELINE else None
         self.processor = MessageProcessor(
             handler,
             topics=self.topics,
@@ -437,6 +508,9 @@ class StageRunner:
             publish_now=self.running.report,
             max_record_bytes=settings.max_record_bytes,
             codec=self.codec,
+            cancelled=self.cancellations.is_cancelled if self.cancellations else _none,
+            time_limit_s=settings.stage_timeout_s(handler.stage),
+            batch_budget_s=settings.handling_deadline_s * BATCH_BUDGET_SHARE,
         )
         self.pending: list[Message] = []
         self.pending_since = 0.0
@@ -467,9 +541,12 @@ class StageRunner:
         halt = threading.Event()
         forwarder = threading.Thread(target=self.forwarder.run, args=(halt,), name="delay")
         ticker = threading.Thread(target=self.running.run, args=(halt,), name="running")
+        follow = self.cancellations.run if self.cancellations else _idle
+        cancels = threading.Thread(target=follow, args=(halt,), name="cancels")
         try:
             forwarder.start()
             ticker.start()
+            cancels.start()
             self.loop.start([self.source], on_revoke=self._on_revoke)
             log.info("%s consuming %s", self.service, self.source)
             while not stop.is_set():
@@ -483,6 +560,8 @@ class StageRunner:
             self.status_producer.flush(10)
             self.loop.close()
             forwarder.join(30)
+            cancels.join(30)
+            self.processor.limiter.close()
             if isinstance(self.handler, Closing):
                 self.handler.close()
             self.codec.close()

@@ -79,13 +79,13 @@ def _ends(consumer: Consumer, topic: str, stall_s: float) -> dict[int, int]:
         raise KafkaException(metadata.error)  # else it would read as an empty topic
     ends = {}
     for partition in metadata.partitions:
-        low, high = _watermarks(consumer, TopicPartition(topic, partition), stall_s)
+        low, high = watermarks(consumer, TopicPartition(topic, partition), stall_s)
         if high > low:
             ends[partition] = high
     return ends
 
 
-def _watermarks(consumer: Consumer, place: TopicPartition, stall_s: float) -> tuple[int, int]:
+def watermarks(consumer: Consumer, place: TopicPartition, stall_s: float) -> tuple[int, int]:
     """A partition's first and end offsets; waits up to `stall_s` for a leader being elected
     (as just after a broker restart)."""
     deadline = time.monotonic() + stall_s

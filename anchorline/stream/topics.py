@@ -10,6 +10,7 @@ from anchorline.events import (
     Event,
     JobRequested,
     JobStatus,
+    NotifyRequested,
     ProveRequested,
     Stage,
 )
@@ -45,6 +46,11 @@ class Topics:
         return f"{self.prefix}.anchor.requested"
 
     @property
+    def notify_requested(self) -> str:
+        """Ended jobs whose webhooks the notifier calls."""
+        return f"{self.prefix}.notify.requested"
+
+    @property
     def job_status(self) -> str:
         return f"{self.prefix}.job.status"
 
@@ -52,6 +58,11 @@ class Topics:
     def replay_log(self) -> str:
         """Compacted record of replayed dead letters, keyed by their coordinates."""
         return f"{self.prefix}.dlq.replays"
+
+    @property
+    def cancellations(self) -> str:
+        """Compacted record of cancelled jobs, keyed by job id (stream/cancellations.py)."""
+        return f"{self.prefix}.jobs.cancelled"
 
     @property
     def deliveries(self) -> str:
@@ -63,6 +74,7 @@ class Topics:
             Stage.VERIFY: self.jobs_requested,
             Stage.PROVE: self.prove_requested,
             Stage.ANCHOR: self.anchor_requested,
+            Stage.NOTIFY: self.notify_requested,
         }[stage]
 
     def dead_letter(self, source: str) -> str:
@@ -87,13 +99,15 @@ class Topics:
             return self.anchor_requested
         if isinstance(event, JobStatus):
             return self.job_status
+        if isinstance(event, NotifyRequested):
+            return self.notify_requested
         raise TypeError(f"no topic for {type(event).__name__}")
 
     def all(self) -> list[str]:
         inputs = [*self.stage_inputs(), self.job_status]
         delays = [topic for source in self.stage_inputs() for topic in self.retries(source)]
         letters = [self.dead_letter(topic) for topic in inputs]
-        return [*inputs, *delays, *letters, self.deliveries, self.replay_log]
+        return [*inputs, *delays, *letters, self.deliveries, self.replay_log, self.cancellations]
 
 
 def key_of(event: Event) -> str:

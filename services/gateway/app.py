@@ -26,8 +26,10 @@ from anchorline.errors import Retryable
 from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
 from anchorline.proof.trust import WELL_KNOWN_PATH
 from anchorline.store.blobstore import BlobStore
+from anchorline.stream.topics import Topics
 from anchorline_gateway import letters, ops
 from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
+from anchorline_gateway.control import cancel_job, retry_job
 from anchorline_gateway.idempotency import (
     Claim,
     Claimed,
@@ -57,7 +59,7 @@ MAX_WAIT_S = 60.0
 MAX_BATCH = 500
 WAIT_POLL_S = 0.1
 FIRST_WAIT_POLL_S = 0.005
-FINAL_STATES = frozenset({"succeeded", "failed", "dead"})
+FINAL_STATES = frozenset({"succeeded", "failed", "dead", "cancelled"})
 MAX_LIST = 200
 RETRY_AFTER_S = 5
 
@@ -78,6 +80,7 @@ class Gateway:
     idempotency: IdempotencyKeys | None = None
     limits: Limits = field(default_factory=Limits)
     trust_file: Path | None = None
+    topics: Topics = field(default_factory=Topics)
 
 
 def _gateway(request: Request) -> Gateway:
@@ -376,6 +379,8 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/jobs", list_jobs, methods=["GET"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
         Route("/v1/jobs/{job_id}/receipt", get_receipt, methods=["GET"], name="get_receipt"),
+        Route("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+        Route("/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
         Route("/v1/stats", stats, methods=["GET"]),
         Route("/healthz", ops.health, methods=["GET"]),
         Route("/readyz", ops.ready, methods=["GET"]),

@@ -30,6 +30,7 @@ def build(settings: Settings) -> Starlette:
         dead_letters=KafkaDeadLetters(settings),
         limits=Limits.from_settings(settings),
         trust_file=settings.trust_file,
+        topics=settings.topics,
     )
     return create_app(gateway)
 

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from anchorline.callbacks import MAX_URL
 from anchorline.events import JobKind, StageState
 from anchorline.tenants import TENANT_RE
 from anchorline_gateway.idempotency import MAX_KEY
@@ -60,6 +61,12 @@ JOB_FIELDS: Schema = {
     "signature": {"type": "string", "pattern": SIGNATURE},
     "signature_scheme": {"type": "string", "enum": ["eip191", "eip712"], "default": "eip191"},
     "tenant": TENANT,
+    "callback_url": {
+        "type": "string",
+        "maxLength": MAX_URL,
+        "pattern": "^https?://",
+        "description": "where to POST the job record, signed (Standard Webhooks), once it ends",
+    },
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -99,6 +106,16 @@ SCHEMAS: dict[str, Schema] = {
             "job_id": {"type": "string"},
             "kind": {"type": "string", "enum": KINDS},
             "state": {"type": "string", "enum": STATES},
+            "status_url": {"type": "string"},
+        },
+    },
+    "Control": {
+        "type": "object",
+        "required": ["job_id", "state", "run", "status_url"],
+        "properties": {
+            "job_id": {"type": "string"},
+            "state": {"type": "string", "enum": ["cancelled", "queued"]},
+            "run": {"type": "integer", "description": "the generation: 0, then one more a retry"},
             "status_url": {"type": "string"},
         },
     },
@@ -294,6 +311,26 @@ PATHS: dict[str, dict[str, Schema]] = {
             "parameters": [JOB_ID_PARAM],
             "responses": {
                 "200": answer("the receipt", ref("Receipt")),
+                **problems(400, 401, 404, 409, 503),
+            },
+        }
+    },
+    "/v1/jobs/{job_id}/cancel": {
+        "post": {
+            "summary": "Cancel a job that has not ended: it ends cancelled, no stage handles it",
+            "parameters": [JOB_ID_PARAM],
+            "responses": {
+                "202": answer("cancelled", ref("Control")),
+                **problems(400, 401, 404, 409, 503),
+            },
+        }
+    },
+    "/v1/jobs/{job_id}/retry": {
+        "post": {
+            "summary": "Run a failed, dead or cancelled job again, as its next run",
+            "parameters": [JOB_ID_PARAM],
+            "responses": {
+                "202": answer("queued again", ref("Control")),
                 **problems(400, 401, 404, 409, 503),
             },
         }

@@ -11,8 +11,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from anchorline.events import Stage
 from anchorline.settings import Settings
 from anchorline.stream.kafka import client_config
+from anchorline.stream.topic_reader import watermarks
 
-STAGE_SERVICES = {Stage.VERIFY: "verifier", Stage.PROVE: "prover", Stage.ANCHOR: "chain-writer"}
+STAGE_SERVICES = {
+    Stage.VERIFY: "verifier",
+    Stage.PROVE: "prover",
+    Stage.ANCHOR: "chain-writer",
+    Stage.NOTIFY: "notifier",
+}
 CACHE_S = 1.0
 COORDINATOR_WAIT_S = 10.0
 COORDINATOR_MOVING = frozenset(
@@ -90,7 +96,7 @@ class KafkaPipelineView:
                 return 0
             total = 0
             for committed in _committed(consumer, partitions):
-                low, high = consumer.get_watermark_offsets(committed, timeout=5)
+                low, high = watermarks(consumer, committed, COORDINATOR_WAIT_S)
                 start = committed.offset if committed.offset >= 0 else low
                 total += max(0, high - start)
             return total
@@ -103,7 +109,7 @@ class KafkaPipelineView:
         try:
             total = 0
             for partition in self._partitions(consumer, topic):
-                low, high = consumer.get_watermark_offsets(partition, timeout=5)
+                low, high = watermarks(consumer, partition, COORDINATOR_WAIT_S)
                 total += high - low
             return total
         finally:

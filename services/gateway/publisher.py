@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from anchorline.errors import Retryable
 from anchorline.events import Event
 from anchorline.settings import Settings
+from anchorline.stream import headers
 from anchorline.stream.kafka import producer_config
 from anchorline.stream.registry_codec import codec_for
 from anchorline.stream.topics import Topics, key_of
@@ -27,12 +28,21 @@ class Unavailable(Retryable):
     """The broker did not acknowledge in time; the client should retry."""
 
 
+Record = tuple[str, bytes, bytes]
+"""A record that is not an event (a cancellation): topic, key, value."""
+
+
 class Publisher(Protocol):
-    """Publishes events and returns once every one is durably written."""
+    """Publishes events and returns once every one is durably written. `generation` is the
+    run they belong to (in the generations header); `records` go with them."""
 
-    async def publish(self, events: Sequence[Event]) -> None: ...
+    async def publish(
+        self, events: Sequence[Event], *, generation: int = 0, records: Sequence[Record] = ()
+    ) -> None: ...
 
-    def healthy(self) -> bool: ...
+    def healthy(self) -> bool:
+        """Whether Kafka answers (may ask it, briefly: call it off the event loop)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -92,19 +102,28 @@ class KafkaPublisher:
         self.brokers_down.clear()
         return True
 
-    async def publish(self, events: Sequence[Event]) -> None:
+    async def publish(
+        self, events: Sequence[Event], *, generation: int = 0, records: Sequence[Record] = ()
+    ) -> None:
         if self.brokers_down.is_set() and not await asyncio.to_thread(self._reachable):
             raise Unavailable("Kafka is unreachable")
         loop = asyncio.get_running_loop()
         futures = []
-        for event in events:
+        encoded = [
+            (self.topics.for_event(event), key_of(event), self.codec.encode(event))
+            for event in events
+        ]
+        outgoing = [(topic, key.encode(), value, key) for topic, key, value in encoded]
+        for topic, key, value, job_id in [*outgoing, *((*record, "") for record in records)]:
             future: asyncio.Future[None] = loop.create_future()
             futures.append(future)
+            extra = headers.encode_generations({job_id: generation}) if job_id else None
             try:
                 self.producer.produce(
-                    self.topics.for_event(event),
-                    key=key_of(event).encode(),
-                    value=self.codec.encode(event),
+                    topic,
+                    key=key,
+                    value=value,
+                    headers=extra,
                     on_delivery=_resolver(loop, future),
                 )
             except (BufferError, KafkaException) as exc:
@@ -146,12 +165,18 @@ class MemoryPublisher:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.generations: list[int] = []
+        self.records: list[Record] = []
         self.down = False
 
-    async def publish(self, events: Sequence[Event]) -> None:
+    async def publish(
+        self, events: Sequence[Event], *, generation: int = 0, records: Sequence[Record] = ()
+    ) -> None:
         if self.down:
             raise Unavailable("Kafka did not acknowledge the request in time")
         self.events.extend(events)
+        self.generations.extend(generation for _ in events)
+        self.records.extend(records)
 
     def healthy(self) -> bool:
         return not self.down

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from anchorline.events import JOB_ID_RE
-from anchorline.store.db import job_events, jobs
+from anchorline.store.db import job_events, job_requests, jobs
 from anchorline.untrusted import parse_json
 
 MAX_CURSOR_BYTES = 512
@@ -38,10 +39,28 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return moment, job_id
 
 
+@dataclass(frozen=True)
+class JobRun:
+    """Where a job's current run stands: what cancelling or retrying it needs to know."""
+
+    job_id: str
+    kind: str
+    state: str
+    stage: str
+    attempts: int
+    generation: int
+    tenant: str | None
+    submitted_at: datetime
+
+
 class JobReader(Protocol):
     """The read side the gateway needs."""
 
     def get(self, job_id: str) -> dict[str, Any] | None: ...
+
+    def run_of(self, job_id: str) -> JobRun | None: ...
+
+    def request_of(self, job_id: str) -> bytes | None: ...
 
     def history(self, job_id: str) -> list[dict[str, Any]]: ...
 
@@ -83,12 +102,35 @@ class SqlJobReader:
             record = connection.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
         return public(record) if record else None
 
+    def run_of(self, job_id: str) -> JobRun | None:
+        with self.engine.connect() as connection:
+            record = connection.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
+        if record is None:
+            return None
+        return JobRun(
+            job_id=record.job_id,
+            kind=record.kind,
+            state=record.state,
+            stage=record.stage,
+            attempts=record.attempts,
+            generation=record.generation,
+            tenant=record.tenant,
+            submitted_at=as_utc(record.created_at),
+        )
+
+    def request_of(self, job_id: str) -> bytes | None:
+        query = sa.select(job_requests.c.value).where(job_requests.c.job_id == job_id)
+        with self.engine.connect() as connection:
+            value = connection.execute(query).scalar()
+        return bytes(value) if value is not None else None
+
     def history(self, job_id: str) -> list[dict[str, Any]]:
         query = (
             sa.select(
                 job_events.c.stage,
                 job_events.c.state,
                 job_events.c.attempt,
+                job_events.c.generation,
                 job_events.c.applied,
                 job_events.c.error,
                 job_events.c.note,

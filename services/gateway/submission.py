@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from anchorline.callbacks import check_url
 from anchorline.errors import BadInput
 from anchorline.events import JobKind, JobRequested, new_id, utcnow
 from anchorline.proof.manifest import MAX_BYTES as MAX_MANIFEST_BYTES
@@ -17,9 +18,17 @@ from anchorline_gateway.problems import BadRequest, quoted
 KINDS = tuple(kind.value for kind in JobKind)
 # What each kind of request may carry; anything else is refused by name, so that a field this
 # gateway does not know (a `content_uri` pointing at a server file, say) is never passed on.
-FORM_FIELDS = ("kind", "manifest", "signature", "signature_scheme", "tenant")
+FORM_FIELDS = ("kind", "manifest", "signature", "signature_scheme", "tenant", "callback_url")
 FORM_FILES = ("content", "manifest")
-JSON_FIELDS = ("kind", "content_uri", "manifest", "signature", "signature_scheme", "tenant")
+JSON_FIELDS = (
+    "kind",
+    "content_uri",
+    "manifest",
+    "signature",
+    "signature_scheme",
+    "tenant",
+    "callback_url",
+)
 
 
 def unknown_fields(names: Any, known: tuple[str, ...]) -> None:
@@ -55,6 +64,7 @@ def job_request(fields: Mapping[str, Any]) -> JobRequested:
         signature_scheme=_scheme(fields.get("signature_scheme")),
         submitted_at=utcnow(),
         tenant=_tenant(fields.get("tenant")),
+        callback_url=_callback(fields.get("callback_url")),
     )
 
 
@@ -88,6 +98,16 @@ def _scheme(value: Any) -> str:
     if not isinstance(value, str) or value not in SCHEMES:
         raise BadRequest(f"signature_scheme must be one of {', '.join(SCHEMES)}", 422)
     return value
+
+
+def _callback(value: Any) -> str | None:
+    """A webhook URL's syntax; the addresses it reaches are checked when the notifier calls."""
+    if value is None or value == "":
+        return None
+    try:
+        return check_url(value)
+    except BadInput as exc:
+        raise BadRequest(str(exc)) from exc
 
 
 def _tenant(value: Any) -> str | None:

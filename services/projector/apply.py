@@ -18,9 +18,17 @@ from anchorline.events import (
 )
 from anchorline.untrusted import parse_json
 
-STAGE_RANK = {"verify": 0, "prove": 1, "anchor": 2}
-STATE_RANK = {"queued": 0, "running": 1, "retrying": 2, "succeeded": 3, "failed": 4, "dead": 5}
-TERMINAL = frozenset({"succeeded", "failed", "dead"})
+STAGE_RANK = {"verify": 0, "prove": 1, "anchor": 2, "notify": 3}
+STATE_RANK = {
+    "queued": 0,
+    "running": 1,
+    "retrying": 2,
+    "succeeded": 3,
+    "failed": 4,
+    "dead": 5,
+    "cancelled": 6,
+}
+TERMINAL = frozenset({"succeeded", "failed", "dead", "cancelled"})
 MAX_ID = 64  # the width of the jobs table's id columns
 # A stage's result is one Kafka record (about 1 MB at most) and a few levels deep.
 MAX_RESULT_BYTES = 1 << 20
@@ -75,7 +83,7 @@ def check_status(event: JobStatus) -> JobStatus:
         value = getattr(event, name)
         if value is not None and len(value) > longest:
             raise Poison(f"{name} must be at most {longest} characters")
-    if event.stage not in STAGES_OF[event.kind]:
+    if event.stage not in STAGES_OF[event.kind] and event.stage is not Stage.NOTIFY:
         raise Poison(f"a {event.kind} job has no {event.stage} stage")
     if event.result is not None:
         try:
@@ -154,9 +162,15 @@ def apply(row: JobRow | None, event: JobStatus) -> JobRow | None:
     """The row after `event`, or None when the event changes nothing (late, duplicate, stale);
     Poison if no stage could have sent it for this job."""
     check_consistent(row, event)
+    if event.stage is Stage.NOTIFY:
+        return None  # a webhook delivery: in the history only
     current = row or new_row(event)
     if current.terminal and event.generation <= current.generation:
         return None
+    if event.state is StageState.CANCELLED:
+        # Cancelling ends the run it names wherever that run is (the gateway does not know
+        # which stage has the job); a newer run is not the one that was cancelled.
+        return _transition(current, event) if event.generation >= current.generation else None
     if event_rank(event) > current.rank:
         return _transition(current, event)
     if event_rank(event) == current.rank and (event.progress or 0) > current.progress:

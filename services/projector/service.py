@@ -20,13 +20,15 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from anchorline.errors import Poison, Retryable
 from anchorline.events import JobStatus
 from anchorline.settings import Settings
+from anchorline.stream import codec, headers
 from anchorline.stream.consume import take
 from anchorline.stream.exactly_once import Outgoing
 from anchorline.stream.kafka import consumer_config, producer_config
 from anchorline.stream.registry_codec import codec_for, decode
 from anchorline.stream.runner import dead_letter_headers, fit, incoming
 from anchorline.stream.topics import Place, place_of
-from anchorline_projector.apply import check_status
+from anchorline_projector.apply import JobRow, check_status
+from anchorline_projector.notices import notice, notice_without_result
 from anchorline_projector.store import SqlJobStore
 
 log = logging.getLogger(__name__)
@@ -51,18 +53,24 @@ class Projector:
         self.consumer = Consumer(
             consumer_config(settings, group_id=GROUP) | {"on_commit": _on_commit}
         )
+        # Dead letters, and the notifications of jobs that ended.
         self.dead_letters = Producer(producer_config(settings))
+        self.webhook_urls = settings.webhook_url_map
         self.applied: dict[Place, int] = {}  # the next offset of each partition, once applied
         self.codec = codec_for(settings)
 
     def run(self, stop: threading.Event) -> None:
-        self.consumer.subscribe([self.topics.job_status], on_revoke=self._on_revoke)
+        self.consumer.subscribe(
+            [self.topics.job_status, self.topics.jobs_requested], on_revoke=self._on_revoke
+        )
         log.info("projector consuming %s", self.topics.job_status)
         try:
             while not stop.is_set():
                 taken = take(self.consumer, limit=BATCH, timeout=POLL_S)
                 messages = [m for m in taken if _usable(m)]
-                if messages and self._apply(messages, stop):
+                requests = [m for m in messages if m.topic() == self.topics.jobs_requested]
+                statuses = [m for m in messages if m.topic() != self.topics.jobs_requested]
+                if messages and self._keep(requests, stop) and self._apply(statuses, stop):
                     self._commit(messages)
         finally:
             self.dead_letters.flush(10)
@@ -98,6 +106,24 @@ class Projector:
         except KafkaException as exc:
             log.warning("offsets not committed (%s); their events will be applied again", exc)
 
+    def _keep(self, requests: list[Message], stop: threading.Event) -> bool:
+        """Keep the requests of the batch (for a retry through the API); False if stopped
+        while the database was away."""
+        pairs = [(message.key(), message.value()) for message in requests]
+        delay = 0.5
+        while pairs and not stop.is_set():
+            try:
+                self.store.keep_requests(pairs)
+                return True
+            except DataError as exc:  # refused for its values: that job cannot be retried
+                log.warning("requests not kept for a retry: %s", _first_line(exc))
+                return True
+            except SQLAlchemyError as exc:
+                log.warning("job store unavailable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        return not pairs
+
     def _apply(self, messages: list[Message], stop: threading.Event) -> bool:
         decoded = [(message, self._decode(message, stop)) for message in messages]
         if stop.is_set():  # while waiting for the schema registry: nothing applied, no commit
@@ -107,7 +133,9 @@ class Projector:
         delay = 0.5
         while not stop.is_set():
             try:
-                self._store(events, source)
+                ended: list[JobRow] = []
+                self._store(events, source, ended)
+                self._notify(ended, stop)
                 self.dead_letters.flush(30)
                 APPLIED.inc(len(events))
                 return True
@@ -117,21 +145,61 @@ class Projector:
                 delay = min(delay * 2, 10.0)
         return False
 
-    def _store(self, events: list[JobStatus], source: dict[str, Message]) -> None:
+    def _store(
+        self, events: list[JobStatus], source: dict[str, Message], ended: list[JobRow]
+    ) -> None:
         """Apply `events`; one the database refuses for its values (not for being away) is
         dead-lettered alone, and the rest applied without it."""
         refused: list[tuple[JobStatus, Poison]] = []
         try:
-            self.store.apply_batch(events, refuse=lambda *forged: refused.append(forged))
+            self.store.apply_batch(
+                events, refuse=lambda *forged: refused.append(forged), ended=ended
+            )
         except DataError as exc:
             if len(events) == 1:
                 self._dead_letter(source[events[0].event_id], Poison(_first_line(exc)))
                 return
             for event in events:  # in order: each event sees the rows the earlier ones left
-                self._store([event], source)
+                self._store([event], source, ended)
             return
         for event, reason in refused:
             self._dead_letter(source[event.event_id], reason)
+
+    def _notify(self, ended: list[JobRow], stop: threading.Event) -> None:
+        """Hand the jobs that ended to the notifier (produced before the offsets are committed:
+        at least once; the notifier's webhook-id lets a receiver drop a repeat)."""
+        if not ended:
+            return
+        callbacks = self._callbacks(ended, stop)
+        for row in ended:
+            event = notice(row, callbacks=callbacks, defaults=self.webhook_urls)
+            if event is None:
+                continue
+            value = codec.encode(event)  # single-object: every consumer reads it
+            if len(value) > self.settings.max_record_bytes:  # a huge result: the rest still goes
+                value = codec.encode(notice_without_result(event))
+            try:
+                self.dead_letters.produce(
+                    self.topics.notify_requested,
+                    key=row.job_id.encode(),
+                    value=value,
+                    headers=headers.encode_generations({row.job_id: row.generation}),
+                )
+            except (KafkaException, BufferError) as exc:
+                log.warning("the webhook of job %s not requested: %s", row.job_id, exc)
+
+    def _callbacks(self, ended: list[JobRow], stop: threading.Event) -> dict[str, str]:
+        """The ended jobs' own callback URLs; the rows are written, so this waits out a
+        database that went away rather than let their notifications go."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                return self.store.callbacks(row.job_id for row in ended)
+            except SQLAlchemyError as exc:
+                log.warning("job store unavailable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        return {}
 
     def _decode(self, message: Message, stop: threading.Event) -> JobStatus | None:
         delay = 0.5

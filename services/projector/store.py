@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from anchorline.errors import Poison
-from anchorline.events import JobStatus
-from anchorline.store.db import job_events, jobs
+from anchorline.events import JOB_ID_RE, JobRequested, JobStatus, utcnow
+from anchorline.store.db import job_events, job_requests, jobs
+from anchorline.stream import codec
 from anchorline_projector.apply import JobRow, apply, is_progress_only
 
 ROW_FIELDS = [spec.name for spec in fields(JobRow)]
@@ -48,9 +50,16 @@ class SqlJobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def apply_batch(self, events: Sequence[JobStatus], *, refuse: Refuse = _ignore) -> int:
+    def apply_batch(
+        self,
+        events: Sequence[JobStatus],
+        *,
+        refuse: Refuse = _ignore,
+        ended: list[JobRow] | None = None,
+    ) -> int:
         """Apply events in order in one transaction; returns how many changed a row. An event
-        no stage could have sent for its job changes nothing and goes to `refuse`."""
+        no stage could have sent for its job changes nothing and goes to `refuse`; a row that
+        reached a final state (of a new run) is appended to `ended`."""
         if not events:
             return 0
         with self.engine.begin() as connection:
@@ -69,6 +78,8 @@ class SqlJobStore:
                     continue
                 known.add(event.event_id)
                 if after is not None:
+                    if ended is not None and _ends(rows.get(event.job_id), after):
+                        ended.append(after)
                     rows[event.job_id] = changed[event.job_id] = after
                 if not is_progress_only(event):
                     history.append(_history(event, applied=after is not None))
@@ -76,6 +87,36 @@ class SqlJobStore:
             if history:
                 connection.execute(job_events.insert(), history)
         return len(changed)
+
+    def keep_requests(self, requests: Sequence[tuple[bytes | None, bytes | None]]) -> int:
+        """Keep each job's request (key, value as published) for a retry; the first kept for a
+        job id stays. A record keyed by no job id is not kept (the verifier dead-letters it)."""
+        now = utcnow()
+        rows = {
+            job_id: {
+                "job_id": job_id,
+                "value": value,
+                "stored_at": now,
+                "callback_url": _callback_of(value),
+            }
+            for key, value in requests
+            if value and JOB_ID_RE.fullmatch(job_id := (key or b"").decode("utf-8", "replace"))
+        }
+        if not rows:
+            return 0
+        with self.engine.begin() as connection:
+            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+            insert = dialect.insert(job_requests).on_conflict_do_nothing()
+            connection.execute(insert, list(rows.values()))
+        return len(rows)
+
+    def callbacks(self, job_ids: Iterable[str]) -> dict[str, str]:
+        """The callback URLs the requests of these jobs named."""
+        query = sa.select(job_requests.c.job_id, job_requests.c.callback_url).where(
+            job_requests.c.job_id.in_(set(job_ids)), job_requests.c.callback_url.is_not(None)
+        )
+        with self.engine.connect() as connection:
+            return {job_id: url for job_id, url in connection.execute(query)}
 
     def clear(self) -> None:
         """Remove every job and its history (before a rebuild)."""
@@ -102,6 +143,21 @@ class SqlJobStore:
         ]
         if updates:  # one executemany (psycopg pipelines it), not a statement per row
             connection.execute(UPDATE_ROW, updates)
+
+
+def _ends(before: JobRow | None, after: JobRow) -> bool:
+    if not after.terminal:
+        return False
+    return before is None or not before.terminal or after.generation > before.generation
+
+
+def _callback_of(value: bytes) -> str | None:
+    """The request's callback URL, if it decodes (one that does not is dead-lettered by the
+    verifier, and never ends)."""
+    try:
+        return codec.decode(value, JobRequested).callback_url
+    except Poison:
+        return None
 
 
 def _values(row: JobRow) -> dict[str, Any]:

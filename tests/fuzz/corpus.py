@@ -20,6 +20,7 @@ from anchorline.events import (
     JobKind,
     JobRequested,
     JobStatus,
+    NotifyRequested,
     ProveRequested,
     Stage,
     StageState,
@@ -67,6 +68,11 @@ def anchor(job_id: str) -> AnchorRequested:
     return AnchorRequested(job_id, HASH, [job_id], WHEN)
 
 
+def notify(job_id: str) -> NotifyRequested:
+    state = StageState.SUCCEEDED
+    return NotifyRequested(job_id, JobKind.VERIFY, Stage.VERIFY, state, WHEN, "{}")
+
+
 def status(job_id: str) -> JobStatus:
     return JobStatus(job_id, JobKind.VERIFY, Stage.VERIFY, StageState.FAILED, WHEN, job_id)
 
@@ -77,6 +83,7 @@ def valid_events(context: Context) -> list[tuple[str, Callable[[str], Any]]]:
         (context.topics.jobs_requested, lambda job: requested(context, job)),
         (context.topics.prove_requested, prove),
         (context.topics.anchor_requested, anchor),
+        (context.topics.notify_requested, notify),
         (context.topics.job_status, status),
     ]
 
@@ -111,7 +118,7 @@ huge_numbers = st.one_of(
 @st.composite
 def hostile_headers(draw: st.DrawFn, context: Context) -> Maker:
     """A well-formed stage request whose attempt count or generations no stage wrote."""
-    topic, make = draw(st.sampled_from(valid_events(context)[:3]))
+    topic, make = draw(st.sampled_from(valid_events(context)[:4]))
     header = draw(
         st.one_of(
             huge_numbers.map(lambda raw: ("retry_topic-attempts", raw.encode())),
@@ -190,7 +197,9 @@ def forged_events(draw: st.DrawFn, context: Context) -> Maker:
             st.text(min_size=1, max_size=20).filter(lambda t: any(c in t for c in "/ \\\n{")),
         )
     )
-    kind = draw(st.sampled_from(["job id", "signer", "hash", "generation", "result", "stage"]))
+    kind = draw(
+        st.sampled_from(["job id", "signer", "hash", "generation", "result", "stage", "notice"])
+    )
     number = draw(st.one_of(st.integers(max_value=-1), st.integers(min_value=10**6 + 1)))
     number = max(min(number, 2**31 - 1), -(2**31))  # what Avro's int can carry
 
@@ -203,6 +212,7 @@ def forged_events(draw: st.DrawFn, context: Context) -> Maker:
             "generation": (topics.job_status, replace(status(unique), generation=number)),
             "result": (topics.job_status, replace(status(unique), result="[" * 40 + "]" * 40)),
             "stage": (topics.job_status, replace(status(unique), stage=Stage.ANCHOR)),
+            "notice": (topics.notify_requested, replace(notify(unique), job_id=bad_id)),
         }
         topic, event = made[kind]
         return Hostile(topic, unique.encode(), codec.encode(event), DEAD)

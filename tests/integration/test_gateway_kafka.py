@@ -60,3 +60,13 @@ def test_publisher_recovers_when_the_broker_is_back(settings: Settings) -> None:
         assert not publisher.brokers_down.is_set()
     finally:
         publisher.close()
+
+
+def test_readiness_comes_back_without_a_request_once_the_broker_answers(settings: Settings) -> None:
+    publisher = KafkaPublisher(settings)
+    try:
+        publisher.brokers_down.set()  # as a login new to the broker does at start-up
+        assert publisher.healthy()
+        assert not publisher.brokers_down.is_set()
+    finally:
+        publisher.close()

@@ -41,7 +41,13 @@ def test_the_external_producer_may_write_jobs_requested_and_nothing_else() -> No
 
 
 def test_status_events_come_only_from_the_gateway_and_the_stages() -> None:
-    assert writers(TOPICS.job_status) == {"gateway", "verifier", "prover", "chain-writer"}
+    assert writers(TOPICS.job_status) == {
+        "gateway",
+        "verifier",
+        "prover",
+        "chain-writer",
+        "notifier",
+    }
     assert readers(TOPICS.job_status) == {"projector"}
 
 
@@ -69,7 +75,10 @@ def test_each_request_topic_has_only_its_producers(topic: str, expected: set[str
 def test_a_stage_alone_reads_and_writes_its_delay_and_dead_letter_topics(
     service: str, source: str
 ) -> None:
-    for topic in [source, *TOPICS.retries(source)]:
+    # the projector keeps each job's request, for a retry through the API
+    keeper = {"projector"} if source == TOPICS.jobs_requested else set()
+    assert readers(source) == {service} | keeper
+    for topic in TOPICS.retries(source):
         assert readers(topic) == {service}
     for topic in [*TOPICS.retries(source), TOPICS.dead_letter(source)]:
         assert writers(topic) == {service}
@@ -108,3 +117,13 @@ def test_the_dead_letters_of_the_status_topic_belong_to_the_projector() -> None:
 def test_an_unknown_principal_is_refused() -> None:
     with pytest.raises(ValueError, match="no such principal"):
         grants("mallory", TOPICS)
+
+
+def test_only_the_gateway_cancels_jobs_and_every_stage_reads_the_cancellations() -> None:
+    assert writers(TOPICS.cancellations) == {"gateway"}
+    assert readers(TOPICS.cancellations) == {"verifier", "prover", "chain-writer"}
+
+
+def test_only_the_projector_requests_webhooks_and_only_the_notifier_calls_them() -> None:
+    assert writers(TOPICS.notify_requested) == {"projector", "notifier"}  # its delay forwarder
+    assert readers(TOPICS.notify_requested) == {"notifier"}

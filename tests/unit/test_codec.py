@@ -13,6 +13,7 @@ from anchorline.events import (
     JobKind,
     JobRequested,
     JobStatus,
+    NotifyRequested,
     ProveRequested,
     Stage,
     StageState,
@@ -82,6 +83,17 @@ EXAMPLES: list[Event] = [
         occurred_at=AT,
         event_id="ev-2",
         final=True,
+    ),
+    NotifyRequested(
+        job_id="job-7",
+        kind=JobKind.PROOF,
+        stage=Stage.PROVE,
+        state=StageState.SUCCEEDED,
+        finished_at=AT,
+        record='{"job_id":"job-7"}',
+        generation=2,
+        tenant="acme",
+        callback_url="https://hooks.example/anchorline?token=1",
     ),
 ]
 
@@ -332,3 +344,89 @@ def test_bytes_after_the_body_make_a_message_undecodable() -> None:
     status = JobStatus("a", JobKind.VERIFY, Stage.VERIFY, StageState.RUNNING)
     with pytest.raises(SerializationError, match="3 bytes after the JobStatus body"):
         codec.decode_any(codec.encode(status) + b"\x00\x01\x02")
+
+
+# --- records written by earlier schemas -----------------------------------------------------------
+
+
+def _past_record(path_name: str, record: dict[str, Any]) -> bytes:
+    import io
+
+    import fastavro
+
+    schema = fastavro.parse_schema(json.loads((SCHEMAS_DIR / "past" / path_name).read_text()))
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, schema, record)
+    return b"\xc3\x01" + bytes.fromhex(path_name.rsplit("-", 1)[1].removesuffix(".avsc")) + (
+        body.getvalue()
+    )
+
+
+def test_a_status_written_before_the_cancelled_state_still_decodes() -> None:
+    old = _past_record(
+        "JobStatus-042eb2de2367cd69.avsc",
+        {
+            "event_id": "ev-9",
+            "job_id": "job-9",
+            "kind": "proof",
+            "stage": "prove",
+            "state": "dead",
+            "final": True,
+            "attempt": 4,
+            "generation": 2,
+            "progress": None,
+            "result": None,
+            "error": "gone",
+            "error_class": "Retryable",
+            "next_attempt_at": None,
+            "submitted_at": AT,
+            "occurred_at": LATER,
+            "tenant": "acme",
+            "content_sha256": None,
+            "note": None,
+        },
+    )
+    assert old[2:10] != codec.schema_fingerprint(JobStatus)
+    status = codec.decode(old, JobStatus)
+    assert (status.job_id, status.state, status.generation, status.occurred_at) == (
+        "job-9",
+        StageState.DEAD,
+        2,
+        LATER,
+    )
+    assert status.final and status.tenant == "acme"
+
+
+def test_a_cancelled_status_round_trips() -> None:
+    status = JobStatus("j", JobKind.VERIFY, Stage.VERIFY, StageState.CANCELLED, occurred_at=AT)
+    assert codec.decode(codec.encode(status), JobStatus) == status
+
+
+def test_every_past_schema_file_carries_its_own_fingerprint() -> None:
+    from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+    paths = sorted((SCHEMAS_DIR / "past").glob("*.avsc"))
+    assert paths
+    for path in paths:
+        schema = parse_schema(json.loads(path.read_text()))
+        digest = fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")
+        assert path.stem.endswith(f"-{digest}")
+
+
+def test_a_request_written_before_callback_url_still_decodes() -> None:
+    old = _past_record(
+        "JobRequested-a6fb94f68c5c8b4e.avsc",
+        {
+            "job_id": "job-8",
+            "kind": "verify",
+            "content_uri": "sha256:" + "ab" * 32,
+            "manifest": "{}",
+            "signature": "0x",
+            "signature_scheme": "eip191",
+            "submitted_at": AT,
+            "tenant": None,
+            "attributes": {"a": "b"},
+        },
+    )
+    request = codec.decode(old, JobRequested)
+    assert (request.job_id, request.attributes, request.callback_url) == ("job-8", {"a": "b"}, None)

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from anchorline.stream.dlq import DeadLetter, LetterFilter
+from anchorline.events import JobKind, JobStatus, NotifyRequested, Stage, StageState
+from anchorline.stream import codec
+from anchorline.stream.dlq import DeadLetter, LetterFilter, replay_messages
+from anchorline.stream.topics import Topics
+from anchorline_projector.apply import JobRow, apply
 
 
 def letter(key: bytes | None, headers: dict[str, bytes]) -> DeadLetter:
@@ -22,3 +26,19 @@ def test_forged_headers_are_shown_without_an_error() -> None:
     )
     assert found.attempts == 0
     assert found.error == "\ufffd"
+
+
+def test_a_replayed_webhook_is_sent_again_and_noted_without_moving_its_job() -> None:
+    when = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    ended = NotifyRequested("job-1", JobKind.VERIFY, Stage.VERIFY, StageState.FAILED, when, "{}")
+    dead = DeadLetter(
+        "notify", "t.notify.requested.dlq", 0, 3, b"job-1", codec.encode(ended), {}, when
+    )
+    topics = Topics("t")
+    (again, queued, logged) = replay_messages(dead, topics, now=when)
+    assert (again[0], again[2]) == ("t.notify.requested", codec.encode(ended))
+    status = codec.decode(queued[2], JobStatus)
+    assert (status.stage, status.state, status.generation) == (Stage.NOTIFY, StageState.QUEUED, 1)
+    assert logged[0] == topics.replay_log
+    row = JobRow("job-1", "verify", "failed", "verify", when, when, rank_state=4)
+    assert apply(row, status) is None  # in the history only: the job stays failed

@@ -3,16 +3,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
 from anchorline.events import JobKind, StageState
+from anchorline.settings import Settings
 from anchorline.store.blobstore import FileBlobStore
 from anchorline_gateway.app import Gateway, create_app
+from anchorline_gateway.pipeline import KafkaPipelineView
 from anchorline_gateway.publisher import MemoryPublisher
 from anchorline_gateway.reads import SqlJobReader
 from anchorline_projector.store import SqlJobStore
@@ -82,6 +86,7 @@ def test_the_dashboard_page_is_served_without_a_key(tmp_path: Path, engine: Engi
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         assert "/v1/pipeline" in page.text and "/v1/stats" in page.text
+        assert "\"cancel\"" in page.text and "\"retry\"" in page.text  # a job page's actions
         assert client.get("/v1/pipeline").status_code == 401
 
 
@@ -92,3 +97,33 @@ def test_pipeline_view_is_served_when_configured(tmp_path: Path, engine: Engine)
     with_view = dataclasses.replace(without, pipeline=FixedView())
     with TestClient(create_app(with_view)) as client:
         assert client.get("/v1/pipeline").json()["stages"]["verify"]["lag"] == 3
+
+
+class LeaderNotYetElected:
+    """A consumer whose partitions have no leader for the first few asks (just created)."""
+
+    def __init__(self) -> None:
+        self.refusals = 2
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        partitions = {0: None}
+        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions=partitions)})
+
+    def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
+        return [TopicPartition(p.topic, p.partition, 3) for p in partitions]
+
+    def get_watermark_offsets(self, place: Any, timeout: float) -> tuple[int, int]:
+        if self.refusals:
+            self.refusals -= 1
+            raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+        return 0, 10
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_pipeline_view_waits_for_a_partitions_leader_instead_of_failing() -> None:
+    view = KafkaPipelineView(Settings(kafka_bootstrap="127.0.0.1:1"))
+    view._consumer = lambda group: LeaderNotYetElected()  # type: ignore[assignment,method-assign,return-value]
+    assert view._lag("anchorline-verifier", ["t.jobs.requested"]) == 7
+    assert view._depth("t.jobs.requested.dlq") == 10

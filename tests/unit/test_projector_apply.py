@@ -264,3 +264,37 @@ def test_anchor_statuses_need_not_name_the_tenant(make_status: MakeStatus) -> No
     row = fold([make_status(StageState.RUNNING, tenant="acme", kind=kind)])
     after = apply(row, make_status(StageState.SUCCEEDED, at=1, stage=Stage.ANCHOR, kind=kind))
     assert after is not None and after.tenant == "acme"
+
+
+def test_a_cancel_ends_the_run_wherever_it_is(make_status: MakeStatus, at: At) -> None:
+    running = [
+        make_status(StageState.QUEUED, at=0),
+        make_status(StageState.SUCCEEDED, at=1, progress=100, result=VERIFIED),
+        make_status(StageState.RETRYING, stage=Stage.PROVE, at=2, attempt=2),
+    ]
+    # the gateway names the stage it saw; the job has moved on since
+    cancel = make_status(StageState.CANCELLED, at=3, final=True)
+    row = fold([*running, cancel])
+    assert (row.state, row.finished_at) == ("cancelled", at(3))
+    late = make_status(StageState.SUCCEEDED, stage=Stage.PROVE, at=4, attempt=2, final=True)
+    assert apply(row, late) is None
+
+
+def test_a_cancel_of_an_earlier_run_leaves_a_later_one_alone(make_status: MakeStatus) -> None:
+    row = fold([make_status(StageState.RUNNING, generation=2)])
+    assert apply(row, make_status(StageState.CANCELLED, generation=1, final=True)) is None
+
+
+def test_a_later_run_after_a_cancel_takes_the_job_over(make_status: MakeStatus) -> None:
+    row = fold([make_status(StageState.QUEUED), make_status(StageState.CANCELLED, final=True)])
+    after = apply(row, make_status(StageState.QUEUED, generation=1, note="retried"))
+    assert after is not None and after.state == "queued" and after.generation == 1
+
+
+def test_a_webhook_delivery_never_moves_a_job(make_status: MakeStatus) -> None:
+    row = fold([make_status(StageState.SUCCEEDED, final=True, result=VERIFIED)])
+    for state in (StageState.SUCCEEDED, StageState.RETRYING, StageState.DEAD, StageState.QUEUED):
+        delivery = make_status(state, stage=Stage.NOTIFY, generation=1, note="webhook")
+        assert check_status(delivery) == delivery  # any kind of job may be notified
+        assert apply(row, delivery) is None
+    assert apply(None, make_status(StageState.SUCCEEDED, stage=Stage.NOTIFY)) is None

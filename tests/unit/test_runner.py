@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from anchorline.events import (
     refs_of,
 )
 from anchorline.stream import codec
+from anchorline.stream.cancellations import CancelledJobs
 from anchorline.stream.runner import (
     Incoming,
     MessageProcessor,
@@ -89,12 +91,14 @@ NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 class Harness:
     def __init__(self, handler: FakeHandler, *, max_attempts: int = 3) -> None:
         self.published: list[JobStatus] = []
+        self.cancelled = CancelledJobs()
         self.processor = MessageProcessor(
             handler,
             topics=TOPICS,
             retry=RetryPolicy(max_attempts=max_attempts, ladder=(5.0, 30.0)),
             publish_now=self.published.append,
             clock=lambda: NOW,
+            cancelled=self.cancelled.is_cancelled,
         )
 
     def process(self, *batch: Incoming) -> list[Outgoing]:
@@ -487,3 +491,111 @@ def test_a_prefetching_handler_gets_the_batch_it_will_handle_once_decoded() -> N
     Harness(handler).process(message_of("a", 1), message(b"junk", offset=2), message_of("b", 3))
     assert handler.prefetched == [["a", "b"]]  # the undecodable record is dead-lettered instead
     assert handler.calls == [["a"], ["b"]]
+
+
+# --- cancelled jobs -------------------------------------------------------------------------------
+
+
+def test_a_cancelled_job_is_skipped_and_ends_cancelled() -> None:
+    handler = FakeHandler(batched=True)
+    harness = Harness(handler)
+    harness.cancelled.add("b", 0)
+    out = harness.process(*(message_of(job, offset) for offset, job in enumerate("abc")))
+    assert handler.calls == [["a", "c"]]
+    statuses = decoded(out, TOPICS.job_status)
+    (skipped,) = [s for s in statuses if s.job_id == "b"]
+    assert (skipped.state, skipped.final, skipped.stage) == (
+        StageState.CANCELLED,
+        True,
+        Stage.VERIFY,
+    )
+    assert skipped.note == "skipped by the verify stage: the job was cancelled"
+    assert not [item for item in out if item.topic == TOPICS.prove_requested and item.key == b"b"]
+    assert "b" not in {s.job_id for s in harness.published}
+
+
+def test_a_later_run_of_a_cancelled_job_is_not_skipped() -> None:
+    raw = message_of("a")
+    retried = Incoming(SOURCE, 2, 8, raw.key, raw.value, 0, {"anchorline-generations": b'{"a":1}'})
+    handler = FakeHandler()
+    harness = Harness(handler)
+    harness.cancelled.add("a", 0)
+    out = harness.process(retried)
+    assert handler.calls == [["a"]]
+    assert [s.state for s in decoded(out, TOPICS.job_status)] == [StageState.SUCCEEDED]
+
+
+# --- time limits ----------------------------------------------------------------------------------
+
+
+class Sleeper(FakeHandler):
+    """Handles like FakeHandler, taking `seconds[job_id]` for a job."""
+
+    def __init__(self, seconds: dict[str, float], *, batched: bool = False) -> None:
+        super().__init__(batched=batched)
+        self.seconds = seconds
+
+    def handle(self, events: Sequence[JobRequested], report: Report) -> list[Event]:
+        import time
+
+        time.sleep(max(self.seconds.get(event.job_id, 0.0) for event in events))
+        return super().handle(events, report)
+
+
+def limited(handler: FakeHandler, *, limit_s: float, budget_s: float = 60.0) -> MessageProcessor:
+    return MessageProcessor(
+        handler,
+        topics=TOPICS,
+        retry=RetryPolicy(max_attempts=3, ladder=(5.0, 30.0)),
+        publish_now=lambda status: None,
+        clock=lambda: NOW,
+        time_limit_s=limit_s,
+        batch_budget_s=budget_s,
+    )
+
+
+def test_a_record_past_the_stage_time_limit_retries_alone() -> None:
+    processor = limited(Sleeper({"b": 2.0}, batched=True), limit_s=0.3)
+    out = processor.process([message_of(job, offset) for offset, job in enumerate("abc")])
+    retried = [item for item in out if item.topic == f"{SOURCE}.retry.1"]
+    assert [item.key for item in retried] == [b"b"]
+    assert headers_of(retried[0])["kafka_dlt-exception-fqcn"].endswith("StageTimeout")
+    states = {s.job_id: s.state for s in decoded(out, TOPICS.job_status)}
+    assert states == {
+        "a": StageState.SUCCEEDED,
+        "b": StageState.RETRYING,
+        "c": StageState.SUCCEEDED,
+    }
+    processor.limiter.close()
+
+
+def test_records_the_batch_has_no_time_left_for_go_round_again_unchanged() -> None:
+    processor = limited(Sleeper({"a": 0.5}), limit_s=5.0, budget_s=0.3)
+    second = Incoming(
+        SOURCE, 2, 8, b"b", codec.encode(requested("b")), 0, {"retry_topic-attempts": b"2"}
+    )
+    out = processor.process([message_of("a"), second])
+    (again,) = [item for item in out if item.key == b"b"]
+    assert again.topic == SOURCE
+    assert again.value == second.value
+    assert headers_of(again) == {"retry_topic-attempts": "2"}
+    # the record that used the budget up is cut off where it ends
+    assert [(s.job_id, s.state) for s in decoded(out, TOPICS.job_status)] == [
+        ("a", StageState.RETRYING)
+    ]
+    processor.limiter.close()
+
+
+def test_without_a_time_limit_the_handler_runs_on_the_runners_thread() -> None:
+    threads: list[str] = []
+
+    class Where(FakeHandler):
+        def handle(self, events: Sequence[JobRequested], report: Report) -> list[Event]:
+            threads.append(threading.current_thread().name)
+            return super().handle(events, report)
+
+    for limit_s in (0.0, 5.0):
+        processor = limited(Where(), limit_s=limit_s)
+        processor.process([message_of("a")])
+        processor.limiter.close()
+    assert threads == [threading.current_thread().name, "handler"]

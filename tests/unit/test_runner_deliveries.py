@@ -185,3 +185,20 @@ def test_a_stage_may_take_fewer_records_a_poll_than_the_setting() -> None:
         stage.deliveries.close()
         assert stage.max_batch == expected
         assert stage.handling.deadline_s == 600
+
+
+def test_the_notifier_announces_a_cancelled_job_where_a_pipeline_stage_skips_it() -> None:
+    from anchorline.events import NotifyRequested, Stage
+
+    class Notifier(FakeHandler):
+        stage = Stage.NOTIFY
+        consumes = NotifyRequested
+
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="t")
+    for handler, skips in ((FakeHandler(), True), (Notifier(), False)):
+        stage = StageRunner(handler, settings, service="s")
+        stage.loop.close()
+        stage.deliveries.close()
+        if stage.cancellations is not None:
+            stage.cancellations.add("job-1", 0)
+        assert stage.processor.cancelled("job-1", 0) is skips

@@ -14,10 +14,15 @@ def other_value(spec: dataclasses.Field[Any], default: Any) -> Any:
     """A value of the field's type that differs from its default."""
     if spec.name == "kafka_security_protocol":  # one of a few
         return "SASL_SSL"
-    if spec.name == "log_format":
-        return "text"
-    if spec.name == "blob_url":
-        return "s3://other-bucket/other/prefix"
+    formed = {  # values with a form of their own
+        "log_format": "text",
+        "blob_url": "s3://other-bucket/other/prefix",
+        "webhook_urls": "acme=https://hooks.example/a",
+        "webhook_secrets": "acme=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "webhook_private_networks": "10.0.0.0/8",
+    }
+    if spec.name in formed:
+        return formed[spec.name]
     kind = str(spec.type)
     if kind.startswith("int"):
         return default + 7
@@ -207,3 +212,10 @@ def test_s3_keys_go_in_pairs_and_the_secret_stays_out_of_the_repr() -> None:
         Settings(s3_access_key_id="AKIDEXAMPLE")
     settings = Settings(s3_access_key_id="AKIDEXAMPLE", s3_secret_access_key="wJalrXUtnFEMI")
     assert "AKIDEXAMPLE" in repr(settings) and "wJalrXUtnFEMI" not in repr(settings)
+
+
+def test_a_stage_time_limit_of_zero_is_none_and_below_zero_is_refused() -> None:
+    assert Settings(verify_timeout_s=0).stage_timeout_s("verify") == 0
+    assert Settings().stage_timeout_s("anchor") == 180
+    with pytest.raises(ConfigurationError, match="ANCHORLINE_NOTIFY_TIMEOUT_S"):
+        Settings(notify_timeout_s=-1)

@@ -28,6 +28,7 @@ def test_names_derive_from_the_prefix() -> None:
         "p.jobs.requested",
         "p.prove.requested",
         "p.anchor.requested",
+        "p.notify.requested",
     ]
     assert topics.job_status == "p.job.status"
     assert topics.dead_letter("p.job.status") == "p.job.status.dlq"
@@ -39,9 +40,9 @@ def test_default_prefix_is_anchorline() -> None:
 
 def test_all_lists_every_input_its_delay_topics_and_dead_letter_topic_once() -> None:
     names = Topics("p", retry_levels=2).all()
-    assert len(names) == len(set(names)) == 4 + 3 * 2 + 4 + 2
-    assert names[-2:] == ["p.deliveries", "p.dlq.replays"]
-    inputs = [n for n in names[:-2] if not n.endswith(".dlq") and ".retry." not in n]
+    assert len(names) == len(set(names)) == 5 + 4 * 2 + 5 + 3
+    assert names[-3:] == ["p.deliveries", "p.dlq.replays", "p.jobs.cancelled"]
+    inputs = [n for n in names[:-3] if not n.endswith(".dlq") and ".retry." not in n]
     letters = sorted(name for name in names if name.endswith(".dlq"))
     assert sorted(f"{name}.dlq" for name in inputs) == letters
     assert "p.job.status.retry.1" not in names, "the projector retries in place, not via topics"
