@@ -18,13 +18,13 @@ from prometheus_client import Counter
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from anchorline.errors import Poison, Retryable
-from anchorline.events import JobStatus
+from anchorline.events import JobRequested, JobStatus
 from anchorline.settings import Settings
 from anchorline.stream import codec, headers
 from anchorline.stream.consume import take
 from anchorline.stream.exactly_once import Outgoing
 from anchorline.stream.kafka import consumer_config, producer_config
-from anchorline.stream.registry_codec import codec_for, decode
+from anchorline.stream.registry_codec import CONFLUENT_MAGIC, Codec, codec_for, decode
 from anchorline.stream.runner import dead_letter_headers, fit, incoming
 from anchorline.stream.topics import Place, place_of
 from anchorline_projector.apply import JobRow, check_status
@@ -109,7 +109,8 @@ class Projector:
     def _keep(self, requests: list[Message], stop: threading.Event) -> bool:
         """Keep the requests of the batch (for a retry through the API); False if stopped
         while the database was away."""
-        pairs = [(message.key(), message.value()) for message in requests]
+        kept = [(message.key(), single_object(self.codec, message.value())) for message in requests]
+        pairs = [(key, value) for key, value in kept if value is not None]
         delay = 0.5
         while pairs and not stop.is_set():
             try:
@@ -239,6 +240,18 @@ class Projector:
 def _on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
     if error is not None and error.code() != KafkaError._NO_OFFSET:
         log.warning("offsets not committed (%s); their events will be applied again", error)
+
+
+def single_object(codec_: Codec, value: bytes | None) -> bytes | None:
+    """A request as the gateway's retry reads it: one in Confluent's framing re-encoded (None,
+    not kept, if it cannot be read: its stage dead-letters it anyway)."""
+    if not value or value[0] != CONFLUENT_MAGIC:
+        return value
+    try:
+        return codec.encode(decode(codec_, value, JobRequested))
+    except Exception as exc:  # Poison, Retryable (the registry away): no retry through the API
+        log.warning("a request not kept for a retry: %.200s", exc)
+        return None
 
 
 def _first_line(exc: DataError) -> str:

@@ -26,6 +26,7 @@ from anchorline.stream.dlq import read_letters
 from anchorline.stream.kafka import client_config
 from anchorline.stream.registry_codec import SINGLE_OBJECT, RegistryCodec, decode
 from anchorline.stream.runner import StageRunner
+from anchorline_projector.service import single_object
 from anchorline_verifier.handler import VerifyHandler
 
 
@@ -209,3 +210,16 @@ def test_a_confluent_framed_dead_letter_names_its_job(
     (letter,) = list(read_letters(settings, "verify"))
     assert letter.value[0] == 0
     assert letter.job_ids() == [never.job_id]
+
+
+def test_the_projector_keeps_a_framed_request_as_the_api_retry_reads_it(
+    registry: tuple[RegistryCodec, SchemaRegistryClient], settings: Settings
+) -> None:
+    ours, _ = registry
+    job = signed_job(settings, JobKind.VERIFY, b"kept for a retry")
+    framed = ours.encode(job)
+    kept = single_object(ours, framed)
+    assert kept is not None and codec.decode(kept, JobRequested) == job
+    plain = codec.encode(job)
+    assert single_object(ours, plain) is plain  # already what the retry reads
+    assert single_object(ours, framed[:5] + b"\xff" * 8) is None  # unreadable: not kept
