@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -15,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from eth_account import Account
 
 from anchorline.infra.anvil import ensure_node_tools
 from anchorline.infra.kafka import ensure_kafka_jars
 from anchorline.infra.ports import free_ports
+from anchorline.proof.manifest import sign_eip191
 from anchorline.settings import Settings
 
 START_TIMEOUT_S = 180
@@ -45,6 +49,27 @@ def wait_terminal(system: System, job_id: str, timeout: float = 120.0) -> dict[s
             return dict(response.json())
         time.sleep(0.5)
     raise AssertionError(f"job {job_id} not terminal in time\n" + "".join(system.output[-40:]))
+
+
+def submit_signed(system: System, content: bytes, *, kind: str = "anchor") -> str:
+    """POST a job for `content` with a manifest signed by a new creator; its job id."""
+    creator = Account.create()
+    document = {
+        "content_hash": "0x" + hashlib.sha256(content).hexdigest(),
+        "creator": creator.address,
+    }
+    response = httpx.post(
+        f"{system.base_url}/v1/jobs",
+        data={
+            "kind": kind,
+            "manifest": json.dumps(document),
+            "signature": sign_eip191(document, creator.key.hex()),
+        },
+        files={"content": ("content.bin", content)},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["job_id"])
 
 
 def local_settings(state_dir: Path, **overrides: Any) -> Settings:

@@ -4,7 +4,6 @@ was reorganised away."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -13,34 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from eth_account import Account
-from system_under_test import System, local_settings, run_up, wait_terminal
+from system_under_test import System, local_settings, run_up, submit_signed, wait_terminal
 from web3 import Web3
 
 from anchorline.infra.postgres import PostgresServer
-from anchorline.proof.manifest import sign_eip191
 
 TRUST_PATH = "/.well-known/anchorline-trust.json"
-
-
-def submit(system: System, content: bytes) -> str:
-    creator = Account.create()
-    document = {
-        "content_hash": "0x" + hashlib.sha256(content).hexdigest(),
-        "creator": creator.address,
-    }
-    response = httpx.post(
-        f"{system.base_url}/v1/jobs",
-        data={
-            "kind": "anchor",
-            "manifest": json.dumps(document),
-            "signature": sign_eip191(document, creator.key.hex()),
-        },
-        files={"content": ("content.bin", content)},
-        timeout=30,
-    )
-    assert response.status_code == 202, response.text
-    return str(response.json()["job_id"])
 
 
 def receipt_of(system: System, job_id: str) -> dict[str, Any] | None:
@@ -65,7 +42,7 @@ def test_jobs_whose_anchor_a_reorg_took_are_anchored_again_with_new_receipts(
         finality_depth=50,  # deeper than this test ever gets: every anchor stays watched
     )
     with run_up(settings) as system:
-        job_ids = [submit(system, f"reorged content {n}\n".encode()) for n in range(3)]
+        job_ids = [submit_signed(system, f"reorged content {n}\n".encode()) for n in range(3)]
         for job_id in job_ids:
             assert wait_terminal(system, job_id)["state"] == "succeeded"
         old = {job_id: receipt_of(system, job_id) for job_id in job_ids}

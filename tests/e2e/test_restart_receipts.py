@@ -3,41 +3,23 @@ before the restart still checks after it."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
-from eth_account import Account
-from system_under_test import System, local_settings, run_up, wait_terminal
+from system_under_test import System, local_settings, run_up, submit_signed, wait_terminal
 
 from anchorline.infra.postgres import PostgresServer
-from anchorline.proof.manifest import sign_eip191
 
 TRUST_PATH = "/.well-known/anchorline-trust.json"
 
 
 def anchored_receipt(system: System) -> dict[str, object]:
-    creator = Account.create()
     content = b"anchored before a restart\n"
-    document = {
-        "content_hash": "0x" + hashlib.sha256(content).hexdigest(),
-        "creator": creator.address,
-    }
-    response = httpx.post(
-        f"{system.base_url}/v1/jobs",
-        data={
-            "kind": "anchor",
-            "manifest": json.dumps(document),
-            "signature": sign_eip191(document, creator.key.hex()),
-        },
-        files={"content": ("content.bin", content)},
-        timeout=30,
-    )
-    assert response.status_code == 202, response.text
-    job = wait_terminal(system, response.json()["job_id"])
+    job_id = submit_signed(system, content)
+    job = wait_terminal(system, job_id)
     assert job["state"] == "succeeded", job
     receipt = httpx.get(f"{system.base_url}/v1/jobs/{job['job_id']}/receipt", timeout=10)
     assert receipt.status_code == 200, receipt.text

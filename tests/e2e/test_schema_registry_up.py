@@ -3,21 +3,17 @@ service on Confluent's framing through it."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from confluent_kafka import Consumer
-from eth_account import Account
-from system_under_test import System, local_settings, run_up, wait_terminal
+from system_under_test import System, local_settings, run_up, submit_signed, wait_terminal
 
 from anchorline.events import new_id
 from anchorline.infra.apicurio import CONFLUENT_API
 from anchorline.infra.ports import free_port
 from anchorline.infra.postgres import PostgresServer
-from anchorline.proof.manifest import sign_eip191
 
 
 @pytest.fixture(scope="module")
@@ -54,23 +50,8 @@ def first_bytes(system: System, topic: str) -> set[int]:
 
 def test_an_anchor_job_goes_through_every_service_on_the_registry(system: System) -> None:
     content = b"registered " + new_id().encode()
-    creator = Account.create()
-    document = {
-        "content_hash": "0x" + hashlib.sha256(content).hexdigest(),
-        "creator": creator.address,
-    }
-    response = httpx.post(
-        f"{system.base_url}/v1/jobs",
-        data={
-            "kind": "anchor",
-            "manifest": json.dumps(document),
-            "signature": sign_eip191(document, creator.key.hex()),
-        },
-        files={"content": ("content.bin", content)},
-        timeout=30,
-    )
-    assert response.status_code == 202, response.text
-    record = wait_terminal(system, response.json()["job_id"])
+    job_id = submit_signed(system, content)
+    record = wait_terminal(system, job_id)
     assert record["state"] == "succeeded", record
     assert record["result"]["anchor"]["txHash"]
 
