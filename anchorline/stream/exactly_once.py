@@ -17,7 +17,7 @@ from anchorline.stream.consume import take
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import consumer_config, producer_config, transactional_id
 from anchorline.stream.topics import place_of
-from anchorline.stream.watchdog import Watchdog, exit_hung, exit_left_group
+from anchorline.stream.watchdog import Watchdog, exit_hung, exit_left_group, exit_to_restart
 
 log = logging.getLogger(__name__)
 RETRY_PAUSE_S = 0.1
@@ -95,23 +95,30 @@ class ExactlyOnce:
             return True
         except KafkaException as exc:
             error = exc.args[0]
-            if not _fenced(error) and not error.txn_requires_abort():
-                raise
+            if not error.txn_requires_abort() and not _fenced(error):
+                # Whether the broker committed is unknown: only a new process, reading from the
+                # committed offsets, is sure to run each record's effects once.
+                exit_to_restart(self.service, f"committing a transaction failed: {error}")
             if not _fenced(error):
                 log.warning("transaction aborted (%s); rewinding the batch", error)
-                try:
-                    _until_done(lambda: self.producer.abort_transaction(self.deadline_s))
-                except KafkaException as abort_exc:
-                    # The broker came back having fenced us while we aborted: the coordinator
-                    # has aborted the transaction itself.
-                    error = abort_exc.args[0]
-                    if not _fenced(error):
-                        raise
-            if _fenced(error):
-                log.warning("producer fenced (%s); a new one runs the batch again", error)
+                error = self._abort()
+            if error.fatal():  # fenced, or made unusable while aborting: nothing was committed
+                log.warning("producer unusable (%s); a new one runs the batch again", error)
                 self._replace_producer()
             self._rewind(batch)
             return False
+
+    def _abort(self) -> KafkaError:
+        """Abort the open transaction; the error that ended the producer if aborting failed
+        fatally (the broker came back having fenced it, or lost its transaction state)."""
+        try:
+            _until_done(lambda: self.producer.abort_transaction(self.deadline_s))
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if not error.fatal():
+                exit_to_restart(self.service, f"aborting a transaction failed: {error}")
+            return error
+        return KafkaError(KafkaError.NO_ERROR)
 
     def _replace_producer(self) -> None:
         """The coordinator aborted the fenced producer's transaction: nothing of the batch was

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,15 @@ def exit_left_group(service: str) -> None:
     """A consumer that exceeded max.poll.interval.ms has left its group and lost its
     partitions; its batch in hand cannot commit. End the process so a new one takes over."""
     log.critical("%s's consumer left its group (max.poll.interval.ms exceeded); exiting", service)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_HUNG)
+
+
+def exit_to_restart(service: str, why: str) -> NoReturn:
+    """A state this process cannot safely go on from (a transaction's outcome unknown): end it,
+    so that a new one takes over from what the broker committed."""
+    log.critical("%s: %s; exiting so that a new process takes over", service, why)
     for handler in logging.getLogger().handlers:
         handler.flush()
     os._exit(EXIT_HUNG)

@@ -124,6 +124,7 @@ class NewProducer:
 
 ABORTABLE = KafkaError(KafkaError._TIMED_OUT, "timed out", txn_requires_abort=True)
 FENCED = KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True)
+LOST_STATE = KafkaError(KafkaError.INVALID_TXN_STATE, "invalid transaction state", fatal=True)
 
 
 def loop_with(producer: FailingProducer, monkeypatch: pytest.MonkeyPatch) -> ExactlyOnce:
@@ -141,8 +142,9 @@ def loop_with(producer: FailingProducer, monkeypatch: pytest.MonkeyPatch) -> Exa
         (ABORTABLE, None, False),  # aborted and rewound, same producer
         (FENCED, None, True),  # fenced at commit: a new producer
         (ABORTABLE, FENCED, True),  # fenced while aborting (the broker came back): a new one
+        (ABORTABLE, LOST_STATE, True),  # the broker came back without the transaction
     ],
-    ids=["abortable", "fenced", "fenced-while-aborting"],
+    ids=["abortable", "fenced", "fenced-while-aborting", "invalid-state-while-aborting"],
 )
 def test_a_failed_commit_rewinds_the_batch_and_replaces_a_fenced_producer(
     on_commit: KafkaError, on_abort: KafkaError | None, replaced: bool, monkeypatch
@@ -159,11 +161,25 @@ def test_a_failed_commit_rewinds_the_batch_and_replaces_a_fenced_producer(
         loop.watchdog.stop()
 
 
-def test_an_error_that_is_neither_abortable_nor_fencing_is_raised(monkeypatch) -> None:
-    other = KafkaError(KafkaError._STATE, "not in a transaction", fatal=True)
-    loop = loop_with(FailingProducer(other), monkeypatch)
+@pytest.mark.parametrize(
+    ("on_commit", "on_abort"),
+    [
+        # the commit's outcome unknown: only a new process reading the committed offsets is safe
+        (KafkaError(KafkaError._STATE, "not in a transaction", fatal=True), None),
+        (KafkaError(KafkaError._TRANSPORT, "broker went away"), None),
+        # aborting failed without ending the producer: its state unknown
+        (ABORTABLE, KafkaError(KafkaError._STATE, "erroneous state")),
+    ],
+    ids=["fatal-commit", "other-commit", "abort-failed"],
+)
+def test_a_transaction_in_an_unknown_state_ends_the_process_to_be_restarted(
+    on_commit: KafkaError, on_abort: KafkaError | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "_exit", exits)
+    loop = loop_with(FailingProducer(on_commit, on_abort), monkeypatch)
     try:
-        with pytest.raises(KafkaException):
+        with pytest.raises(SystemExit) as exited:
             loop.commit([Record(1)], [])
+        assert exited.value.code == EXIT_HUNG
     finally:
         loop.watchdog.stop()
