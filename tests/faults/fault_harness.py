@@ -503,7 +503,7 @@ class Cluster:
         """The last Python traceback in each named service's log: why it exited."""
         parts = []
         for name in names:
-            lines = _log_lines(self.services[name])
+            lines = _with_json_tracebacks(_log_lines(self.services[name]))
             starts = [n for n, line in enumerate(lines) if line.startswith("Traceback")]
             if not starts:
                 parts.append(f"--- {name}: no traceback in its log")
@@ -879,3 +879,16 @@ def _json(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         return dict(json.loads(value))
     return dict(value or {})
+
+
+def _with_json_tracebacks(lines: list[str]) -> list[str]:
+    """The log's lines, with the traceback a JSON line carries (`exc`) spelled out in lines."""
+    spelled: list[str] = []
+    for line in lines:
+        spelled.append(line)
+        if line.startswith("{") and '"exc"' in line:
+            with contextlib.suppress(ValueError):
+                exc = json.loads(line).get("exc")
+                if isinstance(exc, str):
+                    spelled.extend(exc.splitlines())
+    return spelled
