@@ -114,16 +114,25 @@ class Projector:
         delay = 0.5
         while pairs and not stop.is_set():
             try:
-                self.store.keep_requests(pairs)
-                return True
-            except DataError as exc:  # refused for its values: that job cannot be retried
-                log.warning("requests not kept for a retry: %s", _first_line(exc))
+                self._keep_each(pairs)
                 return True
             except SQLAlchemyError as exc:
                 log.warning("job store unavailable (%s); retrying in %.1fs", exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
         return not pairs
+
+    def _keep_each(self, pairs: list[tuple[bytes | None, bytes]]) -> None:
+        """Keep the requests; one the table refuses for its values is not kept (its job cannot
+        be retried through the API) and the others are, one at a time after such a refusal."""
+        try:
+            self.store.keep_requests(pairs)
+        except DataError as exc:
+            if len(pairs) == 1:
+                log.warning("a request not kept for a retry: %s", _first_line(exc))
+                return
+            for pair in pairs:
+                self._keep_each([pair])
 
     def _apply(self, messages: list[Message], stop: threading.Event) -> bool:
         decoded = [(message, self._decode(message, stop)) for message in messages]

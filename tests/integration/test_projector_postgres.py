@@ -14,13 +14,14 @@ from confluent_kafka import Consumer, TopicPartition
 from kafka_helpers import publish, read_topic, wait_for
 
 from anchorline.cli.main import main
-from anchorline.events import JobKind, JobRef, Stage, StageState, new_id, utcnow
+from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState, new_id, utcnow
 from anchorline.infra.postgres import PostgresServer
 from anchorline.settings import Settings
 from anchorline.store.db import job_events, jobs, make_engine
 from anchorline.store.migrate import upgrade
 from anchorline.stream import headers
 from anchorline.stream.kafka import client_config
+from anchorline_gateway.reads import SqlJobReader
 from anchorline_projector.service import Projector
 from anchorline_projector.store import SqlJobStore
 
@@ -279,3 +280,19 @@ def test_a_stopped_projector_has_committed_every_applied_status(
         consumer.close()
     assert [p.offset if p.offset >= 0 else 0 for p in committed] == ends
     assert sum(ends) == len(refs)
+
+
+def test_a_request_postgres_cannot_keep_leaves_the_others_of_its_batch_kept(
+    settings: Settings, engine: sa.Engine, running
+) -> None:
+    """Requests are kept for the API's retry: one the table refuses (a NUL in its callback URL)
+    is not kept, and the rest of its batch still is."""
+    fine, hostile = (
+        JobRequested(new_id(), JobKind.VERIFY, "sha256:" + "ab" * 32, "{}", "0x", utcnow())
+        for _ in "ab"
+    )
+    publish(settings, replace(hostile, callback_url="https://a\x00b/"), fine)
+    running(Projector(settings, SqlJobStore(engine)).run)
+
+    wait_for(lambda: SqlJobReader(engine).request_of(fine.job_id))
+    assert SqlJobReader(engine).request_of(hostile.job_id) is None
