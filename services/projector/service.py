@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from confluent_kafka import (
     Consumer,
@@ -32,6 +34,7 @@ from anchorline_projector.notices import notice, notice_without_result
 from anchorline_projector.store import SqlJobStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 GROUP = "anchorline-projector"
 APPLIED = Counter(
     "anchorline_projector_applied", "Status events the projector applied to the jobs table."
@@ -99,7 +102,7 @@ class Projector:
         if not offsets:
             return
         try:
-            if asynchronous:
+            if asynchronous:  # two calls: the stubs type each by its literal
                 self.consumer.commit(offsets=offsets, asynchronous=True)
             else:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
@@ -111,28 +114,17 @@ class Projector:
         while the database was away."""
         kept = [(message.key(), single_object(self.codec, message.value())) for message in requests]
         pairs = [(key, value) for key, value in kept if value is not None]
-        delay = 0.5
-        while pairs and not stop.is_set():
-            try:
-                self._keep_each(pairs)
-                return True
-            except SQLAlchemyError as exc:
-                log.warning("job store unavailable (%s); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        return not pairs
-
-    def _keep_each(self, pairs: list[tuple[bytes | None, bytes]]) -> None:
-        """Keep the requests; one the table refuses for its values is not kept (its job cannot
-        be retried through the API) and the others are, one at a time after such a refusal."""
-        try:
-            self.store.keep_requests(pairs)
-        except DataError as exc:
-            if len(pairs) == 1:
-                log.warning("a request not kept for a retry: %s", _first_line(exc))
-                return
-            for pair in pairs:
-                self._keep_each([pair])
+        # One the table refuses for its values is not kept: its job cannot be retried by the API.
+        return not pairs or _outlasting_outages(
+            lambda: _alone_if_refused(
+                pairs,
+                self.store.keep_requests,
+                lambda _, reason: log.warning(
+                    "a request not kept for a retry: the job store refuses it: %s", reason
+                ),
+            ),
+            stop,
+        )
 
     def _apply(self, messages: list[Message], stop: threading.Event) -> bool:
         decoded = [(message, self._decode(message, stop)) for message in messages]
@@ -140,40 +132,39 @@ class Projector:
             return False
         events = [event for _, event in decoded if event is not None]
         source = {event.event_id: message for message, event in decoded if event is not None}
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                ended: list[JobRow] = []
-                self._store(events, source, ended)
-                self._notify(ended, stop)
-                self.dead_letters.flush(30)
-                APPLIED.inc(len(events))
-                return True
-            except SQLAlchemyError as exc:
-                log.warning("job store unavailable (%s); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        return False
+
+        def store() -> None:
+            ended: list[JobRow] = []
+            self._store(events, source, ended)
+            self._notify(ended, stop)
+
+        if not _outlasting_outages(store, stop):
+            return False
+        self.dead_letters.flush(30)
+        APPLIED.inc(len(events))
+        return True
 
     def _store(
         self, events: list[JobStatus], source: dict[str, Message], ended: list[JobRow]
     ) -> None:
         """Apply `events`; one the database refuses for its values (not for being away) is
         dead-lettered alone, and the rest applied without it."""
-        refused: list[tuple[JobStatus, Poison]] = []
-        try:
+
+        def apply(batch: list[JobStatus]) -> None:
+            refused: list[tuple[JobStatus, Poison]] = []
             self.store.apply_batch(
-                events, refuse=lambda *forged: refused.append(forged), ended=ended
+                batch, refuse=lambda *forged: refused.append(forged), ended=ended
             )
-        except DataError as exc:
-            if len(events) == 1:
-                self._dead_letter(source[events[0].event_id], Poison(_first_line(exc)))
-                return
-            for event in events:  # in order: each event sees the rows the earlier ones left
-                self._store([event], source, ended)
-            return
-        for event, reason in refused:
-            self._dead_letter(source[event.event_id], reason)
+            for event, reason in refused:
+                self._dead_letter(source[event.event_id], reason)
+
+        _alone_if_refused(
+            events,
+            apply,
+            lambda event, reason: self._dead_letter(
+                source[event.event_id], Poison(f"the job store refuses this status: {reason}")
+            ),
+        )
 
     def _notify(self, ended: list[JobRow], stop: threading.Event) -> None:
         """Hand the jobs that ended to the notifier (produced before the offsets are committed:
@@ -201,15 +192,11 @@ class Projector:
     def _callbacks(self, ended: list[JobRow], stop: threading.Event) -> dict[str, str]:
         """The ended jobs' own callback URLs; the rows are written, so this waits out a
         database that went away rather than let their notifications go."""
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                return self.store.callbacks(row.job_id for row in ended)
-            except SQLAlchemyError as exc:
-                log.warning("job store unavailable (%s); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        return {}
+        found: dict[str, str] = {}
+        _outlasting_outages(
+            lambda: found.update(self.store.callbacks(r.job_id for r in ended)), stop
+        )
+        return found
 
     def _decode(self, message: Message, stop: threading.Event) -> JobStatus | None:
         delay = 0.5
@@ -251,6 +238,37 @@ def _on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> No
         log.warning("offsets not committed (%s); their events will be applied again", error)
 
 
+def _outlasting_outages(call: Callable[[], object], stop: threading.Event) -> bool:
+    """Call until the job store answers (True), waiting longer each time it does not; False
+    if `stop` came first."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            call()
+            return True
+        except SQLAlchemyError as exc:
+            log.warning("job store unavailable (%s); retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    return False
+
+
+def _alone_if_refused(
+    items: list[T], store: Callable[[list[T]], object], refused: Callable[[T, str], None]
+) -> None:
+    """store(items); if the database refuses their values (DataError, not an outage), each is
+    stored alone, in order (each sees the rows the earlier ones left), and one it refuses alone
+    goes to `refused` with the database's reason."""
+    try:
+        store(items)
+    except DataError as exc:
+        if len(items) == 1:
+            refused(items[0], _first_line(exc))
+            return
+        for item in items:
+            _alone_if_refused([item], store, refused)
+
+
 def single_object(codec_: Codec, value: bytes | None) -> bytes | None:
     """A request as the gateway's retry reads it: one in Confluent's framing re-encoded (None,
     not kept, if it cannot be read: its stage dead-letters it anyway)."""
@@ -265,7 +283,7 @@ def single_object(codec_: Codec, value: bytes | None) -> bytes | None:
 
 def _first_line(exc: DataError) -> str:
     """What the database said, without the statement and its parameters."""
-    return f"the job store refuses this status: {str(exc.orig).splitlines()[0]}"
+    return str(exc.orig).splitlines()[0]
 
 
 def _usable(message: Message) -> bool:
