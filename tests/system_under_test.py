@@ -72,6 +72,15 @@ def submit_signed(system: System, content: bytes, *, kind: str = "anchor") -> st
     return str(response.json()["job_id"])
 
 
+def verify_receipt(
+    system: System, receipt: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """`anchorline receipt verify RECEIPT` against the system's chain, with `options`."""
+    command = [str(Path(sys.executable).parent / "anchorline"), "receipt", "verify", str(receipt)]
+    command += ["--rpc", system.settings.rpc_url, *options]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
 def local_settings(state_dir: Path, **overrides: Any) -> Settings:
     """Settings of a system on free ports of this machine."""
     kafka_port, controller_port, rpc_port, http_port = free_ports(4)

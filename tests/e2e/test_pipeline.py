@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, Producer
 from eth_account import Account
-from system_under_test import System
+from system_under_test import System, verify_receipt
 from web3 import Web3
 
 from anchorline.events import JobKind, JobRequested, new_id, utcnow
@@ -199,14 +197,6 @@ def dead_letters(system: System, topic: str, *, key: bytes) -> list[Any]:
             found.append(message)
     consumer.close()
     return found
-
-
-def verify_receipt(
-    system: System, receipt: Path, *options: str
-) -> subprocess.CompletedProcess[str]:
-    command = [str(Path(sys.executable).parent / "anchorline"), "receipt", "verify", str(receipt)]
-    command += ["--rpc", system.settings.rpc_url, *options]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_a_receipt_fetched_over_http_checks_against_the_chain(

@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from system_under_test import System, local_settings, run_up, submit_signed, wait_terminal
+from system_under_test import (
+    System,
+    local_settings,
+    run_up,
+    submit_signed,
+    verify_receipt,
+    wait_terminal,
+)
 from web3 import Web3
 
 from anchorline.infra.postgres import PostgresServer
@@ -27,9 +33,7 @@ def receipt_of(system: System, job_id: str) -> dict[str, Any] | None:
 
 def verify(system: System, receipt: dict[str, Any], path: Path) -> subprocess.CompletedProcess[str]:
     path.write_text(json.dumps(receipt))
-    command = [str(Path(sys.executable).parent / "anchorline"), "receipt", "verify", str(path)]
-    command += ["--rpc", system.settings.rpc_url, "--trust", system.base_url + TRUST_PATH]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    return verify_receipt(system, path, "--trust", system.base_url + TRUST_PATH)
 
 
 def test_jobs_whose_anchor_a_reorg_took_are_anchored_again_with_new_receipts(

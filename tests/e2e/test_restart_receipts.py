@@ -4,12 +4,17 @@ before the restart still checks after it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
-from system_under_test import System, local_settings, run_up, submit_signed, wait_terminal
+from system_under_test import (
+    System,
+    local_settings,
+    run_up,
+    submit_signed,
+    verify_receipt,
+    wait_terminal,
+)
 
 from anchorline.infra.postgres import PostgresServer
 
@@ -26,12 +31,6 @@ def anchored_receipt(system: System) -> dict[str, object]:
     return dict(receipt.json())
 
 
-def verify(system: System, receipt: Path) -> subprocess.CompletedProcess[str]:
-    command = [str(Path(sys.executable).parent / "anchorline"), "receipt", "verify", str(receipt)]
-    command += ["--rpc", system.settings.rpc_url, "--trust", system.base_url + TRUST_PATH]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-
-
 def test_a_receipt_made_before_a_restart_checks_after_it(
     tmp_path: Path, postgres: PostgresServer
 ) -> None:
@@ -45,6 +44,6 @@ def test_a_receipt_made_before_a_restart_checks_after_it(
     with run_up(settings) as after:
         assert after.registry_address == before.registry_address
         assert httpx.get(after.base_url + TRUST_PATH, timeout=10).json() == trust_before
-        checked = verify(after, receipt_file)
+        checked = verify_receipt(after, receipt_file, "--trust", after.base_url + TRUST_PATH)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.splitlines()[-1] == "receipt OK"
