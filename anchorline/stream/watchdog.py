@@ -35,8 +35,7 @@ def exit_hung(what: str, waited_s: float) -> None:
     log.critical(
         "%s has blocked for %.0f s; exiting so that a new process takes over", what, waited_s
     )
-    for handler in logging.getLogger().handlers:
-        handler.flush()
+    _flush_logs()
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     os._exit(EXIT_HUNG)
 
@@ -44,19 +43,20 @@ def exit_hung(what: str, waited_s: float) -> None:
 def exit_left_group(service: str) -> None:
     """A consumer that exceeded max.poll.interval.ms has left its group and lost its
     partitions; its batch in hand cannot commit. End the process so a new one takes over."""
-    log.critical("%s's consumer left its group (max.poll.interval.ms exceeded); exiting", service)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    os._exit(EXIT_HUNG)
+    exit_to_restart(service, "its consumer left its group (max.poll.interval.ms exceeded)")
 
 
 def exit_to_restart(service: str, why: str) -> NoReturn:
-    """A state this process cannot safely go on from (a transaction's outcome unknown): end it,
-    so that a new one takes over from what the broker committed."""
+    """A state this process cannot safely go on from (a transaction's outcome unknown, its
+    partitions lost): end it, so that a new one takes over from what the broker committed."""
     log.critical("%s: %s; exiting so that a new process takes over", service, why)
+    _flush_logs()
+    os._exit(EXIT_HUNG)
+
+
+def _flush_logs() -> None:
     for handler in logging.getLogger().handlers:
         handler.flush()
-    os._exit(EXIT_HUNG)
 
 
 class Watchdog:
