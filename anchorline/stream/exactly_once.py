@@ -121,12 +121,13 @@ class ExactlyOnce:
         return KafkaError(KafkaError.NO_ERROR)
 
     def _replace_producer(self) -> None:
-        """The coordinator aborted the fenced producer's transaction: nothing of the batch was
-        committed. A producer with a new transactional id takes over (our ids are per process,
-        so no other process shares it); offsets stay fenced by the group generation."""
-        fenced, self.producer = self.producer, self._new_producer()
+        """Nothing of the batch was committed: the coordinator aborted the fenced producer's
+        transaction, or aborts the unusable one's after transaction.timeout.ms. A producer with
+        a new transactional id takes over (our ids are per process, so no other process shares
+        it); offsets stay fenced by the group generation."""
+        unusable, self.producer = self.producer, self._new_producer()
         with contextlib.suppress(KafkaException):
-            fenced.purge()
+            unusable.purge()
         _until_done(lambda: self.producer.init_transactions(self.deadline_s))
 
     def _leave_and_exit(self, what: str, waited_s: float) -> None:
