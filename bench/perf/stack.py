@@ -88,6 +88,9 @@ class Stack:
 @contextmanager
 def running_stack(state_dir: Path) -> Iterator[Stack]:
     """Start PostgreSQL (a new database) and `anchorline up`; stop both afterwards."""
+    # A benchmark ended by SIGTERM (kill, timeout) stops its stack as Ctrl-C does: Python's
+    # default would end at once, leaving the stack (in a session of its own) running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     ensure_kafka_jars()
     ensure_node_tools()
     pg_port, kafka_port, controller_port, rpc_port, http_port = free_ports(5)
