@@ -71,18 +71,29 @@ class Stack:
             label = _label(pid)
             if label:
                 found[pid] = label
-        postmaster = self._postmaster()
+        postmaster = _postmaster(self.postgres)
         if postmaster:
             found[postmaster] = "postgres"
             for pid in _descendants(postmaster, parents):
                 found[pid] = "postgres"
         return found
 
-    def _postmaster(self) -> int | None:
-        try:
-            return int((self.postgres.data_dir / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
+
+def postgres_cpu_seconds(postgres: PostgresServer) -> float:
+    """CPU seconds the cluster has used so far: its postmaster, its live backends and the
+    ones already reaped."""
+    postmaster = _postmaster(postgres)
+    if postmaster is None:
+        return 0.0
+    pids = [postmaster, *_descendants(postmaster, _parents())]
+    return sum(_cpu_of(pid, children=True) or 0.0 for pid in pids)
+
+
+def _postmaster(postgres: PostgresServer) -> int | None:
+    try:
+        return int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @contextmanager
