@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -18,6 +19,17 @@ from anchorline.proof.registry import deploy_registry
 
 TESTS_DIR = Path(__file__).parent
 SUITES = ("unit", "integration", "e2e", "fuzz")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run ended by SIGTERM (a CI timeout, `kill`) stops what its fixtures started, as Ctrl-C
+    # does: Python's default would end at once, leaving brokers and stacks (each in a session
+    # of its own) running, and their supervisors restarting their services.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
