@@ -1,11 +1,13 @@
 """A stage's input topics, one a priority, and what the runner fetched from them.
 
 Kafka cannot reorder a partition, so each priority has its own topic (a lane: topics.py). The
-runner subscribes to every lane of its stage; what it fetches waits here in a WeightedPicker and
-leaves by the weights. A lane with more than `bound` records waiting stops fetching (its
-partitions paused, which also drops what librdkafka had prefetched of them) until half of that
-was taken: otherwise a flood of low records would sit in the consumer's queue ahead of a high
-one. Offsets stay right: a partition belongs to one lane, and a lane leaves first in, first out.
+runner subscribes to every lane of its stage and takes, each time it polls, everything the
+consumer has fetched: a high record never waits in librdkafka's queue (one queue for every
+partition, in the order fetched) behind a flood of low ones. What it took waits here in a
+WeightedPicker and leaves by the weights. A lane with more than `bound` records waiting stops
+fetching (its partitions paused, which drops what librdkafka had prefetched of them: little, as
+the runner drains that queue each time) until half of them were taken; that bounds memory.
+Offsets stay right: a partition belongs to one lane, and a lane leaves first in, first out.
 """
 
 from __future__ import annotations

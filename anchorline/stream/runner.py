@@ -53,9 +53,9 @@ BATCH_BUDGET_SHARE = 0.75
 # librdkafka refuses records over its message.max.bytes (1,000,000) in produce(), and the broker
 # over its own (1 MiB); the rest is room for a transaction's framing.
 MAX_RECORD_BYTES = 960_000
-# A lane (one priority's topic) with more than this many batches fetched and waiting stops
-# fetching, so that a flood of one priority never stands in the consumer's queue before another.
-LANE_BACKLOG_BATCHES = 2
+# The records of one priority's topic (a lane) fetched and waiting in the runner, past which it
+# stops fetching that lane: a bound on memory, not on latency (stream/lanes.py).
+LANE_BACKLOG = 2048
 
 
 @dataclass(frozen=True)
@@ -521,7 +521,7 @@ class StageRunner:
         # What was fetched from the stage's topics (one a priority), taken by their weights.
         self.pending = Lanes(
             self.topics.lanes(handler.stage),
-            bound=LANE_BACKLOG_BATCHES * self.max_batch,
+            bound=max(LANE_BACKLOG, 2 * self.max_batch),
             weights=settings.priority_weight_map,
         )
         self.pending_since = 0.0
@@ -578,11 +578,12 @@ class StageRunner:
             self.codec.close()
 
     def _poll_once(self) -> None:
-        # A batch's worth each time, whatever waits: a record of another priority is seen
-        # behind a backlog (Lanes bounds what waits); no waiting for records while some wait.
+        # All the consumer has fetched (up to the lanes' bound), not a batch's worth: a record
+        # of another priority must never wait in librdkafka's queue behind a flood of one; and
+        # no waiting for more records while some wait here.
         waiting = len(self.pending)
         timeout = 0.0 if waiting and not self.max_wait else 0.2
-        messages = self.loop.poll(limit=self.max_batch, timeout=timeout)
+        messages = self.loop.poll(limit=self.pending.bound, timeout=timeout)
         if messages and not waiting:
             self.pending_since = time.monotonic()
         self.pending.add(messages)
