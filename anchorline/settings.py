@@ -12,6 +12,7 @@ from typing import Any
 
 from anchorline.callbacks import check_url, networks
 from anchorline.errors import ConfigurationError
+from anchorline.events import Priority
 from anchorline.stream.topics import Topics
 from anchorline.tenants import RULE, is_tenant
 
@@ -101,6 +102,8 @@ class Settings:
     max_deliveries: int = 3  # a record that ended the process this often is dead-lettered
     max_record_bytes: int = 960_000  # keep under the broker's and producer's message.max.bytes
     retry_delays_s: str = "5,30,300"
+    priority_weights: str = "high=6,normal=3,low=1"  # a stage's share of picks when behind
+    priority_defaults: str = ""  # tenant=priority (`*=` any other): a job naming none gets it
     chunk_size: int = 1 << 20
     content_roots: str = ""  # where file:// content URIs may point, `:` or `,` separated
     max_content_bytes: int = 4 << 30
@@ -132,6 +135,8 @@ class Settings:
             )
         if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_username:
             raise ConfigurationError(f"{PREFIX}KAFKA_USERNAME is needed with SASL")
+        self.priority_weight_map  # noqa: B018 (a bad value stops the process at its start)
+        self.priority_default_map  # noqa: B018
         if self.log_format not in ("", "json", "text"):
             raise ConfigurationError(f"{PREFIX}LOG_FORMAT must be json or text")
         for name in STAGE_TIMEOUTS:
@@ -181,6 +186,30 @@ class Settings:
         if not ladder or min(ladder) < 0:
             raise ConfigurationError(f"{PREFIX}RETRY_DELAYS_S needs delays >= 0 seconds")
         return ladder
+
+    @property
+    def priority_weight_map(self) -> dict[Priority, int]:
+        """Each priority's weight, from `high=6,normal=3,low=1` (a priority left out keeps its
+        default weight)."""
+        weights = {Priority.HIGH: 6, Priority.NORMAL: 3, Priority.LOW: 1}
+        for entry in filter(None, (part.strip() for part in self.priority_weights.split(","))):
+            name, _, raw = entry.partition("=")
+            if name.strip() not in Priority.__members__.values() or not raw.strip().isdigit():
+                raise ConfigurationError(
+                    f"{PREFIX}PRIORITY_WEIGHTS entries must be high|normal|low=<weight>"
+                )
+            weights[Priority(name.strip())] = int(raw)
+        if not all(1 <= weight <= 1000 for weight in weights.values()):
+            raise ConfigurationError(f"{PREFIX}PRIORITY_WEIGHTS: each weight is 1 to 1000")
+        return weights
+
+    @property
+    def priority_default_map(self) -> dict[str, Priority]:
+        """Tenant (or `*`) → the priority of its jobs that name none."""
+        pairs = _pairs(self.priority_defaults, "PRIORITY_DEFAULTS")
+        if any(value not in Priority.__members__.values() for value in pairs.values()):
+            raise ConfigurationError(f"{PREFIX}PRIORITY_DEFAULTS values are high, normal or low")
+        return {tenant: Priority(value) for tenant, value in pairs.items()}
 
     def stage_timeout_s(self, stage: str) -> float:
         """How long one call of the stage's handler may take (VERIFY_/PROVE_/ANCHOR_TIMEOUT_S)."""

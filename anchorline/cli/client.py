@@ -32,10 +32,19 @@ class GatewayClient:
         )
 
     def submit(
-        self, content: Path, *, manifest: str, signature: str, kind: str, scheme: str
+        self,
+        content: Path,
+        *,
+        manifest: str,
+        signature: str,
+        kind: str,
+        scheme: str,
+        priority: str | None = None,
     ) -> dict[str, Any]:
         fields = {"kind": kind, "manifest": manifest, "signature": signature}
         fields["signature_scheme"] = scheme
+        if priority:  # none: the gateway's default for the tenant
+            fields["priority"] = priority
         with content.open("rb") as data:
             files = {"content": (content.name, data, "application/octet-stream")}
             return self._call("POST", "/v1/jobs", data=fields, files=files)

@@ -25,6 +25,7 @@ jobs = sa.Table(
     sa.Column("error_class", sa.String(128), nullable=True),
     sa.Column("tenant", sa.String(128), nullable=True),
     sa.Column("content_sha256", sa.String(66), nullable=True),
+    sa.Column("priority", sa.String(8), nullable=True),  # null: from before priorities (normal)
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),

@@ -55,19 +55,20 @@ def grants(principal: str, topics: Topics) -> list[Grant]:
     if principal == "projector":
         return _projector(topics)
     if principal == EXTERNAL_PRODUCER:
-        return [_topic(topics.jobs_requested, Operation.WRITE)]
+        return [_topic(name, Operation.WRITE) for name in topics.lanes(Stage.VERIFY)]
     raise ValueError(f"no such principal: {principal!r}")
 
 
 def _stage(service: str, stage: Stage, topics: Topics) -> list[Grant]:
     source = topics.request_topic(stage)
+    lanes = list(topics.lanes(stage))
     delays = topics.retries(source)
-    # The delay forwarder returns due messages to `source`, so a stage writes its own input.
-    writes = [source, *delays, topics.dead_letter(source), topics.job_status, *_next(stage, topics)]
+    # The delay forwarder returns due messages to their lane, so a stage writes its own input.
+    writes = [*lanes, *delays, topics.dead_letter(source), topics.job_status, *_next(stage, topics)]
     # A pipeline stage skips what was cancelled; the notifier announces it all the same.
     follows = [topics.cancellations] if stage in PIPELINE else []
     return [
-        *(_topic(name, Operation.READ) for name in [source, *delays, *follows]),
+        *(_topic(name, Operation.READ) for name in [*lanes, *delays, *follows]),
         *(_topic(name, Operation.WRITE) for name in writes),
         *(_group(group, Operation.READ) for group in _groups(service)),
         Grant(Resource.TRANSACTIONAL_ID, f"anchorline-{service}-", Operation.WRITE, prefixed=True),
@@ -79,12 +80,13 @@ def _gateway(topics: Topics) -> list[Grant]:
     watched = [*topics.stage_inputs(), topics.job_status]
     described = [
         *watched,
+        *topics.lane_topics(),
         *(topic for source in topics.stage_inputs() for topic in topics.retries(source)),
         *(topics.dead_letter(topic) for topic in watched),
     ]
     groups = [group for service in STAGE_SERVICES for group in _groups(service)]
     return [
-        _topic(topics.jobs_requested, Operation.WRITE),
+        *(_topic(name, Operation.WRITE) for name in topics.lanes(Stage.VERIFY)),
         _topic(topics.job_status, Operation.WRITE),
         _topic(topics.cancellations, Operation.WRITE),
         *(_topic(name, Operation.DESCRIBE) for name in described),
@@ -95,7 +97,8 @@ def _gateway(topics: Topics) -> list[Grant]:
 def _projector(topics: Topics) -> list[Grant]:
     return [
         _topic(topics.job_status, Operation.READ),
-        _topic(topics.jobs_requested, Operation.READ),  # each job's request, kept for a retry
+        # each job's request, kept for a retry
+        *(_topic(name, Operation.READ) for name in topics.lanes(Stage.VERIFY)),
         _topic(topics.dead_letter(topics.job_status), Operation.WRITE),
         _topic(topics.notify_requested, Operation.WRITE),  # ended jobs, for their webhooks
         _group("anchorline-projector", Operation.READ),
@@ -103,8 +106,8 @@ def _projector(topics: Topics) -> list[Grant]:
 
 
 def _next(stage: Stage, topics: Topics) -> list[str]:
-    following = {Stage.VERIFY: topics.prove_requested, Stage.PROVE: topics.anchor_requested}
-    return [following[stage]] if stage in following else []
+    following = {Stage.VERIFY: Stage.PROVE, Stage.PROVE: Stage.ANCHOR}
+    return list(topics.lanes(following[stage])) if stage in following else []
 
 
 def _groups(service: str) -> list[str]:

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from anchorline.errors import Retryable
-from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
+from anchorline.events import JobKind, JobRequested, Priority, Stage, StageState, refs_of
 from anchorline.proof.trust import WELL_KNOWN_PATH
 from anchorline.store.blobstore import BlobStore
 from anchorline.stream.topics import Topics
@@ -81,6 +81,12 @@ class Gateway:
     limits: Limits = field(default_factory=Limits)
     trust_file: Path | None = None
     topics: Topics = field(default_factory=Topics)
+    priority_defaults: Mapping[str, Priority] = field(default_factory=dict)  # tenant (or *) →
+
+    def default_priority(self, tenant: str | None) -> Priority:
+        """The priority of a job of `tenant` that names none (PRIORITY_DEFAULTS)."""
+        defaults = self.priority_defaults
+        return defaults.get(tenant or "*", defaults.get("*", Priority.NORMAL))
 
 
 def _gateway(request: Request) -> Gateway:
@@ -149,9 +155,7 @@ async def _publish(
     Under an Idempotency-Key (`claim`), the key is settled once Kafka has the job, and released
     when it did not, so that the client's retry may claim it again.
     """
-    queued = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant).status(
-        Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0
-    )
+    queued = refs_of(job)[0].status(Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0)
     try:
         await publisher.publish([job, queued])
     except BaseException as exc:
@@ -214,7 +218,8 @@ async def _multipart_job(request: Request, gateway: Gateway) -> JobRequested:
         if not isinstance(content, UploadFile):
             raise BadRequest("multipart body lacks the 'content' file")
         fields["tenant"] = owner(request, fields.get("tenant"))
-        job = job_request({**fields, "content_uri": ""})
+        default = gateway.default_priority(fields["tenant"])
+        job = job_request({**fields, "content_uri": ""}, default_priority=default)
         store = functools.partial(gateway.blobs.put_file, content.file, tenant=job.tenant)
         uri, _ = await run_in_threadpool(store)
     return replace(job, content_uri=uri)
@@ -239,7 +244,8 @@ def _json_job(request: Request, body: Any) -> JobRequested:
     """A JSON job request, its fields checked (its content is looked for apart)."""
     fields = json_fields(body)
     fields["tenant"] = owner(request, fields.get("tenant"))
-    return job_request(fields)
+    default = _gateway(request).default_priority(fields["tenant"])
+    return job_request(fields, default_priority=default)
 
 
 async def _not_uploaded(jobs: list[JobRequested], blobs: BlobStore) -> list[int]:
@@ -281,7 +287,7 @@ async def submit_batch(request: Request) -> Response:
         return JSONResponse({"error": "some job requests are invalid", "jobs": errors}, 400)
     events: list[Any] = []
     for job in jobs.values():
-        ref = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant)
+        ref = refs_of(job)[0]
         events += [job, ref.status(Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0)]
     try:
         await gateway.publisher.publish(events)

@@ -31,6 +31,7 @@ def build(settings: Settings) -> Starlette:
         limits=Limits.from_settings(settings),
         trust_file=settings.trust_file,
         topics=settings.topics,
+        priority_defaults=settings.priority_default_map,
     )
     return create_app(gateway)
 

@@ -12,7 +12,7 @@ from anchorline.events import JobKind, StageState
 from anchorline.tenants import TENANT_RE
 from anchorline_gateway.idempotency import MAX_KEY
 from anchorline_gateway.reads import JOB_ID_RE
-from anchorline_gateway.submission import MAX_MANIFEST_BYTES
+from anchorline_gateway.submission import MAX_MANIFEST_BYTES, PRIORITIES
 
 Schema = dict[str, Any]
 
@@ -66,6 +66,12 @@ JOB_FIELDS: Schema = {
         "maxLength": MAX_URL,
         "pattern": "^https?://",
         "description": "where to POST the job record, signed (Standard Webhooks), once it ends",
+    },
+    "priority": {
+        "type": "string",
+        "enum": list(PRIORITIES),
+        "description": "the order stages take the job in when behind (weights 6/3/1); "
+        "none: the tenant's default (PRIORITY_DEFAULTS), else normal",
     },
 }
 
@@ -161,6 +167,7 @@ SCHEMAS: dict[str, Schema] = {
             "stage": {"type": "string"},
             "progress": {"type": "integer"},
             "attempts": {"type": "integer"},
+            "priority": {"type": "string", "enum": list(PRIORITIES)},
             "result": {"type": "object"},
             "error": {"type": ["string", "null"]},
             "history": {"type": "array", "items": {"type": "object"}},

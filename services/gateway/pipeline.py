@@ -57,7 +57,7 @@ class KafkaPipelineView:
             source = self.topics.request_topic(stage)
             stages[str(stage)] = {
                 "topic": source,
-                "lag": self._lag(f"anchorline-{service}", [source]),
+                "lag": self._lag(f"anchorline-{service}", list(self.topics.lanes(stage))),
                 "waiting_to_retry": self._lag(
                     f"anchorline-{service}-delay", self.topics.retries(source)
                 ),

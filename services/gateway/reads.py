@@ -85,6 +85,7 @@ def public(record: Any) -> dict[str, Any]:
         if isinstance(value, datetime):
             row[name] = as_utc(value).isoformat()
     row["result"] = row["result"] or {}
+    row["priority"] = row.get("priority") or "normal"  # a job from before priorities
     return row
 
 

@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from anchorline.errors import Poison, Retryable
-from anchorline.events import JobRequested, JobStatus
+from anchorline.events import JobRequested, JobStatus, Stage
 from anchorline.settings import Settings
 from anchorline.stream import codec, headers
 from anchorline.stream.consume import take
@@ -53,6 +53,7 @@ class Projector:
         self.settings = settings
         self.store = store
         self.topics = settings.topics
+        self.requests = frozenset(self.topics.lanes(Stage.VERIFY))  # every priority's requests
         self.consumer = Consumer(
             consumer_config(settings, group_id=GROUP) | {"on_commit": _on_commit}
         )
@@ -63,16 +64,14 @@ class Projector:
         self.codec = codec_for(settings)
 
     def run(self, stop: threading.Event) -> None:
-        self.consumer.subscribe(
-            [self.topics.job_status, self.topics.jobs_requested], on_revoke=self._on_revoke
-        )
+        self.consumer.subscribe([self.topics.job_status, *self.requests], on_revoke=self._on_revoke)
         log.info("projector consuming %s", self.topics.job_status)
         try:
             while not stop.is_set():
                 taken = take(self.consumer, limit=BATCH, timeout=POLL_S)
                 messages = [m for m in taken if _usable(m)]
-                requests = [m for m in messages if m.topic() == self.topics.jobs_requested]
-                statuses = [m for m in messages if m.topic() != self.topics.jobs_requested]
+                requests = [m for m in messages if m.topic() in self.requests]
+                statuses = [m for m in messages if m.topic() not in self.requests]
                 if messages and self._keep(requests, stop) and self._apply(statuses, stop):
                     self._commit(messages)
         finally:

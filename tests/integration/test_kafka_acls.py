@@ -17,7 +17,7 @@ from kafka_helpers import publish, read_topic, signed_job, wait_for
 
 from anchorline.cli.credentials import Logins
 from anchorline.cli.main import main
-from anchorline.events import JobKind
+from anchorline.events import JobKind, Stage
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker
 from anchorline.infra.kafka_sasl import ADMIN_USER, BrokerSecurity, new_password
@@ -111,9 +111,10 @@ def test_the_external_producer_may_write_jobs_requested_and_nothing_else(
     admin: Settings, passwords: dict[str, str]
 ) -> None:
     external = login(admin, passwords, EXTERNAL_PRODUCER)
-    others = [topic for topic in admin.topics.all() if topic != admin.topics.jobs_requested]
-    outcome = deliveries(external, [admin.topics.jobs_requested, *others])
-    assert outcome[admin.topics.jobs_requested] is None
+    requests = list(admin.topics.lanes(Stage.VERIFY))  # a request of each priority
+    others = [topic for topic in admin.topics.all() if topic not in requests]
+    outcome = deliveries(external, [*requests, *others])
+    assert {topic: outcome[topic] for topic in requests} == dict.fromkeys(requests)
     assert {topic: outcome[topic] for topic in others} == {topic: DENIED for topic in others}
 
 

@@ -36,7 +36,8 @@ def readers(topic: str) -> set[str]:
 
 def test_the_external_producer_may_write_jobs_requested_and_nothing_else() -> None:
     assert grants(EXTERNAL_PRODUCER, TOPICS) == [
-        Grant(Resource.TOPIC, "anchorline.jobs.requested", Operation.WRITE)
+        Grant(Resource.TOPIC, f"anchorline.jobs.requested{lane}", Operation.WRITE)
+        for lane in (".high", "", ".low")
     ]
 
 
