@@ -76,6 +76,7 @@ class JobRequested:
     tenant: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     callback_url: str | None = None
+    schedule_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,12 @@ class JobRef:
             content_sha256=self.content_sha256,
             **{"generation": self.generation, **changes},  # type: ignore[arg-type]
         )
+
+
+def submission(job: JobRequested) -> list[Event]:
+    """What submitting a job publishes: its request and its first status, `queued`."""
+    ref = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant)
+    return [job, ref.status(Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0)]
 
 
 def refs_of(event: Event) -> list[JobRef]:
