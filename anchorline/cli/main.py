@@ -24,7 +24,15 @@ from anchorline.errors import ConfigurationError, IncompleteRead, Retryable
 from anchorline.settings import Settings
 
 EXIT_FORCED = 3
-SERVICES = ("gateway", "verifier", "prover", "chain-writer", "projector", "notifier")
+SERVICES = (
+    "gateway",
+    "verifier",
+    "prover",
+    "chain-writer",
+    "projector",
+    "notifier",
+    "scheduler",
+)
 
 
 def stop_on_signals(*, deadline_s: float | None = None) -> threading.Event:
@@ -50,6 +58,7 @@ BUILDERS = {
     "chain-writer": "anchorline_chain_writer.main",
     "projector": "anchorline_projector.main",
     "notifier": "anchorline_notifier.main",
+    "scheduler": "anchorline_scheduler.main",
 }
 
 
