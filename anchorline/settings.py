@@ -26,6 +26,7 @@ POSITIVE = (
     "handling_deadline_s",
     "webhook_timeout_s",
     "scheduler_tick_s",
+    "scheduler_lease_s",
     "schedule_min_interval_s",
 )
 STAGE_TIMEOUTS = ("verify_timeout_s", "prove_timeout_s", "anchor_timeout_s", "notify_timeout_s")
@@ -119,6 +120,8 @@ class Settings:
     # Schedules (POST /v1/schedules, the scheduler): how often the scheduler looks for due
     # ones, how often one schedule may fire at most, and how many a tenant may keep.
     scheduler_tick_s: float = 1.0
+    scheduler_lease_s: float = 30.0  # an occurrence claimed and not published in this long is
+    # published by another scheduler (keep it above a publish's 5 s)
     schedule_min_interval_s: float = 60.0
     max_schedules: int = 1000
     log_level: str = "INFO"

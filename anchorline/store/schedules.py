@@ -111,6 +111,9 @@ class SqlSchedules:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def close(self) -> None:
+        self.engine.dispose()
+
     # --- the API's side --------------------------------------------------------------------
 
     def create(self, schedule: Schedule) -> None:

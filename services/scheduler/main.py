@@ -15,4 +15,5 @@ def build(settings: Settings) -> Scheduler:
         KafkaPublisher(settings),
         tick_s=settings.scheduler_tick_s,
         floor_s=settings.schedule_min_interval_s,
+        lease_s=settings.scheduler_lease_s,
     )

@@ -65,6 +65,7 @@ class Scheduler:
                 await asyncio.to_thread(stop.wait, self.tick_s)
         finally:
             self.publisher.close()
+            self.store.close()
 
     async def tick(self) -> int:
         """Claim what is due now (and what another scheduler left unpublished) and publish it;
