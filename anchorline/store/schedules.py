@@ -281,7 +281,8 @@ class SqlSchedules:
 
     def claim_unpublished(self, now: datetime, *, limit: int, lease_s: float) -> list[Occurrence]:
         """Occurrences whose lease ran out before they were published (their scheduler died, or
-        Kafka did not take them), leased again to this caller."""
+        Kafka did not take them), leased again to this caller; one whose job the jobs table
+        already has is recorded published instead."""
         occurrence = schedule_occurrences.c
         query = (
             sa.select(
@@ -322,7 +323,20 @@ class SqlSchedules:
                             record.template,
                         )
                     )
-        return taken
+        return self._not_seen(taken, now)
+
+    def _not_seen(self, occurrences: list[Occurrence], now: datetime) -> list[Occurrence]:
+        """The occurrences whose job the projector has not seen; the others were published
+        (their scheduler died between Kafka's acknowledgement and its record of it) and are
+        recorded so, rather than published again."""
+        ids = [occurrence.job_id for occurrence in occurrences]
+        if not ids:
+            return []
+        query = sa.select(jobs.c.job_id).where(jobs.c.job_id.in_(ids))
+        with self.engine.connect() as connection:
+            seen = set(connection.execute(query).scalars())
+        self.published(sorted(seen), now)
+        return [occurrence for occurrence in occurrences if occurrence.job_id not in seen]
 
     def published(self, job_ids: list[str], now: datetime) -> None:
         """Record that Kafka acknowledged these occurrences' jobs."""

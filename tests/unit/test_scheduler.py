@@ -17,9 +17,11 @@ from anchorline.store.schedules import (
     PAUSED,
     Schedule,
     SqlSchedules,
+    job_of,
     occurrence_job_id,
 )
 from anchorline.stream.publisher import MemoryPublisher
+from anchorline_projector.store import SqlJobStore
 from anchorline_scheduler.plan import plan
 from anchorline_scheduler.service import Scheduler
 
@@ -171,3 +173,19 @@ def test_the_next_occurrence_keeps_the_floor_whatever_the_cron_says() -> None:
     firing = plan(schedule(cron="*/5 * * * * *"), START + timedelta(seconds=5), floor_s=12)
     assert firing.scheduled_for == START + timedelta(seconds=5)
     assert firing.next_fire_at == START + timedelta(seconds=20)
+
+
+def test_an_occurrence_published_before_its_scheduler_died_is_not_published_again(
+    store: SqlSchedules, publisher: MemoryPublisher, clock: Clock, engine: Engine
+) -> None:
+    """Its scheduler died after Kafka's acknowledgement, before recording it: the projector has
+    the job, so the occurrence is recorded published once its lease ends, not sent again."""
+    store.create(schedule(cron=None, at=START))
+    (claimed,) = store.claim_due(
+        START, plan=lambda s, now: plan(s, now, floor_s=1), limit=10, lease_s=30
+    )
+    SqlJobStore(engine).apply_batch([e for e in job_of(claimed) if isinstance(e, JobStatus)])
+    run_until(scheduler(store, publisher, clock), clock, START + timedelta(seconds=40))
+    assert publisher.events == []
+    (occurrence,) = store.occurrences("s1", limit=10)
+    assert occurrence["published_at"] is not None and occurrence["job"]["state"] == "queued"
