@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -100,3 +105,45 @@ def test_a_recurring_verification_shows_the_content_registered_on_chain_between_
     assert job["schedule_id"] == schedule_id and job["state"] == "succeeded"
     deleted = httpx.delete(f"{system.base_url}/v1/schedules/{schedule_id}", timeout=10)
     assert deleted.json() == {"schedule_id": schedule_id, "state": "deleted"}
+
+
+def anchorline(system: System, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "anchorline"), *args]
+    env = os.environ | {"ANCHORLINE_GATEWAY_URL": system.base_url}
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
+
+
+def test_a_one_time_schedule_made_with_the_command_line_fires_once(
+    system: System, tmp_path: Path
+) -> None:
+    content = tmp_path / "once.txt"
+    content.write_bytes(b"verified once " + str(time.time()).encode())
+    signed = anchorline(system, "sign", str(content), "--out", str(tmp_path / "signed"))
+    assert signed.returncode == 0, signed.stderr
+    at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    created = anchorline(
+        system,
+        "schedules",
+        "create",
+        str(content),
+        "--manifest",
+        str(tmp_path / "signed" / "manifest.json"),
+        "--signature",
+        str(tmp_path / "signed" / "manifest.sig"),
+        "--at",
+        at,
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    schedule_id = json.loads(created.stdout)["schedule_id"]
+    (occurrence,) = wait_until(lambda: verified(system, schedule_id))
+    record = schedule_of(system, schedule_id)
+    assert (record["state"], record["fired"], len(record["occurrences"])) == ("done", 1, 1)
+    shown = anchorline(system, "schedules", "get", schedule_id)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{occurrence['job_id']}  succeeded  WARN" in shown.stdout
+    refused = anchorline(system, "schedules", "pause", schedule_id)
+    assert refused.returncode == 1 and "is done, not active" in refused.stderr
+    assert anchorline(system, "schedules", "delete", schedule_id).returncode == 0
+    listed = anchorline(system, "schedules", "list", "--json")
+    assert schedule_id not in listed.stdout
