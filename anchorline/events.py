@@ -96,6 +96,7 @@ class JobRequested:
     attributes: dict[str, str] = field(default_factory=dict)
     callback_url: str | None = None
     priority: Priority = Priority.NORMAL
+    schedule_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,12 @@ class JobRef:
             priority=self.priority,
             **{"generation": self.generation, **changes},  # type: ignore[arg-type]
         )
+
+
+def submission(job: JobRequested) -> list[Event]:
+    """What submitting a job publishes: its request and its first status, `queued`."""
+    ref = refs_of(job)[0]  # its tenant and priority with it
+    return [job, ref.status(Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0)]
 
 
 def refs_of(event: Event) -> list[JobRef]:

@@ -26,6 +26,9 @@ POSITIVE = (
     "content_read_timeout_s",
     "handling_deadline_s",
     "webhook_timeout_s",
+    "scheduler_tick_s",
+    "scheduler_lease_s",
+    "schedule_min_interval_s",
 )
 STAGE_TIMEOUTS = ("verify_timeout_s", "prove_timeout_s", "anchor_timeout_s", "notify_timeout_s")
 BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
@@ -117,6 +120,13 @@ class Settings:
     max_job_body_bytes: int = 1 << 20
     max_batch_body_bytes: int = 16 << 20
     idempotency_ttl_s: float = 24 * 3600.0  # how long an Idempotency-Key names its job
+    # Schedules (POST /v1/schedules, the scheduler): how often the scheduler looks for due
+    # ones, how often one schedule may fire at most, and how many a tenant may keep.
+    scheduler_tick_s: float = 1.0
+    scheduler_lease_s: float = 30.0  # an occurrence claimed and not published in this long is
+    # published by another scheduler (keep it above a publish's 5 s)
+    schedule_min_interval_s: float = 60.0
+    max_schedules: int = 1000
     log_level: str = "INFO"
     metrics_port: int = 0  # a worker serves /metrics here; 0: not at all (`up` picks free ones)
     log_format: str = ""  # json | text; empty: json for services, text for other commands

@@ -56,6 +56,10 @@ class GatewayClient:
         query = {"state": state, "kind": kind, "limit": str(limit)}
         return self._call("GET", "/v1/jobs", params={k: v for k, v in query.items() if v})
 
+    def call(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        """Any route: its JSON answer, or GatewayError with the gateway's reason."""
+        return self._call(method, path, **options)
+
     def _call(self, method: str, path: str, **options: Any) -> dict[str, Any]:
         try:
             response = self.http.request(method, path, **options)

@@ -18,13 +18,22 @@ from anchorline.cli import dlq as dlq_cli
 from anchorline.cli import jobs as jobs_cli
 from anchorline.cli import keys as keys_cli
 from anchorline.cli import logs
+from anchorline.cli import schedules as schedules_cli
 from anchorline.cli import sign as sign_cli
 from anchorline.cli.client import GatewayError
 from anchorline.errors import ConfigurationError, IncompleteRead, Retryable
 from anchorline.settings import Settings
 
 EXIT_FORCED = 3
-SERVICES = ("gateway", "verifier", "prover", "chain-writer", "projector", "notifier")
+SERVICES = (
+    "gateway",
+    "verifier",
+    "prover",
+    "chain-writer",
+    "projector",
+    "notifier",
+    "scheduler",
+)
 
 
 def stop_on_signals(*, deadline_s: float | None = None) -> threading.Event:
@@ -50,6 +59,7 @@ BUILDERS = {
     "chain-writer": "anchorline_chain_writer.main",
     "projector": "anchorline_projector.main",
     "notifier": "anchorline_notifier.main",
+    "scheduler": "anchorline_scheduler.main",
 }
 
 
@@ -148,6 +158,7 @@ def parser() -> argparse.ArgumentParser:
     sign_cli.add_parser(commands)
     keys_cli.add_parser(commands)
     jobs_cli.add_parser(commands)
+    schedules_cli.add_parser(commands)
     dlq_cli.add_parser(commands)
     from anchorline.cli import receipt as receipt_cli
 
@@ -229,6 +240,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return keys_cli.run(args)
     elif args.command in ("submit", "jobs"):
         return jobs_cli.run(args, settings)
+    elif args.command == "schedules":
+        return schedules_cli.run(args, settings)
     elif args.command == "dlq":
         return dlq_cli.run(args, settings)
     elif args.command == "receipt":

@@ -41,7 +41,15 @@ from anchorline.stream.access import EXTERNAL_PRODUCER, PRINCIPALS
 from anchorline.stream.kafka import ensure_topics
 
 log = logging.getLogger(__name__)
-SERVICES = ("projector", "verifier", "prover", "chain-writer", "notifier", "gateway")
+SERVICES = (
+    "projector",
+    "verifier",
+    "prover",
+    "chain-writer",
+    "notifier",
+    "scheduler",
+    "gateway",
+)
 RESTART_DELAY_S = 2.0
 GATEWAY_START_TIMEOUT_S = 120.0
 METRICS_TARGETS = "prometheus-targets.json"

@@ -43,7 +43,13 @@ STAGE_SERVICES: dict[str, Stage] = {
     "notifier": Stage.NOTIFY,
 }
 EXTERNAL_PRODUCER = "external-producer"
-PRINCIPALS: tuple[str, ...] = ("gateway", *STAGE_SERVICES, "projector", EXTERNAL_PRODUCER)
+PRINCIPALS: tuple[str, ...] = (
+    "gateway",
+    *STAGE_SERVICES,
+    "projector",
+    "scheduler",
+    EXTERNAL_PRODUCER,
+)
 
 
 def grants(principal: str, topics: Topics) -> list[Grant]:
@@ -54,6 +60,9 @@ def grants(principal: str, topics: Topics) -> list[Grant]:
         return _gateway(topics)
     if principal == "projector":
         return _projector(topics)
+    if principal == "scheduler":  # submits the jobs of schedules, as the gateway does
+        submits = (topics.jobs_requested, topics.job_status)
+        return [_topic(name, Operation.WRITE) for name in submits]
     if principal == EXTERNAL_PRODUCER:
         return [_topic(name, Operation.WRITE) for name in topics.lanes(Stage.VERIFY)]
     raise ValueError(f"no such principal: {principal!r}")

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from anchorline.errors import Retryable
-from anchorline.events import JobKind, JobRequested, Priority, Stage, StageState, refs_of
+from anchorline.events import JobKind, JobRequested, Priority, StageState, submission
 from anchorline.proof.trust import WELL_KNOWN_PATH
 from anchorline.store.blobstore import BlobStore
 from anchorline.stream.topics import Topics
@@ -45,6 +45,15 @@ from anchorline_gateway.problems import BadRequest, problem
 from anchorline_gateway.publisher import Publisher, Unavailable
 from anchorline_gateway.reads import JOB_ID_RE, BadCursor, JobReader
 from anchorline_gateway.receipts import get_receipt
+from anchorline_gateway.schedules import (
+    ScheduleBook,
+    create_schedule,
+    delete_schedule,
+    get_schedule,
+    list_schedules,
+    pause_schedule,
+    resume_schedule,
+)
 from anchorline_gateway.submission import (
     FORM_FIELDS,
     FORM_FILES,
@@ -87,6 +96,7 @@ class Gateway:
         """The priority of a job of `tenant` that names none (PRIORITY_DEFAULTS)."""
         defaults = self.priority_defaults
         return defaults.get(tenant or "*", defaults.get("*", Priority.NORMAL))
+    schedules: ScheduleBook | None = None
 
 
 def _gateway(request: Request) -> Gateway:
@@ -155,9 +165,8 @@ async def _publish(
     Under an Idempotency-Key (`claim`), the key is settled once Kafka has the job, and released
     when it did not, so that the client's retry may claim it again.
     """
-    queued = refs_of(job)[0].status(Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0)
     try:
-        await publisher.publish([job, queued])
+        await publisher.publish(submission(job))
     except BaseException as exc:
         if claim is not None:
             await run_in_threadpool(functools.partial(claim[0].release, job, key=claim[1]))
@@ -287,8 +296,7 @@ async def submit_batch(request: Request) -> Response:
         return JSONResponse({"error": "some job requests are invalid", "jobs": errors}, 400)
     events: list[Any] = []
     for job in jobs.values():
-        ref = refs_of(job)[0]
-        events += [job, ref.status(Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0)]
+        events += submission(job)
     try:
         await gateway.publisher.publish(events)
     except Unavailable as exc:
@@ -316,6 +324,10 @@ async def get_job(request: Request) -> Response:
     if job is None or not visible(request, job):
         return problem(404, f"no job {job_id} (a job just accepted appears within moments)")
     job["history"] = await run_in_threadpool(reader.history, job_id)
+    schedules = _gateway(request).schedules
+    job["schedule_id"] = (
+        await run_in_threadpool(schedules.store.schedule_of, job_id) if schedules else None
+    )
     return JSONResponse(job)
 
 
@@ -387,6 +399,12 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/jobs/{job_id}/receipt", get_receipt, methods=["GET"], name="get_receipt"),
         Route("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
+        Route("/v1/schedules", create_schedule, methods=["POST"]),
+        Route("/v1/schedules", list_schedules, methods=["GET"]),
+        Route("/v1/schedules/{schedule_id}", get_schedule, methods=["GET"], name="get_schedule"),
+        Route("/v1/schedules/{schedule_id}", delete_schedule, methods=["DELETE"]),
+        Route("/v1/schedules/{schedule_id}/pause", pause_schedule, methods=["POST"]),
+        Route("/v1/schedules/{schedule_id}/resume", resume_schedule, methods=["POST"]),
         Route("/v1/stats", stats, methods=["GET"]),
         Route("/healthz", ops.health, methods=["GET"]),
         Route("/readyz", ops.ready, methods=["GET"]),

@@ -8,6 +8,7 @@ from starlette.applications import Starlette
 from anchorline.settings import Settings
 from anchorline.store.blobs import blob_store
 from anchorline.store.db import make_engine
+from anchorline.store.schedules import SqlSchedules
 from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.idempotency import SqlIdempotencyKeys
 from anchorline_gateway.letters import KafkaDeadLetters
@@ -15,6 +16,7 @@ from anchorline_gateway.limits import Limits
 from anchorline_gateway.pipeline import KafkaPipelineView
 from anchorline_gateway.publisher import KafkaPublisher
 from anchorline_gateway.reads import SqlJobReader
+from anchorline_gateway.schedules import ScheduleBook
 
 
 def build(settings: Settings) -> Starlette:
@@ -32,6 +34,11 @@ def build(settings: Settings) -> Starlette:
         trust_file=settings.trust_file,
         topics=settings.topics,
         priority_defaults=settings.priority_default_map,
+        schedules=ScheduleBook(
+            SqlSchedules(engine),
+            min_interval_s=settings.schedule_min_interval_s,
+            max_per_tenant=settings.max_schedules,
+        ),
     )
     return create_app(gateway)
 

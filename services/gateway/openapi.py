@@ -457,6 +457,111 @@ PATHS: dict[str, dict[str, Schema]] = {
     },
 }
 
+SCHEDULE_ID_PARAM = _param("schedule_id", "path", JOB_ID, "the schedule's id", required=True)
+SCHEMAS["ScheduleRequest"] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["kind", "content_uri", "manifest", "signature"],
+    "description": "a JSON job request (as POST /v1/jobs takes) and either cron or at",
+    "properties": {
+        "content_uri": {"type": "string", "pattern": SHA256_URI},
+        **JOB_FIELDS,
+        "cron": {
+            "type": "string",
+            "maxLength": 120,
+            "description": "5 fields, or 6 with seconds first, or @hourly, @daily, …",
+        },
+        "timezone": {"type": "string", "maxLength": 64, "description": "IANA name; UTC"},
+        "at": {**MOMENT, "description": "a one-time schedule: when it fires"},
+    },
+}
+SCHEMAS["Schedule"] = {
+    "type": "object",
+    "required": ["schedule_id", "state", "next_fire_at", "fired", "job"],
+    "properties": {
+        "schedule_id": {"type": "string"},
+        "tenant": {"type": ["string", "null"]},
+        "state": {"type": "string", "enum": ["active", "paused", "done", "deleted"]},
+        "cron": {"type": ["string", "null"]},
+        "timezone": {"type": ["string", "null"]},
+        "at": {"type": ["string", "null"]},
+        "next_fire_at": {"type": ["string", "null"]},
+        "fired": {"type": "integer"},
+        "job": {"type": "object", "description": "the job request each occurrence submits"},
+        "occurrences": {
+            "type": "array",
+            "description": "GET /v1/schedules/{id}: the latest, newest first, with their jobs",
+            "items": {"type": "object"},
+        },
+    },
+}
+SCHEMAS["ScheduleList"] = {
+    "type": "object",
+    "required": ["schedules", "next_cursor"],
+    "properties": {
+        "schedules": {"type": "array", "items": ref("Schedule")},
+        "next_cursor": {"type": ["string", "null"]},
+    },
+}
+PATHS["/v1/schedules"] = {
+    "post": {
+        "summary": "Schedule a job: again and again by a cron expression, or once at a time",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ref("ScheduleRequest")}},
+        },
+        "responses": {
+            "201": answer("scheduled", ref("Schedule")),
+            **problems(400, 401, 403, 409, 413, 415, 422, 501, 503),
+        },
+    },
+    "get": {
+        "summary": "The caller's schedules, newest first",
+        "parameters": [
+            _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200}, "page"),
+            _param("cursor", "query", SHORT_TEXT, "next_cursor of the previous page"),
+        ],
+        "responses": {"200": answer("schedules", ref("ScheduleList")), **problems(400, 401, 503)},
+    },
+}
+PATHS["/v1/schedules/{schedule_id}"] = {
+    "get": {
+        "summary": "A schedule and its latest occurrences, each with its job's state and result",
+        "parameters": [
+            SCHEDULE_ID_PARAM,
+            _param(
+                "occurrences",
+                "query",
+                {"type": "integer", "minimum": 0, "maximum": 100},
+                "how many occurrences to show (20)",
+            ),
+        ],
+        "responses": {
+            "200": answer("the schedule", ref("Schedule")),
+            **problems(400, 401, 404, 503),
+        },
+    },
+    "delete": {
+        "summary": "Delete a schedule: it fires no more",
+        "parameters": [SCHEDULE_ID_PARAM],
+        "responses": {"200": answer("deleted", {"type": "object"}), **problems(400, 401, 404, 503)},
+    },
+}
+for _action, _summary in (
+    ("pause", "Pause a schedule: nothing fires until it is resumed"),
+    ("resume", "Resume a paused schedule from its next occurrence after now"),
+):
+    PATHS[f"/v1/schedules/{{schedule_id}}/{_action}"] = {
+        "post": {
+            "summary": _summary,
+            "parameters": [SCHEDULE_ID_PARAM],
+            "responses": {
+                "200": answer("the schedule", ref("Schedule")),
+                **problems(400, 401, 404, 409, 503),
+            },
+        }
+    }
+
 DOCUMENT: Schema = {
     "openapi": "3.1.0",
     "info": {

@@ -34,6 +34,13 @@ def readers(topic: str) -> set[str]:
     return holders(Resource.TOPIC, topic, Operation.READ)
 
 
+def test_the_scheduler_may_submit_jobs_and_nothing_else() -> None:
+    assert grants("scheduler", TOPICS) == [
+        Grant(Resource.TOPIC, "anchorline.jobs.requested", Operation.WRITE),
+        Grant(Resource.TOPIC, "anchorline.job.status", Operation.WRITE),
+    ]
+
+
 def test_the_external_producer_may_write_jobs_requested_and_nothing_else() -> None:
     assert grants(EXTERNAL_PRODUCER, TOPICS) == [
         Grant(Resource.TOPIC, f"anchorline.jobs.requested{lane}", Operation.WRITE)
@@ -41,9 +48,10 @@ def test_the_external_producer_may_write_jobs_requested_and_nothing_else() -> No
     ]
 
 
-def test_status_events_come_only_from_the_gateway_and_the_stages() -> None:
+def test_status_events_come_only_from_the_gateway_the_scheduler_and_the_stages() -> None:
     assert writers(TOPICS.job_status) == {
         "gateway",
+        "scheduler",
         "verifier",
         "prover",
         "chain-writer",
@@ -56,7 +64,7 @@ def test_status_events_come_only_from_the_gateway_and_the_stages() -> None:
     ("topic", "expected"),
     [
         # a stage writes its own input too: its delay forwarder returns due retries there
-        (TOPICS.jobs_requested, {"gateway", EXTERNAL_PRODUCER, "verifier"}),
+        (TOPICS.jobs_requested, {"gateway", "scheduler", EXTERNAL_PRODUCER, "verifier"}),
         (TOPICS.prove_requested, {"verifier", "prover"}),
         (TOPICS.anchor_requested, {"prover", "chain-writer"}),
     ],

@@ -460,3 +460,42 @@ def test_a_priority_outside_the_enum_cannot_be_encoded() -> None:
     request = replace(EXAMPLES[0], priority="urgent")  # type: ignore[type-var]
     with pytest.raises(SerializationError):
         codec.encode(request)
+
+
+def test_a_request_written_before_schedule_id_still_decodes() -> None:
+    old = _past_record(
+        "JobRequested-a91169b6c7737352.avsc",
+        {
+            "job_id": "job-7",
+            "kind": "anchor",
+            "content_uri": "sha256:" + "cd" * 32,
+            "manifest": "{}",
+            "signature": "0x",
+            "signature_scheme": "eip712",
+            "submitted_at": AT,
+            "tenant": "acme",
+            "attributes": {},
+            "callback_url": "https://example.com/hook",
+        },
+    )
+    assert old[2:10] != codec.schema_fingerprint(JobRequested)
+    request = codec.decode(old, JobRequested)
+    assert (request.job_id, request.tenant, request.callback_url, request.schedule_id) == (
+        "job-7",
+        "acme",
+        "https://example.com/hook",
+        None,
+    )
+
+
+def test_a_request_of_a_schedule_round_trips_with_its_schedule_id() -> None:
+    request = JobRequested(
+        "s1:20261130T060000.000Z",
+        JobKind.VERIFY,
+        "sha256:" + "ab" * 32,
+        "{}",
+        "0x",
+        AT,
+        schedule_id="s1",
+    )
+    assert codec.decode(codec.encode(request), JobRequested) == request
