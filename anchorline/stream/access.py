@@ -61,7 +61,7 @@ def grants(principal: str, topics: Topics) -> list[Grant]:
     if principal == "projector":
         return _projector(topics)
     if principal == "scheduler":  # submits the jobs of schedules, as the gateway does
-        submits = (topics.jobs_requested, topics.job_status)
+        submits = (*topics.lanes(Stage.VERIFY), topics.job_status)
         return [_topic(name, Operation.WRITE) for name in submits]
     if principal == EXTERNAL_PRODUCER:
         return [_topic(name, Operation.WRITE) for name in topics.lanes(Stage.VERIFY)]

@@ -34,9 +34,12 @@ def readers(topic: str) -> set[str]:
     return holders(Resource.TOPIC, topic, Operation.READ)
 
 
-def test_the_scheduler_may_submit_jobs_and_nothing_else() -> None:
+def test_the_scheduler_may_submit_jobs_of_each_priority_and_nothing_else() -> None:
     assert grants("scheduler", TOPICS) == [
-        Grant(Resource.TOPIC, "anchorline.jobs.requested", Operation.WRITE),
+        *(
+            Grant(Resource.TOPIC, f"anchorline.jobs.requested{lane}", Operation.WRITE)
+            for lane in (".high", "", ".low")
+        ),
         Grant(Resource.TOPIC, "anchorline.job.status", Operation.WRITE),
     ]
 
