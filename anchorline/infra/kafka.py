@@ -275,6 +275,27 @@ class KafkaCluster(Startable):
                 raise RuntimeError(f"{topic} has no leader for every partition: {leaders}")
             time.sleep(0.2)
 
+    def under_replicated(self, *, timeout: float = 30.0) -> list[str]:
+        """`topic/partition` of every partition with a replica out of its in-sync set."""
+        admin = AdminClient(self.admin_config())
+        topics = admin.list_topics(timeout=timeout).topics.values()
+        return [
+            f"{topic.topic}/{number}"
+            for topic in topics
+            for number, partition in topic.partitions.items()
+            if set(partition.isrs) != set(partition.replicas)
+        ]
+
+    def wait_in_sync(self, *, timeout: float = 120.0) -> None:
+        """Until every replica of every partition is in sync again: the point at which a
+        rolling restart may take down the next node without a partition falling below
+        min.insync.replicas."""
+        deadline = time.monotonic() + timeout
+        while lagging := self.under_replicated():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replicas out of sync after {timeout:.0f} s: {lagging[:10]}")
+            time.sleep(0.5)
+
     def start(self, *, timeout: float = 120.0) -> None:
         """Launch every node at once (a controller quorum forms only with a majority), then
         wait until each serves as a broker."""
