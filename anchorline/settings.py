@@ -52,6 +52,10 @@ class Settings:
     topic_prefix: str = "anchorline"
     schema_registry_url: str = ""  # Confluent wire format through this registry; empty: none
     partitions: int = 6  # 1, 2, 3 or 6 processes of a stage share them evenly
+    # Copies of each partition of the topics anchorline creates; 0: one a broker, at most 3.
+    replication_factor: int = 0
+    # Copies a write needs before Kafka acknowledges it (acks=all); 0: 2 of 3 copies, else 1.
+    min_insync_replicas: int = 0
     database_url: str = ""
     blob_dir: Path | None = None
     blob_url: str = ""  # s3://bucket/prefix: blobs in object storage, not in BLOB_DIR
@@ -158,6 +162,20 @@ class Settings:
         # Malformed webhook settings stop every service at start, not a delivery later.
         _ = (self.webhook_url_map, self.webhook_secret_map, self.webhook_networks)
         self._check_s3()
+        self._check_replication()
+
+    def _check_replication(self) -> None:
+        replicas, min_isr = self.replication_factor, self.min_insync_replicas
+        if replicas < 0 or min_isr < 0:
+            raise ConfigurationError(
+                f"{PREFIX}REPLICATION_FACTOR and {PREFIX}MIN_INSYNC_REPLICAS must be 0 (from "
+                "the number of brokers) or more"
+            )
+        if replicas and min_isr > replicas:
+            raise ConfigurationError(
+                f"{PREFIX}MIN_INSYNC_REPLICAS ({min_isr}) above {PREFIX}REPLICATION_FACTOR "
+                f"({replicas}) would refuse every write"
+            )
 
     def _check_s3(self) -> None:
         match = BLOB_URL.fullmatch(self.blob_url)

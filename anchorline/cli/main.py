@@ -130,6 +130,14 @@ def parser() -> argparse.ArgumentParser:
         help="SASL/SCRAM and ACLs on the broker, each service logged in as its own principal",
     )
     up_cli.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Kafka nodes (broker and controller each) in one quorum; topics get min(3, N) "
+        "copies, 2 of 3 needed per write (default: 1)",
+    )
+    up_cli.add_argument(
         "--blobs",
         choices=("dir", "s3"),
         default="dir",
@@ -229,6 +237,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
             secured=args.secure,
             s3=args.blobs == "s3",
             schema_registry=args.schema_registry,
+            brokers=args.brokers,
         )
     elif args.command == "setup":
         from anchorline.infra.setup import install
