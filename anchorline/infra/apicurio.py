@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from anchorline.infra.java import java_at_least, maven
+from anchorline.infra.ports import free_port
 from anchorline.infra.process import LocalServer
 from anchorline.paths import INFRA_DIR
 
@@ -34,9 +35,12 @@ class ApicurioRegistry(LocalServer):
 
     log_name = "apicurio.log"
 
-    def __init__(self, *, state_dir: Path, port: int) -> None:
+    def __init__(self, *, state_dir: Path, port: int, management_port: int | None = None) -> None:
         super().__init__(state_dir)
         self.port = port
+        # Its health and metrics interface: on by build (Apicurio 3.3), 0.0.0.0:9000 unless
+        # told otherwise, so it would clash with anything on 9000 (S3Proxy's default port).
+        self.management_port = management_port or free_port()
         self.name = f"Apicurio Registry on {self.base_url}"
 
     @property
@@ -60,8 +64,8 @@ class ApicurioRegistry(LocalServer):
             *JVM_HEAP,
             "-Dquarkus.http.host=127.0.0.1",
             f"-Dquarkus.http.port={self.port}",
-            # Its management interface would listen on 0.0.0.0:9000.
-            "-Dquarkus.management.enabled=false",
+            "-Dquarkus.management.host=127.0.0.1",
+            f"-Dquarkus.management.port={self.management_port}",
             f"-Dapicurio.datasource.url=jdbc:h2:file:{self.state_dir / 'data' / 'registry'}",
             "-jar",
             str(APP_DIR / "quarkus-run.jar"),

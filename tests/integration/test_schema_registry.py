@@ -6,8 +6,10 @@ import copy
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
@@ -223,3 +225,22 @@ def test_the_projector_keeps_a_framed_request_as_the_api_retry_reads_it(
     plain = codec.encode(job)
     assert single_object(ours, plain) is plain  # already what the retry reads
     assert single_object(ours, framed[:5] + b"\xff" * 8) is None  # unreadable: not kept
+
+
+def test_the_registrys_management_interface_is_on_loopback_at_a_port_of_its_own(
+    schema_registry: ApicurioRegistry,
+) -> None:
+    # By default it would listen on 0.0.0.0:9000: anything else there (S3Proxy's default
+    # port) stopped the registry from starting, and nothing of ours may listen beyond loopback.
+    assert schema_registry.management_port != 9000
+    answer = httpx.get(f"http://127.0.0.1:{schema_registry.management_port}/health/ready")
+    assert answer.status_code == 200
+    port = f"{schema_registry.management_port:04X}"
+    wildcards = {f"{'0' * 8}:{port}", f"{'0' * 32}:{port}"}  # 0.0.0.0 and ::
+    listening = [
+        line.split()[1]
+        for table in ("/proc/net/tcp", "/proc/net/tcp6")
+        for line in Path(table).read_text().splitlines()[1:]
+    ]
+    assert f"{port}" in " ".join(listening)  # the table is read right: the port is there
+    assert not wildcards & set(listening)
