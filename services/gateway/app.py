@@ -27,6 +27,7 @@ from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
 from anchorline.proof.trust import WELL_KNOWN_PATH
 from anchorline.store.blobstore import BlobStore
 from anchorline.stream.topics import Topics
+from anchorline.stream.tracing import IDS_ONLY, Tracer
 from anchorline_gateway import letters, ops
 from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
 from anchorline_gateway.control import cancel_job, retry_job
@@ -53,6 +54,7 @@ from anchorline_gateway.submission import (
     json_fields,
     unknown_fields,
 )
+from anchorline_gateway.traced import TraceRequests, traceparent
 from anchorline_gateway.trust import get_trust
 
 MAX_WAIT_S = 60.0
@@ -81,6 +83,7 @@ class Gateway:
     limits: Limits = field(default_factory=Limits)
     trust_file: Path | None = None
     topics: Topics = field(default_factory=Topics)
+    tracer: Tracer = IDS_ONLY
 
 
 def _gateway(request: Request) -> Gateway:
@@ -120,7 +123,7 @@ async def submit_job(request: Request) -> Response:
         if claimed.claim is not Claim.NEW:
             return _not_first(request, claimed)
         job = replace(job, job_id=claimed.job_id)
-    refused = await _publish(gateway.publisher, job, claim=claim)
+    refused = await _publish(gateway.publisher, job, claim=claim, traceparent=traceparent(request))
     if refused is not None:
         return refused
     wait_s = _preferred_wait(request)
@@ -142,7 +145,11 @@ def _not_first(request: Request, claimed: Claimed) -> Response:
 
 
 async def _publish(
-    publisher: Publisher, job: JobRequested, *, claim: tuple[IdempotencyKeys, str] | None
+    publisher: Publisher,
+    job: JobRequested,
+    *,
+    claim: tuple[IdempotencyKeys, str] | None,
+    traceparent: str | None,
 ) -> Response | None:
     """Publish the job and its first status; a 503 when Kafka did not take them.
 
@@ -153,7 +160,7 @@ async def _publish(
         Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0
     )
     try:
-        await publisher.publish([job, queued])
+        await publisher.publish([job, queued], traceparent=traceparent)
     except BaseException as exc:
         if claim is not None:
             await run_in_threadpool(functools.partial(claim[0].release, job, key=claim[1]))
@@ -284,7 +291,7 @@ async def submit_batch(request: Request) -> Response:
         ref = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant)
         events += [job, ref.status(Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0)]
     try:
-        await gateway.publisher.publish(events)
+        await gateway.publisher.publish(events, traceparent=traceparent(request))
     except Unavailable as exc:
         return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
     # The route's path once, not url_for for each job: that was a tenth of a batch's time.
@@ -371,6 +378,7 @@ def create_app(gateway: Gateway) -> Starlette:
         app.state.gateway = gateway
         yield
         gateway.publisher.close()
+        gateway.tracer.close()
 
     routes = [
         Route("/v1/blobs", upload_blob, methods=["POST"]),
@@ -401,5 +409,8 @@ def create_app(gateway: Gateway) -> Starlette:
             SQLAlchemyError: database_error,
             Retryable: transient_error,
         },
-        middleware=[Middleware(ApiKeys, keys=gateway.api_keys, admin_keys=gateway.admin_keys)],
+        middleware=[
+            Middleware(TraceRequests, tracer=gateway.tracer),
+            Middleware(ApiKeys, keys=gateway.api_keys, admin_keys=gateway.admin_keys),
+        ],
     )

@@ -8,6 +8,7 @@ from starlette.applications import Starlette
 from anchorline.settings import Settings
 from anchorline.store.blobs import blob_store
 from anchorline.store.db import make_engine
+from anchorline.stream.tracing import tracer_for
 from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.idempotency import SqlIdempotencyKeys
 from anchorline_gateway.letters import KafkaDeadLetters
@@ -31,6 +32,7 @@ def build(settings: Settings) -> Starlette:
         limits=Limits.from_settings(settings),
         trust_file=settings.trust_file,
         topics=settings.topics,
+        tracer=tracer_for(settings, service="gateway"),
     )
     return create_app(gateway)
 

@@ -163,6 +163,10 @@ SCHEMAS: dict[str, Schema] = {
             "attempts": {"type": "integer"},
             "result": {"type": "object"},
             "error": {"type": ["string", "null"]},
+            "trace_id": {
+                "type": ["string", "null"],
+                "description": "the W3C trace id of the job's first status (traceparent)",
+            },
             "history": {"type": "array", "items": {"type": "object"}},
         },
     },

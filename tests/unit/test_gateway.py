@@ -487,8 +487,8 @@ class FinishingPublisher(MemoryPublisher):
         super().__init__()
         self.store = store
 
-    async def publish(self, events: Any) -> None:
-        await super().publish(events)
+    async def publish(self, events: Any, **options: Any) -> None:
+        await super().publish(events, **options)
         for event in events:
             if isinstance(event, JobStatus):
                 done = dataclasses.replace(
