@@ -6,7 +6,7 @@ import base64
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,9 @@ class Settings:
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     kafka_username: str = ""
     kafka_password: str = field(default="", repr=False)
+    # The gateway's dead-letter desk logs in as this (empty: as KAFKA_USERNAME).
+    desk_kafka_username: str = ""
+    desk_kafka_password: str = field(default="", repr=False)
     topic_prefix: str = "anchorline"
     schema_registry_url: str = ""  # Confluent wire format through this registry; empty: none
     partitions: int = 6  # 1, 2, 3 or 6 processes of a stage share them evenly
@@ -180,6 +183,15 @@ class Settings:
                 values[spec.name] = _parse(spec.name, str(spec.type), raw)
         values.update(overrides)
         return cls(**(_otel(source) | values))
+
+    @property
+    def desk(self) -> Settings:
+        """These settings, logged in as the dead-letter desk when it has a login of its own."""
+        if not self.desk_kafka_username:
+            return self
+        return replace(
+            self, kafka_username=self.desk_kafka_username, kafka_password=self.desk_kafka_password
+        )
 
     @property
     def span_exporters(self) -> set[str]:

@@ -43,7 +43,12 @@ STAGE_SERVICES: dict[str, Stage] = {
     "notifier": Stage.NOTIFY,
 }
 EXTERNAL_PRODUCER = "external-producer"
-PRINCIPALS: tuple[str, ...] = ("gateway", *STAGE_SERVICES, "projector", EXTERNAL_PRODUCER)
+# The gateway's dead-letter desk (the console's, behind an admin key) logs in as this: the
+# gateway's own login reads no message and writes no stage's input.
+DESK = "dead-letter-desk"
+# stream/topic_reader.py reads a topic to its end as a group of its own, named by this and a uuid.
+READER_GROUPS = "anchorline-reader-"
+PRINCIPALS: tuple[str, ...] = ("gateway", *STAGE_SERVICES, "projector", EXTERNAL_PRODUCER, DESK)
 
 
 def grants(principal: str, topics: Topics) -> list[Grant]:
@@ -56,6 +61,8 @@ def grants(principal: str, topics: Topics) -> list[Grant]:
         return _projector(topics)
     if principal == EXTERNAL_PRODUCER:
         return [_topic(topics.jobs_requested, Operation.WRITE)]
+    if principal == DESK:
+        return _desk(topics)
     raise ValueError(f"no such principal: {principal!r}")
 
 
@@ -89,6 +96,21 @@ def _gateway(topics: Topics) -> list[Grant]:
         _topic(topics.cancellations, Operation.WRITE),
         *(_topic(name, Operation.DESCRIBE) for name in described),
         *(_group(group, Operation.DESCRIBE) for group in [*groups, "anchorline-projector"]),
+    ]
+
+
+def _desk(topics: Topics) -> list[Grant]:
+    """What `anchorline dlq` does (stream/dlq.py): read every dead-letter topic and the replay
+    log, and replay a letter to the topic it came from, with its `queued` status, in one
+    transaction of its fixed id."""
+    sources = [*(topics.request_topic(stage) for stage in Stage), topics.job_status]
+    return [
+        *(_topic(topics.dead_letter(source), Operation.READ) for source in sources),
+        _topic(topics.replay_log, Operation.READ),
+        *(_topic(source, Operation.WRITE) for source in sources),
+        _topic(topics.replay_log, Operation.WRITE),
+        Grant(Resource.TRANSACTIONAL_ID, f"{topics.prefix}-dlq-replay", Operation.WRITE),
+        Grant(Resource.GROUP, READER_GROUPS, Operation.READ, prefixed=True),
     ]
 
 

@@ -28,7 +28,7 @@ def build(settings: Settings) -> Starlette:
         api_keys=settings.api_key_tenants,
         admin_keys=settings.admin_key_set,
         pipeline=KafkaPipelineView(settings),
-        dead_letters=KafkaDeadLetters(settings),
+        dead_letters=KafkaDeadLetters(settings.desk),
         limits=Limits.from_settings(settings),
         trust_file=settings.trust_file,
         topics=settings.topics,

@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 
 from anchorline.stream.access import (
+    DESK,
     EXTERNAL_PRODUCER,
     PRINCIPALS,
+    READER_GROUPS,
     Grant,
     Operation,
     Resource,
     grants,
 )
+from anchorline.stream.dlq import stages
 from anchorline.stream.kafka import transactional_id
 from anchorline.stream.topics import Topics
 
@@ -47,6 +50,7 @@ def test_status_events_come_only_from_the_gateway_and_the_stages() -> None:
         "prover",
         "chain-writer",
         "notifier",
+        DESK,  # a replayed status letter
     }
     assert readers(TOPICS.job_status) == {"projector"}
 
@@ -55,9 +59,10 @@ def test_status_events_come_only_from_the_gateway_and_the_stages() -> None:
     ("topic", "expected"),
     [
         # a stage writes its own input too: its delay forwarder returns due retries there
-        (TOPICS.jobs_requested, {"gateway", EXTERNAL_PRODUCER, "verifier"}),
-        (TOPICS.prove_requested, {"verifier", "prover"}),
-        (TOPICS.anchor_requested, {"prover", "chain-writer"}),
+        # and the dead-letter desk replays a letter where it came from
+        (TOPICS.jobs_requested, {"gateway", EXTERNAL_PRODUCER, "verifier", DESK}),
+        (TOPICS.prove_requested, {"verifier", "prover", DESK}),
+        (TOPICS.anchor_requested, {"prover", "chain-writer", DESK}),
     ],
 )
 def test_each_request_topic_has_only_its_producers(topic: str, expected: set[str]) -> None:
@@ -96,9 +101,12 @@ def test_a_stages_transactional_ids_match_its_prefix_and_no_other_stages(service
     assert not any(transactional_id(other).startswith(prefix.name) for other in others)
 
 
-def test_only_transactional_ids_are_granted_by_prefix() -> None:
+def test_only_transactional_ids_and_the_desks_reader_groups_are_granted_by_prefix() -> None:
     prefixed = [g for p in PRINCIPALS for g in grants(p, TOPICS) if g.prefixed]
-    assert {g.resource for g in prefixed} == {Resource.TRANSACTIONAL_ID}
+    groups = [g for g in prefixed if g.resource is Resource.GROUP]
+    assert {g.resource for g in prefixed} - {Resource.GROUP} == {Resource.TRANSACTIONAL_ID}
+    assert groups == [Grant(Resource.GROUP, READER_GROUPS, Operation.READ, prefixed=True)]
+    assert holders(Resource.GROUP, READER_GROUPS, Operation.READ) == set()  # prefixed only
 
 
 def test_the_gateway_reads_no_messages_and_describes_what_the_pipeline_view_needs() -> None:
@@ -114,6 +122,19 @@ def test_the_dead_letters_of_the_status_topic_belong_to_the_projector() -> None:
     assert writers(TOPICS.dead_letter(TOPICS.job_status)) == {"projector"}
 
 
+def test_the_desk_reads_every_dead_letter_topic_and_the_replay_log_and_nothing_else() -> None:
+    read = {
+        g.name
+        for g in grants(DESK, TOPICS)
+        if g.operation is Operation.READ and g.resource is Resource.TOPIC
+    }
+    assert read == {*stages(TOPICS).values(), TOPICS.replay_log}
+    assert all(readers(topic) == {DESK} for topic in read)  # the operator is a super user
+    assert holders(Resource.TRANSACTIONAL_ID, "anchorline-dlq-replay", Operation.WRITE) == {DESK}
+    (group,) = [g for g in grants(DESK, TOPICS) if g.resource is Resource.GROUP]
+    assert (group.name, group.prefixed) == (READER_GROUPS, True)  # topic_reader's own groups
+
+
 def test_an_unknown_principal_is_refused() -> None:
     with pytest.raises(ValueError, match="no such principal"):
         grants("mallory", TOPICS)
@@ -125,5 +146,6 @@ def test_only_the_gateway_cancels_jobs_and_every_stage_reads_the_cancellations()
 
 
 def test_only_the_projector_requests_webhooks_and_only_the_notifier_calls_them() -> None:
-    assert writers(TOPICS.notify_requested) == {"projector", "notifier"}  # its delay forwarder
+    # the notifier's delay forwarder, and the desk replaying a dead webhook
+    assert writers(TOPICS.notify_requested) == {"projector", "notifier", DESK}
     assert readers(TOPICS.notify_requested) == {"notifier"}
