@@ -38,7 +38,7 @@ from anchorline_gateway.idempotency import (
     fingerprint,
     key_of,
 )
-from anchorline_gateway.letters import DeadLetterDesk
+from anchorline_gateway.letters import DeadLetterDesk, moment
 from anchorline_gateway.limits import Limits, capped, read_json
 from anchorline_gateway.openapi import openapi
 from anchorline_gateway.pipeline import PipelineView
@@ -334,6 +334,8 @@ async def list_jobs(request: Request) -> Response:
     if not 1 <= limit <= MAX_LIST:
         return problem(400, f"limit must be between 1 and {MAX_LIST}")
     reader = _gateway(request).reader
+    tenant = owner(request, params.get("tenant"))  # a tenant's key: its own tenant, only
+    since, until = moment(params.get("since"), "since"), moment(params.get("until"), "until")
     try:
         page, cursor = await run_in_threadpool(
             lambda: reader.list(
@@ -341,7 +343,9 @@ async def list_jobs(request: Request) -> Response:
                 kind=kind,
                 limit=limit,
                 cursor=params.get("cursor"),
-                tenant=tenant_of(request),
+                tenant=tenant,
+                since=since,
+                until=until,
             )
         )
     except BadCursor as exc:
