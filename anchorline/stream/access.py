@@ -102,10 +102,13 @@ def _gateway(topics: Topics) -> list[Grant]:
 def _desk(topics: Topics) -> list[Grant]:
     """What `anchorline dlq` does (stream/dlq.py): read every dead-letter topic and the replay
     log, and replay a letter to the topic it came from, with its `queued` status, in one
-    transaction of its fixed id."""
+    transaction of its fixed id; and read what waits in each stage's input and delay topics
+    (the console counts messages, not offsets: gateway/counts.py)."""
     sources = [*(topics.request_topic(stage) for stage in Stage), topics.job_status]
+    delays = [delay for source in topics.stage_inputs() for delay in topics.retries(source)]
     return [
         *(_topic(topics.dead_letter(source), Operation.READ) for source in sources),
+        *(_topic(name, Operation.READ) for name in [*sources, *delays]),
         _topic(topics.replay_log, Operation.READ),
         *(_topic(source, Operation.WRITE) for source in sources),
         _topic(topics.replay_log, Operation.WRITE),

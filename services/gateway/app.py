@@ -383,6 +383,8 @@ def create_app(gateway: Gateway) -> Starlette:
         yield
         gateway.publisher.close()
         gateway.tracer.close()
+        if gateway.pipeline is not None:
+            gateway.pipeline.close()
 
     routes = [
         Route("/v1/blobs", upload_blob, methods=["POST"]),

@@ -27,7 +27,7 @@ def build(settings: Settings) -> Starlette:
         idempotency=SqlIdempotencyKeys(engine, ttl_s=settings.idempotency_ttl_s),
         api_keys=settings.api_key_tenants,
         admin_keys=settings.admin_key_set,
-        pipeline=KafkaPipelineView(settings),
+        pipeline=KafkaPipelineView(settings, reader=settings.desk),
         dead_letters=KafkaDeadLetters(settings.desk),
         limits=Limits.from_settings(settings),
         trust_file=settings.trust_file,

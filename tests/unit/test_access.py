@@ -52,7 +52,7 @@ def test_status_events_come_only_from_the_gateway_and_the_stages() -> None:
         "notifier",
         DESK,  # a replayed status letter
     }
-    assert readers(TOPICS.job_status) == {"projector"}
+    assert readers(TOPICS.job_status) == {"projector", DESK}  # the desk: to count what waits
 
 
 @pytest.mark.parametrize(
@@ -82,9 +82,10 @@ def test_a_stage_alone_reads_and_writes_its_delay_and_dead_letter_topics(
 ) -> None:
     # the projector keeps each job's request, for a retry through the API
     keeper = {"projector"} if source == TOPICS.jobs_requested else set()
-    assert readers(source) == {service} | keeper
+    # the desk reads what waits there, to count it for the console
+    assert readers(source) == {service, DESK} | keeper
     for topic in TOPICS.retries(source):
-        assert readers(topic) == {service}
+        assert readers(topic) == {service, DESK}
     for topic in [*TOPICS.retries(source), TOPICS.dead_letter(source)]:
         assert writers(topic) == {service}
     for group in (f"anchorline-{service}", f"anchorline-{service}-delay"):
@@ -122,14 +123,17 @@ def test_the_dead_letters_of_the_status_topic_belong_to_the_projector() -> None:
     assert writers(TOPICS.dead_letter(TOPICS.job_status)) == {"projector"}
 
 
-def test_the_desk_reads_every_dead_letter_topic_and_the_replay_log_and_nothing_else() -> None:
+def test_the_desk_reads_the_dead_letters_the_replay_log_and_what_waits_and_no_more() -> None:
     read = {
         g.name
         for g in grants(DESK, TOPICS)
         if g.operation is Operation.READ and g.resource is Resource.TOPIC
     }
-    assert read == {*stages(TOPICS).values(), TOPICS.replay_log}
-    assert all(readers(topic) == {DESK} for topic in read)  # the operator is a super user
+    letters = {*stages(TOPICS).values(), TOPICS.replay_log}
+    waiting = {*TOPICS.stage_inputs(), TOPICS.job_status}
+    waiting |= {delay for source in TOPICS.stage_inputs() for delay in TOPICS.retries(source)}
+    assert read == letters | waiting
+    assert all(readers(topic) == {DESK} for topic in letters)  # the operator is a super user
     assert holders(Resource.TRANSACTIONAL_ID, "anchorline-dlq-replay", Operation.WRITE) == {DESK}
     (group,) = [g for g in grants(DESK, TOPICS) if g.resource is Resource.GROUP]
     assert (group.name, group.prefixed) == (READER_GROUPS, True)  # topic_reader's own groups
@@ -148,4 +152,4 @@ def test_only_the_gateway_cancels_jobs_and_every_stage_reads_the_cancellations()
 def test_only_the_projector_requests_webhooks_and_only_the_notifier_calls_them() -> None:
     # the notifier's delay forwarder, and the desk replaying a dead webhook
     assert writers(TOPICS.notify_requested) == {"projector", "notifier", DESK}
-    assert readers(TOPICS.notify_requested) == {"notifier"}
+    assert readers(TOPICS.notify_requested) == {"notifier", DESK}

@@ -120,6 +120,9 @@ class FixedView:
     def snapshot(self) -> dict[str, Any]:
         return {"stages": {}, "projector": {"lag": 0}}
 
+    def close(self) -> None:
+        pass
+
 
 def json_job(signed: Any, uri: str) -> dict[str, str]:
     return {
