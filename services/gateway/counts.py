@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from anchorline.settings import Settings
 from anchorline.stream.access import READER_GROUPS
 from anchorline.stream.kafka import client_config
+from anchorline.stream.topic_reader import REFUSED
 
 Place = tuple[str, int]
 # Past this many messages of one partition (a backlog), the rest of its range is counted in
@@ -53,8 +54,11 @@ def count(
     try:
         while open_ and time.monotonic() < deadline:
             for message in consumer.consume(num_messages=500, timeout=0.2):
+                error = message.error()
+                if error is not None and error.code() in REFUSED:
+                    raise KafkaException(error)  # waiting would not change the broker's mind
                 place = (message.topic() or "", message.partition() or 0)
-                if message.error() is None and place in open_:
+                if error is None and place in open_:
                     found[place] += (message.offset() or 0) < open_[place][1]
             _close_done(consumer, open_, found, most)
         exact = not open_ and all(n < most for n in found.values())
