@@ -159,10 +159,10 @@ class MessageProcessor:
                 _place(message), headers=message.headers, key=message.key, topic=message.topic
             )
         try:
-            return [
-                replace(item, headers=spans.stamp(item.key, item.headers))
-                for item in self._process(batch)
-            ]
+            out = self._process(batch)
+            for item in out:
+                spans.stamp(item.key, item.headers)
+            return out
         finally:
             spans.end()
 

@@ -7,11 +7,10 @@ recorded (anchorline/stream/otel.py) only when an exporter is configured.
 
 from __future__ import annotations
 
-import os
+import random
 import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from anchorline.settings import Settings
@@ -19,14 +18,15 @@ if TYPE_CHECKING:
 TRACEPARENT = "traceparent"
 MAX_HEADER = 512  # a traceparent of a later version may grow; none needs more
 # version-traceid-parentid-flags, lowercase hex only (W3C Trace Context, section 3.2).
-_FORM = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_FORM = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_LENGTH = 55  # of those four fields
 _INVALID_TRACE = "0" * 32
 _INVALID_SPAN = "0" * 16
 
 
-@dataclass(frozen=True)
-class TraceContext:
-    """Where a span sits: its trace, its own id, and whether the trace is sampled."""
+class TraceContext(NamedTuple):
+    """Where a span sits: its trace, its own id, and whether the trace is sampled (a tuple: a
+    few of these are made for every record a stage handles)."""
 
     trace_id: str
     span_id: str
@@ -42,11 +42,12 @@ class TraceContext:
 
 
 def new_trace() -> TraceContext:
-    return TraceContext(os.urandom(16).hex(), _span_id())
+    return TraceContext(f"{random.getrandbits(128) or 1:032x}", _span_id())
 
 
 def _span_id() -> str:
-    return os.urandom(8).hex()
+    # random, not os.urandom, as OpenTelemetry's own ids: unique, not secret, and cheap.
+    return f"{random.getrandbits(64) or 1:016x}"
 
 
 def parse(raw: str | bytes | None) -> TraceContext | None:
@@ -55,19 +56,17 @@ def parse(raw: str | bytes | None) -> TraceContext | None:
     if raw is None:
         return None
     value = raw.encode("latin-1", "replace") if isinstance(raw, str) else raw
-    if len(value) > MAX_HEADER:
+    if len(value) > MAX_HEADER or _FORM.match(value) is None:
         return None
-    match = _FORM.match(value)
-    if match is None:
-        return None
-    version, trace_id, span_id, flags = (part.decode() for part in match.groups())
+    text = value[:_LENGTH].decode("ascii")
+    version, trace_id, span_id = text[:2], text[3:35], text[36:52]
     if version == "ff" or trace_id == _INVALID_TRACE or span_id == _INVALID_SPAN:
         return None
     # Version 00 is exactly its four fields; a later one may add fields after a dash.
-    rest = value[match.end() :]
+    rest = value[_LENGTH:]
     if (version == "00" and rest) or (rest and not rest.startswith(b"-")):
         return None
-    return TraceContext(trace_id, span_id, sampled=bool(int(flags, 16) & 1))
+    return TraceContext(trace_id, span_id, sampled=bool(int(text[53:55], 16) & 1))
 
 
 def of_headers(found: Mapping[str, bytes]) -> TraceContext | None:
@@ -102,11 +101,13 @@ class Tracer(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass
 class IdSpan:
     """A span that is only its ids: nothing is recorded."""
 
-    context: TraceContext
+    __slots__ = ("context",)
+
+    def __init__(self, context: TraceContext) -> None:
+        self.context = context
 
     def note(self, name: str, value: str) -> None:
         return None
@@ -157,14 +158,18 @@ class BatchSpans:
         self.spans: dict[Hashable, Span] = {}
         self.by_key: dict[bytes, TraceContext] = {}
         self.first: TraceContext | None = None
+        self._encoded: dict[TraceContext, bytes] = {}
 
     def start(
         self, record: Hashable, *, headers: Mapping[str, bytes], key: bytes | None, topic: str
     ) -> None:
+        recorded = self.tracer is not IDS_ONLY  # no attributes to make for nothing
         span = self.tracer.start(
             self.name,
             parent=of_headers(headers),
-            attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
+            attributes={"messaging.system": "kafka", "messaging.destination.name": topic}
+            if recorded
+            else None,
             kind="consumer",
         )
         self.spans[record] = span
@@ -185,17 +190,23 @@ class BatchSpans:
         """For an output keyed `key` (a job id); one about none of the batch's jobs (an anchor
         batch) continues the trace of the batch's first record."""
         context = self.by_key.get(key or b"", self.first)
-        return context.traceparent.encode() if context is not None else None
+        if context is None:
+            return None
+        found = self._encoded.get(context)
+        if found is None:
+            found = self._encoded[context] = context.traceparent.encode()
+        return found
 
     def stamp(
         self, key: bytes | None, found: list[tuple[str, str | bytes | None]]
     ) -> list[tuple[str, str | bytes | None]]:
-        """`found` headers with this batch's traceparent for `key`; a record that carries one
-        already (going round again as it came) keeps its own."""
+        """`found` headers, given this batch's traceparent for `key` (in place: each record's
+        headers are a list of its own); a record that carries one already (going round again
+        as it came) keeps its own."""
         value = self.traceparent(key)
-        if value is None or any(name == TRACEPARENT for name, _ in found):
-            return found
-        return [*found, (TRACEPARENT, value)]
+        if value is not None and all(name != TRACEPARENT for name, _ in found):
+            found.append((TRACEPARENT, value))
+        return found
 
     def end(self) -> None:
         for span in self.spans.values():
