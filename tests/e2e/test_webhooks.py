@@ -249,13 +249,25 @@ def test_a_traceparent_sent_with_a_job_is_one_trace_through_every_service(
     spans_file = hooked.settings.trace_file
 
     def of_trace() -> list[dict[str, Any]]:
+        """The trace's spans once every service's are in and form one tree under the client's
+        span (each process exports its spans in batches of its own: a child may come first)."""
         lines = spans_file.read_text().splitlines() if spans_file.exists() else []
         found = [json.loads(line) for line in lines if trace in line]
         named = {span["resource"]["attributes"]["service.name"] for span in found}
-        return found if services <= named else []
+        ids = {span["context"]["span_id"] for span in found} | {"0x" + parent}
+        whole = all(span["parent_id"] in ids for span in found)
+        return found if services <= named and whole else []
 
-    spans = wait_for(of_trace, timeout=60)  # exported in batches, every few seconds
-    ids = {span["context"]["span_id"] for span in spans}
+    try:
+        spans = wait_for(of_trace, timeout=90)
+    except AssertionError:
+        lines = spans_file.read_text().splitlines() if spans_file.exists() else []
+        found = [json.loads(line) for line in lines if trace in line]
+        ids = {span["context"]["span_id"] for span in found} | {"0x" + parent}
+        orphans = [
+            (span["name"], span["resource"]["attributes"]["service.name"], span["parent_id"])
+            for span in found
+            if span["parent_id"] not in ids
+        ]
+        raise AssertionError(f"not one tree of six services: orphans {orphans}") from None
     assert all(span["context"]["trace_id"] == "0x" + trace for span in spans)
-    # one tree: every span's parent is another of the trace's spans, or the client's
-    assert {span["parent_id"] for span in spans} <= ids | {"0x" + parent}
