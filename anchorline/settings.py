@@ -6,7 +6,7 @@ import base64
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 # s3://bucket/prefix: S3's rule for bucket names; a prefix of plain path characters.
 BLOB_URL = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/([A-Za-z0-9._/-]{0,512}))?")
+EXPORTERS = ("otlp", "console")
 S3_PART_BYTES = (5 << 20, 5 << 30)  # S3's bounds on a multipart upload's parts
 
 
@@ -49,6 +50,9 @@ class Settings:
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     kafka_username: str = ""
     kafka_password: str = field(default="", repr=False)
+    # The gateway's dead-letter desk logs in as this (empty: as KAFKA_USERNAME).
+    desk_kafka_username: str = ""
+    desk_kafka_password: str = field(default="", repr=False)
     topic_prefix: str = "anchorline"
     schema_registry_url: str = ""  # Confluent wire format through this registry; empty: none
     partitions: int = 6  # 1, 2, 3 or 6 processes of a stage share them evenly
@@ -134,6 +138,11 @@ class Settings:
     log_level: str = "INFO"
     metrics_port: int = 0  # a worker serves /metrics here; 0: not at all (`up` picks free ones)
     log_format: str = ""  # json | text; empty: json for services, text for other commands
+    # OpenTelemetry spans, off unless one is set (else OTEL_TRACES_EXPORTER and the OTLP endpoint
+    # variables, read by from_env): otlp and/or console, comma-separated; `none` for none.
+    traces_exporter: str = ""
+    otlp_traces_endpoint: str = ""  # e.g. http://collector:4318/v1/traces
+    trace_file: Path | None = None  # spans also appended here, one JSON object a line
     # The `anchorline` command as a client of a gateway (submit, jobs, …).
     gateway_url: str = ""  # empty: http://HTTP_HOST:HTTP_PORT
     api_key: str = field(default="", repr=False)  # sent as Authorization: Bearer
@@ -153,6 +162,10 @@ class Settings:
         self.priority_default_map  # noqa: B018
         if self.log_format not in ("", "json", "text"):
             raise ConfigurationError(f"{PREFIX}LOG_FORMAT must be json or text")
+        if not self.span_exporters <= set(EXPORTERS):
+            raise ConfigurationError(
+                f"{PREFIX}TRACES_EXPORTER (or OTEL_TRACES_EXPORTER) takes {', '.join(EXPORTERS)}"
+            )
         for name in STAGE_TIMEOUTS:
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be 0 (no limit) or more")
@@ -202,7 +215,26 @@ class Settings:
             if raw is not None and raw != "":
                 values[spec.name] = _parse(spec.name, str(spec.type), raw)
         values.update(overrides)
-        return cls(**values)
+        return cls(**(_otel(source) | values))
+
+    @property
+    def desk(self) -> Settings:
+        """These settings, logged in as the dead-letter desk when it has a login of its own."""
+        if not self.desk_kafka_username:
+            return self
+        return replace(
+            self, kafka_username=self.desk_kafka_username, kafka_password=self.desk_kafka_password
+        )
+
+    @property
+    def span_exporters(self) -> set[str]:
+        """Where spans go (otlp, console); empty: nowhere, and no span is recorded."""
+        named = {part.strip() for part in self.traces_exporter.split(",") if part.strip()}
+        return named - {"none"}
+
+    @property
+    def tracing(self) -> bool:
+        return bool(self.span_exporters or self.trace_file)
 
     @property
     def retry_ladder(self) -> tuple[float, ...]:
@@ -330,6 +362,21 @@ class Settings:
             if value is not None:
                 env[PREFIX + spec.name.upper()] = str(value)
         return env
+
+
+def _otel(env: Mapping[str, str]) -> dict[str, str]:
+    """OpenTelemetry's standard variables, as our settings (ours, when set, take precedence):
+    an OTLP endpoint alone turns the OTLP exporter on, as in OpenTelemetry's own SDKs."""
+    found = {}
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+    if not endpoint and env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    if endpoint:
+        found["otlp_traces_endpoint"] = endpoint
+    exporter = env.get("OTEL_TRACES_EXPORTER", "") or ("otlp" if endpoint else "")
+    if exporter:
+        found["traces_exporter"] = exporter
+    return found
 
 
 def _pairs(text: str, name: str) -> dict[str, str]:

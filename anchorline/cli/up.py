@@ -37,7 +37,7 @@ from anchorline.store.blobs import s3_access
 from anchorline.store.db import make_engine
 from anchorline.store.migrate import upgrade
 from anchorline.store.s3blobs import ensure_bucket
-from anchorline.stream.access import EXTERNAL_PRODUCER, PRINCIPALS
+from anchorline.stream.access import DESK, EXTERNAL_PRODUCER, PRINCIPALS
 from anchorline.stream.kafka import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,11 @@ def secure(settings: Settings, logins: Logins) -> dict[str, Settings]:
     print(f"Kafka logins (0600) in {logins.directory}", flush=True)
     print(f"external producers log in with {logins.properties(EXTERNAL_PRODUCER)}", flush=True)
     print(f"operator commands: set -a; . {logins.env_file(ADMIN_USER)}; set +a", flush=True)
-    return {service: logins.settings_of(service, settings) for service in SERVICES}
+    own = {service: logins.settings_of(service, settings) for service in SERVICES}
+    own["gateway"] = replace(
+        own["gateway"], desk_kafka_username=DESK, desk_kafka_password=logins.passwords[DESK]
+    )
+    return own
 
 
 def local_object_store(settings: Settings) -> tuple[S3Proxy, Settings]:

@@ -31,6 +31,7 @@ jobs = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("trace_id", sa.String(32), nullable=True),  # W3C trace id, 32 hex digits
     sa.Index("ix_jobs_state_created", "state", "created_at"),
     sa.Index("ix_jobs_kind_created", "kind", "created_at"),
     sa.Index("ix_jobs_created", "created_at", "job_id"),

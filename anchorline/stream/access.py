@@ -43,12 +43,18 @@ STAGE_SERVICES: dict[str, Stage] = {
     "notifier": Stage.NOTIFY,
 }
 EXTERNAL_PRODUCER = "external-producer"
+# The gateway's dead-letter desk (the console's, behind an admin key) logs in as this: the
+# gateway's own login reads no message and writes no stage's input.
+DESK = "dead-letter-desk"
+# stream/topic_reader.py reads a topic to its end as a group of its own, named by this and a uuid.
+READER_GROUPS = "anchorline-reader-"
 PRINCIPALS: tuple[str, ...] = (
     "gateway",
     *STAGE_SERVICES,
     "projector",
     "scheduler",
     EXTERNAL_PRODUCER,
+    DESK,
 )
 
 
@@ -65,6 +71,8 @@ def grants(principal: str, topics: Topics) -> list[Grant]:
         return [_topic(name, Operation.WRITE) for name in submits]
     if principal == EXTERNAL_PRODUCER:
         return [_topic(name, Operation.WRITE) for name in topics.lanes(Stage.VERIFY)]
+    if principal == DESK:
+        return _desk(topics)
     raise ValueError(f"no such principal: {principal!r}")
 
 
@@ -100,6 +108,26 @@ def _gateway(topics: Topics) -> list[Grant]:
         _topic(topics.cancellations, Operation.WRITE),
         *(_topic(name, Operation.DESCRIBE) for name in described),
         *(_group(group, Operation.DESCRIBE) for group in [*groups, "anchorline-projector"]),
+    ]
+
+
+def _desk(topics: Topics) -> list[Grant]:
+    """What `anchorline dlq` does (stream/dlq.py): read every dead-letter topic and the replay
+    log, and replay a letter to the topic it came from, with its `queued` status, in one
+    transaction of its fixed id; and read what waits in each stage's input and delay topics
+    (the console counts messages, not offsets: gateway/counts.py)."""
+    sources = [*(topics.request_topic(stage) for stage in Stage), topics.job_status]
+    # A letter goes back to the priority's topic it came from; each is counted too.
+    inputs = [*(name for stage in Stage for name in topics.lanes(stage)), topics.job_status]
+    delays = [delay for source in topics.stage_inputs() for delay in topics.retries(source)]
+    return [
+        *(_topic(topics.dead_letter(source), Operation.READ) for source in sources),
+        *(_topic(name, Operation.READ) for name in [*inputs, *delays]),
+        _topic(topics.replay_log, Operation.READ),
+        *(_topic(name, Operation.WRITE) for name in inputs),
+        _topic(topics.replay_log, Operation.WRITE),
+        Grant(Resource.TRANSACTIONAL_ID, f"{topics.prefix}-dlq-replay", Operation.WRITE),
+        Grant(Resource.GROUP, READER_GROUPS, Operation.READ, prefixed=True),
     ]
 
 

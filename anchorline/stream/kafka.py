@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import uuid
 from typing import Any
 
@@ -78,6 +80,8 @@ def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
     return base_config(settings) | {
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": group_id,
+        # Which process a group member is (the console's instances): a restart is a new pid.
+        "client.id": f"{group_id}-{socket.gethostname()}-{os.getpid()}",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",

@@ -18,6 +18,7 @@ from anchorline.stream import headers
 from anchorline.stream.kafka import producer_config
 from anchorline.stream.registry_codec import codec_for
 from anchorline.stream.topics import Topics, key_of
+from anchorline.stream.tracing import TRACEPARENT
 
 PROBE_TIMEOUT_S = 0.5
 # /readyz asks the broker itself: a frozen broker keeps its connections open, so librdkafka
@@ -35,10 +36,16 @@ Record = tuple[str, bytes, bytes]
 
 class Publisher(Protocol):
     """Publishes events and returns once every one is durably written. `generation` is the
-    run they belong to (in the generations header); `records` go with them."""
+    run they belong to (in the generations header); `records` go with them; every record
+    carries `traceparent`, the trace of the request that published it."""
 
     async def publish(
-        self, events: Sequence[Event], *, generation: int = 0, records: Sequence[Record] = ()
+        self,
+        events: Sequence[Event],
+        *,
+        generation: int = 0,
+        records: Sequence[Record] = (),
+        traceparent: str | None = None,
     ) -> None: ...
 
     def healthy(self) -> bool:
@@ -104,7 +111,12 @@ class KafkaPublisher:
         return True
 
     async def publish(
-        self, events: Sequence[Event], *, generation: int = 0, records: Sequence[Record] = ()
+        self,
+        events: Sequence[Event],
+        *,
+        generation: int = 0,
+        records: Sequence[Record] = (),
+        traceparent: str | None = None,
     ) -> None:
         if self.brokers_down.is_set() and not await asyncio.to_thread(self._reachable):
             raise Unavailable("Kafka is unreachable")
@@ -115,10 +127,13 @@ class KafkaPublisher:
             for event in events
         ]
         outgoing = [(topic, key.encode(), value, key) for topic, key, value in encoded]
+        traced: list[headers.Header] = [(TRACEPARENT, traceparent.encode())] if traceparent else []
         for topic, key, value, job_id in [*outgoing, *((*record, "") for record in records)]:
             future: asyncio.Future[None] = loop.create_future()
             futures.append(future)
-            extra = headers.encode_generations({job_id: generation}) if job_id else None
+            extra = (
+                [*headers.encode_generations({job_id: generation}), *traced] if job_id else traced
+            )
             try:
                 self.producer.produce(
                     topic,
@@ -168,14 +183,21 @@ class MemoryPublisher:
         self.events: list[Event] = []
         self.generations: list[int] = []
         self.records: list[Record] = []
+        self.traceparents: list[str | None] = []
         self.down = False
 
     async def publish(
-        self, events: Sequence[Event], *, generation: int = 0, records: Sequence[Record] = ()
+        self,
+        events: Sequence[Event],
+        *,
+        generation: int = 0,
+        records: Sequence[Record] = (),
+        traceparent: str | None = None,
     ) -> None:
         if self.down:
             raise Unavailable("Kafka did not acknowledge the request in time")
         self.events.extend(events)
+        self.traceparents.extend(traceparent for _ in events)
         self.generations.extend(generation for _ in events)
         self.records.extend(records)
 

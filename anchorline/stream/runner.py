@@ -44,6 +44,7 @@ from anchorline.stream.running import RunningStatuses
 from anchorline.stream.stage import Closing, Prefetching, Report, StageHandler
 from anchorline.stream.timelimit import TimeLimit
 from anchorline.stream.topics import Place, Topics, key_of, place_of
+from anchorline.stream.tracing import IDS_ONLY, BatchSpans, Tracer, tracer_for
 from anchorline.stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,11 @@ class MessageProcessor:
         cancelled: Callable[[str, int], bool] = _none,
         time_limit_s: float = 0.0,
         batch_budget_s: float = 0.0,
+        tracer: Tracer = IDS_ONLY,
     ) -> None:
         self.handler = handler
+        self.tracer = tracer
+        self.spans = BatchSpans(tracer, name=f"{handler.stage} process")
         self.codec = codec
         self.cancelled = cancelled
         self.time_limit_s = time_limit_s  # 0: a handler call takes as long as it takes
@@ -151,6 +155,22 @@ class MessageProcessor:
         self.failed_jobs = 0  # statuses `failed` encoded since the runner last took the count
 
     def process(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        """The batch's output, each record carrying the traceparent of the span of the record
+        it came from (tracing.py)."""
+        self.spans = spans = BatchSpans(self.tracer, name=f"{self.handler.stage} process")
+        for message in batch:
+            spans.start(
+                _place(message), headers=message.headers, key=message.key, topic=message.topic
+            )
+        try:
+            out = self._process(batch)
+            for item in out:
+                spans.stamp(item.key, item.headers)
+            return out
+        finally:
+            spans.end()
+
+    def _process(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         self.batch_ends = time.monotonic() + self.batch_budget_s
         out: list[Outgoing] = []
         decoded: list[tuple[Incoming, Any]] = []
@@ -168,6 +188,7 @@ class MessageProcessor:
                 )
                 out.extend(self._dead_letter([(message, event)], exc))
                 continue
+            self.spans.about(_place(message), (ref.job_id for ref in refs_of(event)))
             if self._all_cancelled(message, event):
                 out.extend(self._skip(message, event))
                 continue
@@ -449,6 +470,10 @@ def record_size(item: Outgoing) -> int:
     return len(item.key or b"") + len(item.value) + extras
 
 
+def _place(message: Incoming) -> tuple[str, int, int]:
+    return (message.topic, message.partition, message.offset)
+
+
 def _where(message: Incoming) -> str:
     return f"{message.topic}[{message.partition}]@{message.offset}"
 
@@ -517,6 +542,7 @@ class StageRunner:
             cancelled=self.cancellations.is_cancelled if self.cancellations else _none,
             time_limit_s=settings.stage_timeout_s(handler.stage),
             batch_budget_s=settings.handling_deadline_s * BATCH_BUDGET_SHARE,
+            tracer=tracer_for(settings, service=service),
         )
         # What was fetched from the stage's topics (one a priority), taken by their weights.
         self.pending = Lanes(
@@ -542,7 +568,10 @@ class StageRunner:
             self.topics.job_status,
             key=status.job_id.encode(),
             value=value,
-            headers=headers.encode_generations({status.job_id: status.generation}),
+            headers=self.processor.spans.stamp(
+                status.job_id.encode(),
+                headers.encode_generations({status.job_id: status.generation}),
+            ),
         )
         self.status_producer.poll(0)
 
@@ -576,6 +605,7 @@ class StageRunner:
             if isinstance(self.handler, Closing):
                 self.handler.close()
             self.codec.close()
+            self.processor.tracer.close()
 
     def _poll_once(self) -> None:
         # All the consumer has fetched (up to the lanes' bound), not a batch's worth: a record

@@ -27,6 +27,7 @@ from anchorline.events import JobKind, JobRequested, Priority, StageState, submi
 from anchorline.proof.trust import WELL_KNOWN_PATH
 from anchorline.store.blobstore import BlobStore
 from anchorline.stream.topics import Topics
+from anchorline.stream.tracing import IDS_ONLY, Tracer
 from anchorline_gateway import letters, ops
 from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
 from anchorline_gateway.control import cancel_job, retry_job
@@ -37,7 +38,7 @@ from anchorline_gateway.idempotency import (
     fingerprint,
     key_of,
 )
-from anchorline_gateway.letters import DeadLetterDesk
+from anchorline_gateway.letters import DeadLetterDesk, moment
 from anchorline_gateway.limits import Limits, capped, read_json
 from anchorline_gateway.openapi import openapi
 from anchorline_gateway.pipeline import PipelineView
@@ -62,6 +63,7 @@ from anchorline_gateway.submission import (
     json_fields,
     unknown_fields,
 )
+from anchorline_gateway.traced import TraceRequests, traceparent
 from anchorline_gateway.trust import get_trust
 
 MAX_WAIT_S = 60.0
@@ -91,12 +93,13 @@ class Gateway:
     trust_file: Path | None = None
     topics: Topics = field(default_factory=Topics)
     priority_defaults: Mapping[str, Priority] = field(default_factory=dict)  # tenant (or *) →
+    schedules: ScheduleBook | None = None
+    tracer: Tracer = IDS_ONLY
 
     def default_priority(self, tenant: str | None) -> Priority:
         """The priority of a job of `tenant` that names none (PRIORITY_DEFAULTS)."""
         defaults = self.priority_defaults
         return defaults.get(tenant or "*", defaults.get("*", Priority.NORMAL))
-    schedules: ScheduleBook | None = None
 
 
 def _gateway(request: Request) -> Gateway:
@@ -136,7 +139,7 @@ async def submit_job(request: Request) -> Response:
         if claimed.claim is not Claim.NEW:
             return _not_first(request, claimed)
         job = replace(job, job_id=claimed.job_id)
-    refused = await _publish(gateway.publisher, job, claim=claim)
+    refused = await _publish(gateway.publisher, job, claim=claim, traceparent=traceparent(request))
     if refused is not None:
         return refused
     wait_s = _preferred_wait(request)
@@ -158,7 +161,11 @@ def _not_first(request: Request, claimed: Claimed) -> Response:
 
 
 async def _publish(
-    publisher: Publisher, job: JobRequested, *, claim: tuple[IdempotencyKeys, str] | None
+    publisher: Publisher,
+    job: JobRequested,
+    *,
+    claim: tuple[IdempotencyKeys, str] | None,
+    traceparent: str | None,
 ) -> Response | None:
     """Publish the job and its first status; a 503 when Kafka did not take them.
 
@@ -166,7 +173,7 @@ async def _publish(
     when it did not, so that the client's retry may claim it again.
     """
     try:
-        await publisher.publish(submission(job))
+        await publisher.publish(submission(job), traceparent=traceparent)
     except BaseException as exc:
         if claim is not None:
             await run_in_threadpool(functools.partial(claim[0].release, job, key=claim[1]))
@@ -298,7 +305,7 @@ async def submit_batch(request: Request) -> Response:
     for job in jobs.values():
         events += submission(job)
     try:
-        await gateway.publisher.publish(events)
+        await gateway.publisher.publish(events, traceparent=traceparent(request))
     except Unavailable as exc:
         return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
     # The route's path once, not url_for for each job: that was a tenth of a batch's time.
@@ -345,6 +352,8 @@ async def list_jobs(request: Request) -> Response:
     if not 1 <= limit <= MAX_LIST:
         return problem(400, f"limit must be between 1 and {MAX_LIST}")
     reader = _gateway(request).reader
+    tenant = owner(request, params.get("tenant"))  # a tenant's key: its own tenant, only
+    since, until = moment(params.get("since"), "since"), moment(params.get("until"), "until")
     try:
         page, cursor = await run_in_threadpool(
             lambda: reader.list(
@@ -352,7 +361,9 @@ async def list_jobs(request: Request) -> Response:
                 kind=kind,
                 limit=limit,
                 cursor=params.get("cursor"),
-                tenant=tenant_of(request),
+                tenant=tenant,
+                since=since,
+                until=until,
             )
         )
     except BadCursor as exc:
@@ -389,6 +400,9 @@ def create_app(gateway: Gateway) -> Starlette:
         app.state.gateway = gateway
         yield
         gateway.publisher.close()
+        gateway.tracer.close()
+        if gateway.pipeline is not None:
+            gateway.pipeline.close()
 
     routes = [
         Route("/v1/blobs", upload_blob, methods=["POST"]),
@@ -425,5 +439,8 @@ def create_app(gateway: Gateway) -> Starlette:
             SQLAlchemyError: database_error,
             Retryable: transient_error,
         },
-        middleware=[Middleware(ApiKeys, keys=gateway.api_keys, admin_keys=gateway.admin_keys)],
+        middleware=[
+            Middleware(TraceRequests, tracer=gateway.tracer),
+            Middleware(ApiKeys, keys=gateway.api_keys, admin_keys=gateway.admin_keys),
+        ],
     )

@@ -170,6 +170,10 @@ SCHEMAS: dict[str, Schema] = {
             "priority": {"type": "string", "enum": list(PRIORITIES)},
             "result": {"type": "object"},
             "error": {"type": ["string", "null"]},
+            "trace_id": {
+                "type": ["string", "null"],
+                "description": "the W3C trace id of the job's first status (traceparent)",
+            },
             "history": {"type": "array", "items": {"type": "object"}},
         },
     },
@@ -282,10 +286,23 @@ PATHS: dict[str, dict[str, Schema]] = {
                     "limit", "query", {"type": "integer", "minimum": 1, "maximum": 200}, "page size"
                 ),
                 _param("cursor", "query", {"type": "string"}, "next_cursor of the page before"),
+                _param("tenant", "query", TENANT, "only this tenant's jobs (a key: its own)"),
+                _param(
+                    "since",
+                    "query",
+                    {"type": "string", "format": "date-time"},
+                    "only jobs created at or after this time (ISO 8601; UTC unless zoned)",
+                ),
+                _param(
+                    "until",
+                    "query",
+                    {"type": "string", "format": "date-time"},
+                    "only jobs created before this time",
+                ),
             ],
             "responses": {
                 "200": answer("a page of jobs", ref("JobPage")),
-                **problems(400, 401, 503),
+                **problems(400, 401, 403, 503),
             },
         },
     },

@@ -60,6 +60,7 @@ class JobRow:
     next_attempt_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    trace_id: str | None = None
 
     @property
     def rank(self) -> tuple[int, int, int, int]:

@@ -16,6 +16,7 @@ def other_value(spec: dataclasses.Field[Any], default: Any) -> Any:
         return "SASL_SSL"
     formed = {  # values with a form of their own
         "log_format": "text",
+        "traces_exporter": "otlp,console",
         "blob_url": "s3://other-bucket/other/prefix",
         "webhook_urls": "acme=https://hooks.example/a",
         "webhook_secrets": "acme=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
