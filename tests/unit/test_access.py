@@ -136,13 +136,14 @@ def test_the_dead_letters_of_the_status_topic_belong_to_the_projector() -> None:
 
 
 def test_the_desk_reads_the_dead_letters_the_replay_log_and_what_waits_and_no_more() -> None:
+    # what waits: every priority's input of each stage, its delay topics and the statuses
     read = {
         g.name
         for g in grants(DESK, TOPICS)
         if g.operation is Operation.READ and g.resource is Resource.TOPIC
     }
     letters = {*stages(TOPICS).values(), TOPICS.replay_log}
-    waiting = {*TOPICS.stage_inputs(), TOPICS.job_status}
+    waiting = {*TOPICS.stage_inputs(), *TOPICS.lane_topics(), TOPICS.job_status}
     waiting |= {delay for source in TOPICS.stage_inputs() for delay in TOPICS.retries(source)}
     assert read == letters | waiting
     assert all(readers(topic) == {DESK} for topic in letters)  # the operator is a super user
@@ -165,3 +166,8 @@ def test_only_the_projector_requests_webhooks_and_only_the_notifier_calls_them()
     # the notifier's delay forwarder, and the desk replaying a dead webhook
     assert writers(TOPICS.notify_requested) == {"projector", "notifier", DESK}
     assert readers(TOPICS.notify_requested) == {"notifier", DESK}
+
+
+def test_the_desk_replays_a_letter_to_the_topic_of_its_priority() -> None:
+    assert TOPICS.lane_topics()
+    assert all(DESK in writers(lane) for lane in TOPICS.lane_topics())
