@@ -174,11 +174,26 @@ def apply(row: JobRow | None, event: JobStatus) -> JobRow | None:
         # Cancelling ends the run it names wherever that run is (the gateway does not know
         # which stage has the job); a newer run is not the one that was cancelled.
         return _transition(current, event) if event.generation >= current.generation else None
+    if _of_another_batch(current, event):
+        return None
     if event_rank(event) > current.rank:
         return _transition(current, event)
     if event_rank(event) == current.rank and (event.progress or 0) > current.progress:
         return replace(current, progress=event.progress or 0, updated_at=event.occurred_at)
     return None if row is not None else current
+
+
+def _of_another_batch(row: JobRow, event: JobStatus) -> bool:
+    """An anchor result for another root than the one the job's proof is under. A request
+    delivered twice (another system's producer retrying) can put one job in two prove batches,
+    each anchored; the row keeps the first proof, so only that batch's anchor may complete it:
+    a receipt needs the proof and the anchor of one root."""
+    if event.stage is not Stage.ANCHOR or not event.result:
+        return False
+    proof = row.result.get("prove")
+    proven = proof.get("root") if isinstance(proof, dict) else None
+    anchored = result_of(event.result).get("root")
+    return proven is not None and anchored is not None and anchored != proven
 
 
 def _transition(row: JobRow, event: JobStatus) -> JobRow:

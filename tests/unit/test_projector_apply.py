@@ -171,6 +171,44 @@ def test_results_are_kept_per_stage(make_status: MakeStatus) -> None:
     assert row.result == {"verify": {"try": 2}, "prove": {"root": "0x01"}}
 
 
+def test_an_anchor_of_another_batch_than_the_jobs_proof_leaves_the_row_alone(
+    make_status: MakeStatus,
+) -> None:
+    # The same request delivered twice: the job is proven in two batches, both anchored.
+    def anchored(root: str, at: float) -> JobStatus:
+        result = json.dumps({"root": root, "txHash": "0x" + root[-2:] * 32})
+        return make_status(
+            StageState.SUCCEEDED,
+            kind=JobKind.ANCHOR,
+            stage=Stage.ANCHOR,
+            at=at,
+            result=result,
+            final=True,
+        )
+
+    proven = [
+        make_status(StageState.SUCCEEDED, kind=JobKind.ANCHOR, at=1, result=VERIFIED),
+        make_status(
+            StageState.SUCCEEDED, kind=JobKind.ANCHOR, stage=Stage.PROVE, at=2, result=PROVEN
+        ),
+        make_status(
+            StageState.SUCCEEDED,
+            kind=JobKind.ANCHOR,
+            stage=Stage.PROVE,
+            at=3,
+            result=json.dumps({"root": "0x02"}),
+        ),
+    ]
+    row = fold([*proven, anchored("0x02", 4)])
+    assert (row.state, row.stage) == ("running", "prove")  # still waiting for its own anchor
+    row = fold([*proven, anchored("0x02", 4), anchored("0x01", 5)])
+    assert (row.state, row.result["prove"]["root"], row.result["anchor"]["root"]) == (
+        "succeeded",
+        "0x01",
+        "0x01",
+    )
+
+
 def test_content_hash_is_kept_once_known(make_status: MakeStatus) -> None:
     row = fold(
         [
