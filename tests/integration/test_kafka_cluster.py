@@ -3,6 +3,7 @@ write, and exactly-once reads and writes that go on with one broker down."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -36,8 +37,13 @@ def min_insync(admin: AdminClient, topics: list[str]) -> dict[str, str]:
 
 
 def replicas(cluster: KafkaCluster, admin: AdminClient, topic: str) -> set[int]:
-    cluster.leaders(topic)  # a new topic reaches every broker's metadata a moment later
-    metadata = admin.list_topics(topic, timeout=TIMEOUT_S).topics[topic]
+    cluster.leaders(topic)
+    # A new topic reaches each broker's metadata a moment apart: `admin` may ask another broker
+    # than the one that answered `leaders`, so ask until it knows the partitions too.
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (metadata := admin.list_topics(topic, timeout=TIMEOUT_S).topics[topic]).partitions:
+        assert time.monotonic() < deadline, f"no broker's metadata lists {topic}'s partitions"
+        time.sleep(0.2)
     return {len(partition.replicas) for partition in metadata.partitions.values()}
 
 

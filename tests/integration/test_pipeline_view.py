@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kafka_helpers import publish, wait_for
 
+from anchorline.events import Stage
 from anchorline.settings import Settings
 from anchorline.store.blobstore import FileBlobStore
 from anchorline.stream.runner import StageRunner
@@ -32,7 +33,7 @@ def test_lag_and_dead_letters_follow_the_verifier(settings: Settings, running) -
     assert (prove["lag"], prove["waiting_to_retry"], prove["dead_letters"]) == (0, 0, 0)
     assert (prove["exact"], prove["partitions"]) == (True, {})
     (member,) = wait_for(lambda: view._read()["stages"]["verify"]["instances"]["members"])
-    partitions = settings.partitions
+    partitions = settings.partitions * len(settings.topics.lanes(Stage.VERIFY))  # a priority each
     assert len(member["partitions"]) == partitions and member["client_id"].startswith(
         "anchorline-verifier"
     )
