@@ -19,7 +19,7 @@ run: setup
 
 # mypy cannot follow the package-dir mapping (services/chain-writer is anchorline_chain_writer):
 # it checks the services through a tree of links named as the packages are.
-SERVICES := gateway verifier prover chain-writer projector notifier
+SERVICES := gateway verifier prover chain-writer projector notifier scheduler
 TYPECHECK := $(VENV)/typecheck
 
 lint: $(BIN)/anchorline

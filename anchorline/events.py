@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,6 +24,24 @@ class JobKind(StrEnum):
     VERIFY = "verify"
     PROOF = "proof"
     ANCHOR = "anchor"
+
+
+class Priority(StrEnum):
+    """The order in which a stage takes jobs when it is behind (stream/picking.py)."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+PRIORITIES: tuple[Priority, ...] = (Priority.HIGH, Priority.NORMAL, Priority.LOW)  # first first
+
+
+def highest(priorities: Iterable[Priority]) -> Priority:
+    """The first of `priorities` in PRIORITIES' order (normal for none): a batch of jobs is
+    taken as soon as its most urgent job would be."""
+    given = set(priorities)
+    return next((priority for priority in PRIORITIES if priority in given), Priority.NORMAL)
 
 
 class Stage(StrEnum):
@@ -76,6 +95,8 @@ class JobRequested:
     tenant: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     callback_url: str | None = None
+    priority: Priority = Priority.NORMAL
+    schedule_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +108,7 @@ class ProveRequested:
     signer: str
     submitted_at: datetime
     tenant: str | None = None
+    priority: Priority = Priority.NORMAL
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,7 @@ class AnchorRequested:
     root: str
     job_ids: list[str]
     requested_at: datetime
+    priority: Priority = Priority.NORMAL
 
 
 @dataclass(frozen=True)
@@ -117,6 +140,7 @@ class JobStatus:
     tenant: str | None = None
     content_sha256: str | None = None
     note: str | None = None
+    priority: Priority | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +169,7 @@ class JobRef:
     tenant: str | None = None
     content_sha256: str | None = None
     generation: int = 0
+    priority: Priority | None = None
 
     def status(self, stage: Stage, state: StageState, **changes: object) -> JobStatus:
         final = state in (StageState.FAILED, StageState.DEAD, StageState.CANCELLED) or (
@@ -159,8 +184,15 @@ class JobRef:
             submitted_at=self.submitted_at,
             tenant=self.tenant,
             content_sha256=self.content_sha256,
+            priority=self.priority,
             **{"generation": self.generation, **changes},  # type: ignore[arg-type]
         )
+
+
+def submission(job: JobRequested) -> list[Event]:
+    """What submitting a job publishes: its request and its first status, `queued`."""
+    ref = refs_of(job)[0]  # its tenant and priority with it
+    return [job, ref.status(Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0)]
 
 
 def refs_of(event: Event) -> list[JobRef]:
@@ -168,14 +200,24 @@ def refs_of(event: Event) -> list[JobRef]:
     if isinstance(event, AnchorRequested):
         return [JobRef(job_id, JobKind.ANCHOR) for job_id in event.job_ids]
     if isinstance(event, JobRequested):
-        return [JobRef(event.job_id, event.kind, event.submitted_at, event.tenant)]
+        return [
+            JobRef(
+                event.job_id, event.kind, event.submitted_at, event.tenant, priority=event.priority
+            )
+        ]
     if isinstance(event, ProveRequested):
         return [
-            JobRef(event.job_id, event.kind, event.submitted_at, event.tenant, event.content_sha256)
+            JobRef(
+                *(event.job_id, event.kind, event.submitted_at, event.tenant),
+                content_sha256=event.content_sha256,
+                priority=event.priority,
+            )
         ]
     if isinstance(event, NotifyRequested):
         return [JobRef(event.job_id, event.kind, None, event.tenant, None, event.generation)]
-    return [JobRef(event.job_id, event.kind, event.submitted_at, event.tenant)]
+    return [
+        JobRef(event.job_id, event.kind, event.submitted_at, event.tenant, priority=event.priority)
+    ]
 
 
 def check_refs(event: Event) -> Event:

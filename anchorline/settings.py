@@ -6,12 +6,13 @@ import base64
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from anchorline.callbacks import check_url, networks
 from anchorline.errors import ConfigurationError
+from anchorline.events import Priority
 from anchorline.stream.topics import Topics
 from anchorline.tenants import RULE, is_tenant
 
@@ -25,12 +26,16 @@ POSITIVE = (
     "content_read_timeout_s",
     "handling_deadline_s",
     "webhook_timeout_s",
+    "scheduler_tick_s",
+    "scheduler_lease_s",
+    "schedule_min_interval_s",
 )
 STAGE_TIMEOUTS = ("verify_timeout_s", "prove_timeout_s", "anchor_timeout_s", "notify_timeout_s")
 BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 # s3://bucket/prefix: S3's rule for bucket names; a prefix of plain path characters.
 BLOB_URL = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/([A-Za-z0-9._/-]{0,512}))?")
+EXPORTERS = ("otlp", "console")
 S3_PART_BYTES = (5 << 20, 5 << 30)  # S3's bounds on a multipart upload's parts
 
 
@@ -45,9 +50,16 @@ class Settings:
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     kafka_username: str = ""
     kafka_password: str = field(default="", repr=False)
+    # The gateway's dead-letter desk logs in as this (empty: as KAFKA_USERNAME).
+    desk_kafka_username: str = ""
+    desk_kafka_password: str = field(default="", repr=False)
     topic_prefix: str = "anchorline"
     schema_registry_url: str = ""  # Confluent wire format through this registry; empty: none
     partitions: int = 6  # 1, 2, 3 or 6 processes of a stage share them evenly
+    # Copies of each partition of the topics anchorline creates; 0: one a broker, at most 3.
+    replication_factor: int = 0
+    # Copies a write needs before Kafka acknowledges it (acks=all); 0: 2 of 3 copies, else 1.
+    min_insync_replicas: int = 0
     database_url: str = ""
     blob_dir: Path | None = None
     blob_url: str = ""  # s3://bucket/prefix: blobs in object storage, not in BLOB_DIR
@@ -101,6 +113,8 @@ class Settings:
     max_deliveries: int = 3  # a record that ended the process this often is dead-lettered
     max_record_bytes: int = 960_000  # keep under the broker's and producer's message.max.bytes
     retry_delays_s: str = "5,30,300"
+    priority_weights: str = "high=6,normal=3,low=1"  # a stage's share of picks when behind
+    priority_defaults: str = ""  # tenant=priority (`*=` any other): a job naming none gets it
     chunk_size: int = 1 << 20
     content_roots: str = ""  # where file:// content URIs may point, `:` or `,` separated
     max_content_bytes: int = 4 << 30
@@ -114,9 +128,21 @@ class Settings:
     max_job_body_bytes: int = 1 << 20
     max_batch_body_bytes: int = 16 << 20
     idempotency_ttl_s: float = 24 * 3600.0  # how long an Idempotency-Key names its job
+    # Schedules (POST /v1/schedules, the scheduler): how often the scheduler looks for due
+    # ones, how often one schedule may fire at most, and how many a tenant may keep.
+    scheduler_tick_s: float = 1.0
+    scheduler_lease_s: float = 30.0  # an occurrence claimed and not published in this long is
+    # published by another scheduler (keep it above a publish's 5 s)
+    schedule_min_interval_s: float = 60.0
+    max_schedules: int = 1000
     log_level: str = "INFO"
     metrics_port: int = 0  # a worker serves /metrics here; 0: not at all (`up` picks free ones)
     log_format: str = ""  # json | text; empty: json for services, text for other commands
+    # OpenTelemetry spans, off unless one is set (else OTEL_TRACES_EXPORTER and the OTLP endpoint
+    # variables, read by from_env): otlp and/or console, comma-separated; `none` for none.
+    traces_exporter: str = ""
+    otlp_traces_endpoint: str = ""  # e.g. http://collector:4318/v1/traces
+    trace_file: Path | None = None  # spans also appended here, one JSON object a line
     # The `anchorline` command as a client of a gateway (submit, jobs, …).
     gateway_url: str = ""  # empty: http://HTTP_HOST:HTTP_PORT
     api_key: str = field(default="", repr=False)  # sent as Authorization: Bearer
@@ -132,8 +158,14 @@ class Settings:
             )
         if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_username:
             raise ConfigurationError(f"{PREFIX}KAFKA_USERNAME is needed with SASL")
+        self.priority_weight_map  # noqa: B018 (a bad value stops the process at its start)
+        self.priority_default_map  # noqa: B018
         if self.log_format not in ("", "json", "text"):
             raise ConfigurationError(f"{PREFIX}LOG_FORMAT must be json or text")
+        if not self.span_exporters <= set(EXPORTERS):
+            raise ConfigurationError(
+                f"{PREFIX}TRACES_EXPORTER (or OTEL_TRACES_EXPORTER) takes {', '.join(EXPORTERS)}"
+            )
         for name in STAGE_TIMEOUTS:
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be 0 (no limit) or more")
@@ -143,6 +175,20 @@ class Settings:
         # Malformed webhook settings stop every service at start, not a delivery later.
         _ = (self.webhook_url_map, self.webhook_secret_map, self.webhook_networks)
         self._check_s3()
+        self._check_replication()
+
+    def _check_replication(self) -> None:
+        replicas, min_isr = self.replication_factor, self.min_insync_replicas
+        if replicas < 0 or min_isr < 0:
+            raise ConfigurationError(
+                f"{PREFIX}REPLICATION_FACTOR and {PREFIX}MIN_INSYNC_REPLICAS must be 0 (from "
+                "the number of brokers) or more"
+            )
+        if replicas and min_isr > replicas:
+            raise ConfigurationError(
+                f"{PREFIX}MIN_INSYNC_REPLICAS ({min_isr}) above {PREFIX}REPLICATION_FACTOR "
+                f"({replicas}) would refuse every write"
+            )
 
     def _check_s3(self) -> None:
         match = BLOB_URL.fullmatch(self.blob_url)
@@ -169,7 +215,26 @@ class Settings:
             if raw is not None and raw != "":
                 values[spec.name] = _parse(spec.name, str(spec.type), raw)
         values.update(overrides)
-        return cls(**values)
+        return cls(**(_otel(source) | values))
+
+    @property
+    def desk(self) -> Settings:
+        """These settings, logged in as the dead-letter desk when it has a login of its own."""
+        if not self.desk_kafka_username:
+            return self
+        return replace(
+            self, kafka_username=self.desk_kafka_username, kafka_password=self.desk_kafka_password
+        )
+
+    @property
+    def span_exporters(self) -> set[str]:
+        """Where spans go (otlp, console); empty: nowhere, and no span is recorded."""
+        named = {part.strip() for part in self.traces_exporter.split(",") if part.strip()}
+        return named - {"none"}
+
+    @property
+    def tracing(self) -> bool:
+        return bool(self.span_exporters or self.trace_file)
 
     @property
     def retry_ladder(self) -> tuple[float, ...]:
@@ -181,6 +246,30 @@ class Settings:
         if not ladder or min(ladder) < 0:
             raise ConfigurationError(f"{PREFIX}RETRY_DELAYS_S needs delays >= 0 seconds")
         return ladder
+
+    @property
+    def priority_weight_map(self) -> dict[Priority, int]:
+        """Each priority's weight, from `high=6,normal=3,low=1` (a priority left out keeps its
+        default weight)."""
+        weights = {Priority.HIGH: 6, Priority.NORMAL: 3, Priority.LOW: 1}
+        for entry in filter(None, (part.strip() for part in self.priority_weights.split(","))):
+            name, _, raw = entry.partition("=")
+            if name.strip() not in Priority.__members__.values() or not raw.strip().isdigit():
+                raise ConfigurationError(
+                    f"{PREFIX}PRIORITY_WEIGHTS entries must be high|normal|low=<weight>"
+                )
+            weights[Priority(name.strip())] = int(raw)
+        if not all(1 <= weight <= 1000 for weight in weights.values()):
+            raise ConfigurationError(f"{PREFIX}PRIORITY_WEIGHTS: each weight is 1 to 1000")
+        return weights
+
+    @property
+    def priority_default_map(self) -> dict[str, Priority]:
+        """Tenant (or `*`) → the priority of its jobs that name none."""
+        pairs = _pairs(self.priority_defaults, "PRIORITY_DEFAULTS")
+        if any(value not in Priority.__members__.values() for value in pairs.values()):
+            raise ConfigurationError(f"{PREFIX}PRIORITY_DEFAULTS values are high, normal or low")
+        return {tenant: Priority(value) for tenant, value in pairs.items()}
 
     def stage_timeout_s(self, stage: str) -> float:
         """How long one call of the stage's handler may take (VERIFY_/PROVE_/ANCHOR_TIMEOUT_S)."""
@@ -273,6 +362,21 @@ class Settings:
             if value is not None:
                 env[PREFIX + spec.name.upper()] = str(value)
         return env
+
+
+def _otel(env: Mapping[str, str]) -> dict[str, str]:
+    """OpenTelemetry's standard variables, as our settings (ours, when set, take precedence):
+    an OTLP endpoint alone turns the OTLP exporter on, as in OpenTelemetry's own SDKs."""
+    found = {}
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+    if not endpoint and env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    if endpoint:
+        found["otlp_traces_endpoint"] = endpoint
+    exporter = env.get("OTEL_TRACES_EXPORTER", "") or ("otlp" if endpoint else "")
+    if exporter:
+        found["traces_exporter"] = exporter
+    return found
 
 
 def _pairs(text: str, name: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ import pytest
 
 from anchorline.infra.anvil import DEV_ADDRESSES, DEV_PRIVATE_KEYS, AnvilChain, ensure_node_tools
 from anchorline.infra.apicurio import ApicurioRegistry, ensure_apicurio
-from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
+from anchorline.infra.kafka import KafkaBroker, KafkaCluster, ensure_kafka_jars
 from anchorline.infra.ports import free_ports
 from anchorline.infra.postgres import PostgresServer, ensure_postgres_installed
 from anchorline.infra.s3proxy import S3Proxy, ensure_s3proxy_jars
@@ -58,6 +58,24 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     state_dir = tmp_path_factory.mktemp("kafka")
     with KafkaBroker(state_dir=state_dir, port=port, controller_port=controller_port) as broker:
         yield broker
+
+
+def three_node_ports() -> list[tuple[int, int]]:
+    """(client port, controller port) of each node of a three-node Kafka cluster."""
+    ports = free_ports(6)
+    return [(ports[n], ports[n + 1]) for n in range(0, 6, 2)]
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """Three KRaft nodes (broker and controller each), one quorum: for the module that asks."""
+    try:
+        ensure_kafka_jars()
+    except (RuntimeError, OSError) as exc:
+        unavailable(f"Kafka broker unavailable: {exc}")
+    state_dir = tmp_path_factory.mktemp("kafka-cluster")
+    with KafkaCluster(state_dir=state_dir, ports=three_node_ports()) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

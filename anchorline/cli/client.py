@@ -32,10 +32,19 @@ class GatewayClient:
         )
 
     def submit(
-        self, content: Path, *, manifest: str, signature: str, kind: str, scheme: str
+        self,
+        content: Path,
+        *,
+        manifest: str,
+        signature: str,
+        kind: str,
+        scheme: str,
+        priority: str | None = None,
     ) -> dict[str, Any]:
         fields = {"kind": kind, "manifest": manifest, "signature": signature}
         fields["signature_scheme"] = scheme
+        if priority:  # none: the gateway's default for the tenant
+            fields["priority"] = priority
         with content.open("rb") as data:
             files = {"content": (content.name, data, "application/octet-stream")}
             return self._call("POST", "/v1/jobs", data=fields, files=files)
@@ -46,6 +55,10 @@ class GatewayClient:
     def list(self, *, state: str | None, kind: str | None, limit: int) -> dict[str, Any]:
         query = {"state": state, "kind": kind, "limit": str(limit)}
         return self._call("GET", "/v1/jobs", params={k: v for k, v in query.items() if v})
+
+    def call(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        """Any route: its JSON answer, or GatewayError with the gateway's reason."""
+        return self._call(method, path, **options)
 
     def _call(self, method: str, path: str, **options: Any) -> dict[str, Any]:
         try:

@@ -33,6 +33,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     submit.add_argument("--signature", type=Path, required=True, help="manifest.sig from `sign`")
     submit.add_argument("--kind", choices=KINDS, default="anchor", help="stages to pass (anchor)")
     submit.add_argument("--scheme", choices=("eip191", "eip712"), default="eip191")
+    submit.add_argument(
+        "--priority",
+        choices=("high", "normal", "low"),
+        help="the order stages take it in when behind (the tenant's default, else normal)",
+    )
     _waiting(submit, "wait until the job is final and print it (exit 1 if it failed or died)")
     _as_json(submit)
     jobs = commands.add_parser("jobs", help="get, list or watch jobs")
@@ -85,6 +90,7 @@ def submit(client: GatewayClient, args: argparse.Namespace) -> int:
         signature=_read(args.signature).strip(),
         kind=args.kind,
         scheme=args.scheme,
+        priority=args.priority,
     )
     if not args.wait:
         if args.json:
@@ -130,6 +136,8 @@ def line(job: dict[str, Any]) -> str:
     parts = [job["job_id"], job.get("kind", ""), job.get("state", "")]
     if job.get("stage"):
         parts.append(f"stage={job['stage']}")
+    if job.get("priority") not in (None, "normal"):
+        parts.append(f"priority={job['priority']}")
     if job.get("progress") not in (None, 0, 100):
         parts.append(f"progress={job['progress']}%")
     if (job.get("attempts") or 0) > 1:

@@ -18,13 +18,22 @@ from anchorline.cli import dlq as dlq_cli
 from anchorline.cli import jobs as jobs_cli
 from anchorline.cli import keys as keys_cli
 from anchorline.cli import logs
+from anchorline.cli import schedules as schedules_cli
 from anchorline.cli import sign as sign_cli
 from anchorline.cli.client import GatewayError
 from anchorline.errors import ConfigurationError, IncompleteRead, Retryable
 from anchorline.settings import Settings
 
 EXIT_FORCED = 3
-SERVICES = ("gateway", "verifier", "prover", "chain-writer", "projector", "notifier")
+SERVICES = (
+    "gateway",
+    "verifier",
+    "prover",
+    "chain-writer",
+    "projector",
+    "notifier",
+    "scheduler",
+)
 
 
 def stop_on_signals(*, deadline_s: float | None = None) -> threading.Event:
@@ -50,6 +59,7 @@ BUILDERS = {
     "chain-writer": "anchorline_chain_writer.main",
     "projector": "anchorline_projector.main",
     "notifier": "anchorline_notifier.main",
+    "scheduler": "anchorline_scheduler.main",
 }
 
 
@@ -120,6 +130,14 @@ def parser() -> argparse.ArgumentParser:
         help="SASL/SCRAM and ACLs on the broker, each service logged in as its own principal",
     )
     up_cli.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Kafka nodes (broker and controller each) in one quorum; topics get min(3, N) "
+        "copies, 2 of 3 needed per write (default: 1)",
+    )
+    up_cli.add_argument(
         "--blobs",
         choices=("dir", "s3"),
         default="dir",
@@ -148,6 +166,7 @@ def parser() -> argparse.ArgumentParser:
     sign_cli.add_parser(commands)
     keys_cli.add_parser(commands)
     jobs_cli.add_parser(commands)
+    schedules_cli.add_parser(commands)
     dlq_cli.add_parser(commands)
     from anchorline.cli import receipt as receipt_cli
 
@@ -218,6 +237,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
             secured=args.secure,
             s3=args.blobs == "s3",
             schema_registry=args.schema_registry,
+            brokers=args.brokers,
         )
     elif args.command == "setup":
         from anchorline.infra.setup import install
@@ -229,6 +249,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return keys_cli.run(args)
     elif args.command in ("submit", "jobs"):
         return jobs_cli.run(args, settings)
+    elif args.command == "schedules":
+        return schedules_cli.run(args, settings)
     elif args.command == "dlq":
         return dlq_cli.run(args, settings)
     elif args.command == "receipt":

@@ -25,7 +25,7 @@ from anchorline.cli.credentials import Logins, provision
 from anchorline.errors import BadInput, ConfigurationError
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.apicurio import ApicurioRegistry
-from anchorline.infra.kafka import KafkaBroker, ensure_kafka_jars
+from anchorline.infra.kafka import KafkaCluster, ensure_kafka_jars
 from anchorline.infra.kafka_sasl import ADMIN_USER, BROKER_USER
 from anchorline.infra.ports import free_ports, port_taken
 from anchorline.infra.process import PortTaken
@@ -37,32 +37,63 @@ from anchorline.store.blobs import s3_access
 from anchorline.store.db import make_engine
 from anchorline.store.migrate import upgrade
 from anchorline.store.s3blobs import ensure_bucket
-from anchorline.stream.access import EXTERNAL_PRODUCER, PRINCIPALS
+from anchorline.stream.access import DESK, EXTERNAL_PRODUCER, PRINCIPALS
 from anchorline.stream.kafka import ensure_topics
 
 log = logging.getLogger(__name__)
-SERVICES = ("projector", "verifier", "prover", "chain-writer", "notifier", "gateway")
+SERVICES = (
+    "projector",
+    "verifier",
+    "prover",
+    "chain-writer",
+    "notifier",
+    "scheduler",
+    "gateway",
+)
 RESTART_DELAY_S = 2.0
 GATEWAY_START_TIMEOUT_S = 120.0
 METRICS_TARGETS = "prometheus-targets.json"
 
 
-def needed_ports(settings: Settings) -> list[tuple[int, str, str]]:
+def kafka_ports(settings: Settings, *, brokers: int = 1) -> list[tuple[int, int]]:
+    """(client port, controller port) of each Kafka node: the first at KAFKA_BOOTSTRAP's (first
+    address's) port and KAFKA_CONTROLLER_PORT, each next one 2 ports further (9092/9093,
+    9094/9095, 9096/9097 by default)."""
+    if brokers < 1:
+        raise ConfigurationError("up --brokers needs 1 or more")
+    first = settings.kafka_bootstrap.split(",")[0]
+    port, controller = int(first.rsplit(":", 1)[1]), settings.kafka_controller_port
+    ports = [(port + 2 * n, controller + 2 * n) for n in range(brokers)]
+    if len({p for pair in ports for p in pair}) != 2 * brokers:
+        raise ConfigurationError(
+            f"up --brokers {brokers} puts node n on ANCHORLINE_KAFKA_BOOTSTRAP's port + 2n and "
+            "ANCHORLINE_KAFKA_CONTROLLER_PORT + 2n: those overlap, choose ports an odd number apart"
+        )
+    return ports
+
+
+def needed_ports(settings: Settings, *, brokers: int = 1) -> list[tuple[int, str, str]]:
     """(port, what listens there, the setting that chooses it) of everything `up` starts."""
+    kafka = []
+    for node, (port, controller) in enumerate(kafka_ports(settings, brokers=brokers), start=1):
+        which = f" node {node}" if brokers > 1 else ""
+        kafka += [
+            (port, f"Kafka{which}", "KAFKA_BOOTSTRAP"),
+            (controller, f"the Kafka controller{which}", "KAFKA_CONTROLLER_PORT"),
+        ]
     return [
-        (int(settings.kafka_bootstrap.rsplit(":", 1)[1]), "Kafka", "KAFKA_BOOTSTRAP"),
-        (settings.kafka_controller_port, "the Kafka controller", "KAFKA_CONTROLLER_PORT"),
+        *kafka,
         (urlparse(settings.rpc_url).port or 8545, "anvil", "RPC_URL"),
         (settings.http_port, "the gateway", "HTTP_PORT"),
     ]
 
 
-def check_ports(settings: Settings) -> None:
+def check_ports(settings: Settings, *, brokers: int = 1) -> None:
     """Refuse to start when a port is taken (by another `up`, say), naming each and its setting:
     a broker found there would pass for ours."""
     taken = [
         f"port {port} ({what}, ANCHORLINE_{setting})"
-        for port, what, setting in needed_ports(settings)
+        for port, what, setting in needed_ports(settings, brokers=brokers)
         if port_taken(port, host="127.0.0.1")
         or (setting == "HTTP_PORT" and port_taken(port, host=settings.http_host))
     ]
@@ -257,7 +288,11 @@ def secure(settings: Settings, logins: Logins) -> dict[str, Settings]:
     print(f"Kafka logins (0600) in {logins.directory}", flush=True)
     print(f"external producers log in with {logins.properties(EXTERNAL_PRODUCER)}", flush=True)
     print(f"operator commands: set -a; . {logins.env_file(ADMIN_USER)}; set +a", flush=True)
-    return {service: logins.settings_of(service, settings) for service in SERVICES}
+    own = {service: logins.settings_of(service, settings) for service in SERVICES}
+    own["gateway"] = replace(
+        own["gateway"], desk_kafka_username=DESK, desk_kafka_password=logins.passwords[DESK]
+    )
+    return own
 
 
 def local_object_store(settings: Settings) -> tuple[S3Proxy, Settings]:
@@ -302,12 +337,13 @@ def up(
     secured: bool = False,
     s3: bool = False,
     schema_registry: bool = False,
+    brokers: int = 1,
 ) -> None:
     """Everything on this machine until `stop`; `secured`: SASL/SCRAM and ACLs on the broker,
-    and each service logged in as its own principal; `s3`: blobs in a local S3Proxy's bucket."""
-    check_ports(settings)
+    and each service logged in as its own principal; `s3`: blobs in a local S3Proxy's bucket;
+    `brokers`: Kafka nodes in one KRaft quorum (topics replicated min(3, brokers) times)."""
+    check_ports(settings, brokers=brokers)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    kafka_port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
     rpc_port = urlparse(settings.rpc_url).port or 8545
     ensure_kafka_jars()
     logins = (
@@ -316,15 +352,15 @@ def up(
         else None
     )
     with ExitStack() as stack:
-        broker = KafkaBroker(
+        kafka = KafkaCluster(
             state_dir=settings.state_dir / "kafka",
-            port=kafka_port,
-            controller_port=settings.kafka_controller_port,
+            ports=kafka_ports(settings, brokers=brokers),
             partitions=settings.partitions,
             security=logins.broker_security() if logins else None,
         )
-        print(f"starting Kafka on {broker.bootstrap} …", flush=True)
-        stack.enter_context(broker)
+        print(f"starting Kafka on {kafka.bootstrap} …", flush=True)
+        stack.enter_context(kafka)
+        settings = replace(settings, kafka_bootstrap=kafka.bootstrap)
         chain = AnvilChain(
             state_dir=settings.state_dir / "anvil",
             port=rpc_port,

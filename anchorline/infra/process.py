@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -76,6 +78,11 @@ class LocalServer(Startable):
         raise NotImplementedError
 
     def start(self, *, timeout: float = 60.0) -> None:
+        self.launch()
+        self.wait_started(timeout=timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve (see wait_started)."""
         if self._process is not None:
             raise RuntimeError(f"{self.name} is already running")
         self._check_ports()
@@ -90,11 +97,26 @@ class LocalServer(Startable):
             cwd=self.state_dir,
             start_new_session=True,  # Ctrl-C must reach the launcher first, not this
         )
+
+    def wait_started(self, *, timeout: float) -> None:
+        """Wait until the launched process serves; stop it if it does not in time."""
         try:
             self._wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the server's whole session (a crash, on purpose); start() brings it back."""
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+        self.stop()
 
     def stop(self) -> None:
         """SIGTERM the server, and kill it if it does not exit in time."""

@@ -25,11 +25,13 @@ jobs = sa.Table(
     sa.Column("error_class", sa.String(128), nullable=True),
     sa.Column("tenant", sa.String(128), nullable=True),
     sa.Column("content_sha256", sa.String(66), nullable=True),
+    sa.Column("priority", sa.String(8), nullable=True),  # null: from before priorities (normal)
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("trace_id", sa.String(32), nullable=True),  # W3C trace id, 32 hex digits
     sa.Index("ix_jobs_state_created", "state", "created_at"),
     sa.Index("ix_jobs_kind_created", "kind", "created_at"),
     sa.Index("ix_jobs_created", "created_at", "job_id"),
@@ -80,6 +82,42 @@ idempotency_keys = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_idempotency_keys_created", "created_at"),
+)
+
+# Schedules (written by the gateway's /v1/schedules and advanced by the scheduler) and the
+# occurrences they fired. Tenant "" stands for no tenant, as above.
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("schedule_id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("template", sa.JSON, nullable=False),  # the job request's checked fields
+    sa.Column("cron", sa.String(128), nullable=True),
+    sa.Column("timezone", sa.String(64), nullable=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),  # active, paused, done, deleted
+    sa.Column("next_fire_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("fired", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_schedules_due", "state", "next_fire_at"),
+    sa.Index("ix_schedules_tenant_created", "tenant", "created_at"),
+)
+
+# One row an occurrence, written in the transaction that advanced its schedule; its job is
+# published after, and `published_at` set once Kafka acknowledged it.
+schedule_occurrences = sa.Table(
+    "schedule_occurrences",
+    metadata,
+    sa.Column("schedule_id", sa.String(64), primary_key=True),
+    sa.Column("scheduled_for", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("job_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("due_since", sa.DateTime(timezone=True), nullable=False),  # the first one missed
+    sa.Column("fired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),  # who publishes it
+    sa.Index("ix_schedule_occurrences_unpublished", "published_at"),
 )
 
 

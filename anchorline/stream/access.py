@@ -43,7 +43,19 @@ STAGE_SERVICES: dict[str, Stage] = {
     "notifier": Stage.NOTIFY,
 }
 EXTERNAL_PRODUCER = "external-producer"
-PRINCIPALS: tuple[str, ...] = ("gateway", *STAGE_SERVICES, "projector", EXTERNAL_PRODUCER)
+# The gateway's dead-letter desk (the console's, behind an admin key) logs in as this: the
+# gateway's own login reads no message and writes no stage's input.
+DESK = "dead-letter-desk"
+# stream/topic_reader.py reads a topic to its end as a group of its own, named by this and a uuid.
+READER_GROUPS = "anchorline-reader-"
+PRINCIPALS: tuple[str, ...] = (
+    "gateway",
+    *STAGE_SERVICES,
+    "projector",
+    "scheduler",
+    EXTERNAL_PRODUCER,
+    DESK,
+)
 
 
 def grants(principal: str, topics: Topics) -> list[Grant]:
@@ -54,20 +66,26 @@ def grants(principal: str, topics: Topics) -> list[Grant]:
         return _gateway(topics)
     if principal == "projector":
         return _projector(topics)
+    if principal == "scheduler":  # submits the jobs of schedules, as the gateway does
+        submits = (*topics.lanes(Stage.VERIFY), topics.job_status)
+        return [_topic(name, Operation.WRITE) for name in submits]
     if principal == EXTERNAL_PRODUCER:
-        return [_topic(topics.jobs_requested, Operation.WRITE)]
+        return [_topic(name, Operation.WRITE) for name in topics.lanes(Stage.VERIFY)]
+    if principal == DESK:
+        return _desk(topics)
     raise ValueError(f"no such principal: {principal!r}")
 
 
 def _stage(service: str, stage: Stage, topics: Topics) -> list[Grant]:
     source = topics.request_topic(stage)
+    lanes = list(topics.lanes(stage))
     delays = topics.retries(source)
-    # The delay forwarder returns due messages to `source`, so a stage writes its own input.
-    writes = [source, *delays, topics.dead_letter(source), topics.job_status, *_next(stage, topics)]
+    # The delay forwarder returns due messages to their lane, so a stage writes its own input.
+    writes = [*lanes, *delays, topics.dead_letter(source), topics.job_status, *_next(stage, topics)]
     # A pipeline stage skips what was cancelled; the notifier announces it all the same.
     follows = [topics.cancellations] if stage in PIPELINE else []
     return [
-        *(_topic(name, Operation.READ) for name in [source, *delays, *follows]),
+        *(_topic(name, Operation.READ) for name in [*lanes, *delays, *follows]),
         *(_topic(name, Operation.WRITE) for name in writes),
         *(_group(group, Operation.READ) for group in _groups(service)),
         Grant(Resource.TRANSACTIONAL_ID, f"anchorline-{service}-", Operation.WRITE, prefixed=True),
@@ -79,12 +97,13 @@ def _gateway(topics: Topics) -> list[Grant]:
     watched = [*topics.stage_inputs(), topics.job_status]
     described = [
         *watched,
+        *topics.lane_topics(),
         *(topic for source in topics.stage_inputs() for topic in topics.retries(source)),
         *(topics.dead_letter(topic) for topic in watched),
     ]
     groups = [group for service in STAGE_SERVICES for group in _groups(service)]
     return [
-        _topic(topics.jobs_requested, Operation.WRITE),
+        *(_topic(name, Operation.WRITE) for name in topics.lanes(Stage.VERIFY)),
         _topic(topics.job_status, Operation.WRITE),
         _topic(topics.cancellations, Operation.WRITE),
         *(_topic(name, Operation.DESCRIBE) for name in described),
@@ -92,10 +111,31 @@ def _gateway(topics: Topics) -> list[Grant]:
     ]
 
 
+def _desk(topics: Topics) -> list[Grant]:
+    """What `anchorline dlq` does (stream/dlq.py): read every dead-letter topic and the replay
+    log, and replay a letter to the topic it came from, with its `queued` status, in one
+    transaction of its fixed id; and read what waits in each stage's input and delay topics
+    (the console counts messages, not offsets: gateway/counts.py)."""
+    sources = [*(topics.request_topic(stage) for stage in Stage), topics.job_status]
+    # A letter goes back to the priority's topic it came from; each is counted too.
+    inputs = [*(name for stage in Stage for name in topics.lanes(stage)), topics.job_status]
+    delays = [delay for source in topics.stage_inputs() for delay in topics.retries(source)]
+    return [
+        *(_topic(topics.dead_letter(source), Operation.READ) for source in sources),
+        *(_topic(name, Operation.READ) for name in [*inputs, *delays]),
+        _topic(topics.replay_log, Operation.READ),
+        *(_topic(name, Operation.WRITE) for name in inputs),
+        _topic(topics.replay_log, Operation.WRITE),
+        Grant(Resource.TRANSACTIONAL_ID, f"{topics.prefix}-dlq-replay", Operation.WRITE),
+        Grant(Resource.GROUP, READER_GROUPS, Operation.READ, prefixed=True),
+    ]
+
+
 def _projector(topics: Topics) -> list[Grant]:
     return [
         _topic(topics.job_status, Operation.READ),
-        _topic(topics.jobs_requested, Operation.READ),  # each job's request, kept for a retry
+        # each job's request, kept for a retry
+        *(_topic(name, Operation.READ) for name in topics.lanes(Stage.VERIFY)),
         _topic(topics.dead_letter(topics.job_status), Operation.WRITE),
         _topic(topics.notify_requested, Operation.WRITE),  # ended jobs, for their webhooks
         _group("anchorline-projector", Operation.READ),
@@ -103,8 +143,8 @@ def _projector(topics: Topics) -> list[Grant]:
 
 
 def _next(stage: Stage, topics: Topics) -> list[str]:
-    following = {Stage.VERIFY: topics.prove_requested, Stage.PROVE: topics.anchor_requested}
-    return [following[stage]] if stage in following else []
+    following = {Stage.VERIFY: Stage.PROVE, Stage.PROVE: Stage.ANCHOR}
+    return list(topics.lanes(following[stage])) if stage in following else []
 
 
 def _groups(service: str) -> list[str]:

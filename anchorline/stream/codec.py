@@ -29,6 +29,7 @@ from anchorline.events import (
     JobRequested,
     JobStatus,
     NotifyRequested,
+    Priority,
     ProveRequested,
     Stage,
     StageState,
@@ -48,7 +49,12 @@ EVENT_TYPES: tuple[type[Any], ...] = (
     JobStatus,
     NotifyRequested,
 )
-_ENUMS: dict[str, type[StrEnum]] = {"kind": JobKind, "stage": Stage, "state": StageState}
+_ENUMS: dict[str, type[StrEnum]] = {
+    "kind": JobKind,
+    "stage": Stage,
+    "state": StageState,
+    "priority": Priority,
+}
 
 E = TypeVar("E", bound=Event)
 
@@ -152,7 +158,7 @@ def _to_event(event_type: type[E], record: Any) -> E:
     names = [spec.name for spec in fields(event_type)]
     values: dict[str, Any] = {name: record[name] for name in names if name in record}
     for name, enum_type in _ENUMS.items():
-        if name in values:
+        if values.get(name) is not None:  # a union with null (JobStatus.priority) may be null
             values[name] = enum_type(values[name])
     return event_type(**values)
 

@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -80,9 +80,11 @@ class DelayForwarder:
         *,
         service: str,
         source: str,
+        lanes: Collection[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.source = source
+        self.lanes = frozenset(lanes)
         self.retry_topics = settings.topics.retries(source)
         self.loop = ExactlyOnce(
             settings, group_id=f"anchorline-{service}-delay", service=f"{service}-delay"
@@ -111,16 +113,16 @@ class DelayForwarder:
             self.loop.consumer.seek(partition)
             self.held[place] = hold
         if ready:
-            out = [
-                Outgoing(
-                    self.source,
-                    m.key(),
-                    m.value() or b"",
-                    list(headers.as_map(m.headers()).items()),
-                )
-                for m in ready
-            ]
+            out = [self._returned(m) for m in ready]
             self.loop.commit(ready, out)
+
+    def _returned(self, message: Message) -> Outgoing:
+        """The message back on the topic it first came from (its priority's, when the stage has
+        one a priority: a retry keeps its job's priority); the stage's own topic otherwise."""
+        found = headers.as_map(message.headers())
+        origin = headers.text(found, headers.ORIGINAL_TOPIC)
+        topic = origin if origin in self.lanes else self.source
+        return Outgoing(topic, message.key(), message.value() or b"", list(found.items()))
 
     def _resume_due(self) -> None:
         now = self.clock()

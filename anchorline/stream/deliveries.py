@@ -12,7 +12,7 @@ counted again; past the limit it is dead-lettered instead of handled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, Producer
@@ -62,9 +62,9 @@ class DeliveryCounter:
 class DeliveryLog:
     """The counter of one stage's input, kept in the compacted deliveries topic."""
 
-    def __init__(self, settings: Settings, *, source: str) -> None:
+    def __init__(self, settings: Settings, *, sources: Collection[str]) -> None:
         self.settings = settings
-        self.source = source
+        self.sources = frozenset(sources)  # the stage's input topics, one a priority
         self.topic = settings.topics.deliveries
         self.producer = Producer(producer_config(settings))
         self.counter = DeliveryCounter()
@@ -124,7 +124,7 @@ class DeliveryLog:
         for message in read_to_end(self.settings, self.topic):
             place = _place(message.key())  # type: ignore[attr-defined]
             delivery = _delivery(message.value())  # type: ignore[attr-defined]
-            if place is not None and place[0] == self.source:
+            if place is not None and place[0] in self.sources:
                 if delivery is None:
                     heads.pop(place, None)
                 else:

@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 from anchorline.errors import Poison
 from anchorline.events import Event, Stage, StageState, refs_of, utcnow
 from anchorline.settings import Settings
-from anchorline.stream import codec, headers
+from anchorline.stream import codec, headers, tracing
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
 from anchorline.stream.registry_codec import SINGLE_OBJECT, Codec, codec_for
@@ -179,9 +179,11 @@ def replay_messages(
     refs = refs_of(event) if event is not None else []
     bumped = {ref.job_id: known.get(ref.job_id, 0) + 1 for ref in refs}
     note = f"replayed from {letter.coordinates}"
+    context = tracing.of_headers(letter.headers)  # the replay continues the job's trace
     replay_headers = [
         *headers.encode_generations(bumped),
         (headers.REPLAY_OF, letter.coordinates.encode()),
+        *([(tracing.TRACEPARENT, context.traceparent.encode())] if context else []),
     ]
     out = [(letter.original_topic, letter.key, letter.value, replay_headers)]
     if letter.stage != STATUS:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import uuid
 from typing import Any
 
@@ -20,6 +22,7 @@ TRANSACTION_TIMEOUT_MS = 10_000
 # producer to 17 transactions a second (send_offsets p90 125 ms); at 10 ms, 36 to 112. The Java
 # client retries these after 20 ms for the same reason (KAFKA-5477).
 TRANSACTION_RETRY_BACKOFF_MS = 10
+MAX_REPLICAS = 3
 
 
 # librdkafka's own log lines go through Python logging (confluent-kafka's `logger` key), at
@@ -77,6 +80,8 @@ def consumer_config(settings: Settings, *, group_id: str) -> dict[str, Any]:
     return base_config(settings) | {
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": group_id,
+        # Which process a group member is (the console's instances): a restart is a new pid.
+        "client.id": f"{group_id}-{socket.gethostname()}-{os.getpid()}",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
@@ -96,13 +101,28 @@ def transactional_id(service: str) -> str:
     return f"anchorline-{service}-{uuid.uuid4()}"
 
 
+def default_replication(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster of `brokers`: one copy a broker,
+    at most 3, of which 2 must have a write when there are 3, so that one broker may be down
+    without refusing or losing an acknowledged write."""
+    replicas = max(1, min(MAX_REPLICAS, brokers))
+    return replicas, max(1, min(2, replicas - 1))
+
+
+def replication(settings: Settings, *, brokers: int) -> tuple[int, int]:
+    """The replication of anchorline's topics: the settings, or the default for `brokers`."""
+    replicas = settings.replication_factor or default_replication(brokers)[0]
+    return replicas, settings.min_insync_replicas or default_replication(replicas)[1]
+
+
 def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
     """Create every anchorline topic that is missing; returns the ones created."""
     admin = AdminClient(client_config(settings))
-    existing = set(admin.list_topics(timeout=timeout).topics)
-    wanted = [name for name in settings.topics.all() if name not in existing]
+    metadata = admin.list_topics(timeout=timeout)
+    wanted = [name for name in settings.topics.all() if name not in metadata.topics]
     if not wanted:
         return []
+    replicas, min_isr = replication(settings, brokers=len(metadata.brokers))
     compacted = {
         settings.topics.replay_log: {"cleanup.policy": "compact"},
         settings.topics.cancellations: {"cleanup.policy": "compact"},
@@ -118,8 +138,8 @@ def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
             NewTopic(
                 name,
                 num_partitions=settings.partitions,
-                replication_factor=1,
-                config=compacted.get(name, {}),
+                replication_factor=replicas,
+                config={"min.insync.replicas": str(min_isr)} | compacted.get(name, {}),
             )
             for name in wanted
         ],

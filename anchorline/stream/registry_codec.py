@@ -95,6 +95,7 @@ class RegistryCodec:
         self.client = client
         self.topics = topics
         self.serializers: dict[type[Any], AvroSerializer] = {}
+        self.subjects: set[str] = set()  # topics whose subject has its compatibility rule
         self.lock = threading.Lock()
         self.writers: OrderedDict[int, tuple[type[Any], Any, Any]] = OrderedDict()
 
@@ -116,9 +117,11 @@ class RegistryCodec:
 
     def _serializer(self, event_type: type[Any], topic: str) -> AvroSerializer:
         with self.lock:  # a stage encodes statuses from its ticker thread too
+            if topic not in self.subjects:  # each priority's topic is a subject of its own
+                self._ensure_compatibility(f"{topic}-value")
+                self.subjects.add(topic)
             serializer = self.serializers.get(event_type)
             if serializer is None:
-                self._ensure_compatibility(f"{topic}-value")
                 schema = json.dumps(codec.standalone_schema(event_type))
                 conf = {"auto.register.schemas": True}
                 serializer = AvroSerializer(self.client, schema, conf=conf)

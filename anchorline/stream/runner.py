@@ -11,7 +11,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,12 +37,14 @@ from anchorline.stream.deliveries import DeliveryLog
 from anchorline.stream.exactly_once import ExactlyOnce, Outgoing
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import producer_config
+from anchorline.stream.lanes import Lanes
 from anchorline.stream.metrics import StageMetrics
 from anchorline.stream.registry_codec import SINGLE_OBJECT, Codec, codec_for, decode
 from anchorline.stream.running import RunningStatuses
 from anchorline.stream.stage import Closing, Prefetching, Report, StageHandler
 from anchorline.stream.timelimit import TimeLimit
 from anchorline.stream.topics import Place, Topics, key_of, place_of
+from anchorline.stream.tracing import IDS_ONLY, BatchSpans, Tracer, tracer_for
 from anchorline.stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,9 @@ BATCH_BUDGET_SHARE = 0.75
 # librdkafka refuses records over its message.max.bytes (1,000,000) in produce(), and the broker
 # over its own (1 MiB); the rest is room for a transaction's framing.
 MAX_RECORD_BYTES = 960_000
+# The records of one priority's topic (a lane) fetched and waiting in the runner, past which it
+# stops fetching that lane: a bound on memory, not on latency (stream/lanes.py).
+LANE_BACKLOG = 2048
 
 
 @dataclass(frozen=True)
@@ -131,8 +136,11 @@ class MessageProcessor:
         cancelled: Callable[[str, int], bool] = _none,
         time_limit_s: float = 0.0,
         batch_budget_s: float = 0.0,
+        tracer: Tracer = IDS_ONLY,
     ) -> None:
         self.handler = handler
+        self.tracer = tracer
+        self.spans = BatchSpans(tracer, name=f"{handler.stage} process")
         self.codec = codec
         self.cancelled = cancelled
         self.time_limit_s = time_limit_s  # 0: a handler call takes as long as it takes
@@ -147,6 +155,22 @@ class MessageProcessor:
         self.failed_jobs = 0  # statuses `failed` encoded since the runner last took the count
 
     def process(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        """The batch's output, each record carrying the traceparent of the span of the record
+        it came from (tracing.py)."""
+        self.spans = spans = BatchSpans(self.tracer, name=f"{self.handler.stage} process")
+        for message in batch:
+            spans.start(
+                _place(message), headers=message.headers, key=message.key, topic=message.topic
+            )
+        try:
+            out = self._process(batch)
+            for item in out:
+                spans.stamp(item.key, item.headers)
+            return out
+        finally:
+            spans.end()
+
+    def _process(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         self.batch_ends = time.monotonic() + self.batch_budget_s
         out: list[Outgoing] = []
         decoded: list[tuple[Incoming, Any]] = []
@@ -164,6 +188,7 @@ class MessageProcessor:
                 )
                 out.extend(self._dead_letter([(message, event)], exc))
                 continue
+            self.spans.about(_place(message), (ref.job_id for ref in refs_of(event)))
             if self._all_cancelled(message, event):
                 out.extend(self._skip(message, event))
                 continue
@@ -445,6 +470,10 @@ def record_size(item: Outgoing) -> int:
     return len(item.key or b"") + len(item.value) + extras
 
 
+def _place(message: Incoming) -> tuple[str, int, int]:
+    return (message.topic, message.partition, message.offset)
+
+
 def _where(message: Incoming) -> str:
     return f"{message.topic}[{message.partition}]@{message.offset}"
 
@@ -496,7 +525,9 @@ class StageRunner:
         self.max_wait = settings.batch_max_wait_s if handler.batched else 0.0
         self.loop = ExactlyOnce(settings, group_id=f"anchorline-{service}", service=service)
         self.status_producer = Producer(producer_config(settings))
-        self.forwarder = DelayForwarder(settings, service=service, source=self.source)
+        self.forwarder = DelayForwarder(
+            settings, service=service, source=self.source, lanes=self.topics.lanes(handler.stage)
+        )
         self.running = RunningStatuses(self._publish_now, after_s=settings.running_status_after_s)
         self.codec = codec_for(settings)
         # A pipeline stage skips cancelled jobs; the notifier announces them.
@@ -511,13 +542,19 @@ class StageRunner:
             cancelled=self.cancellations.is_cancelled if self.cancellations else _none,
             time_limit_s=settings.stage_timeout_s(handler.stage),
             batch_budget_s=settings.handling_deadline_s * BATCH_BUDGET_SHARE,
+            tracer=tracer_for(settings, service=service),
         )
-        self.pending: list[Message] = []
+        # What was fetched from the stage's topics (one a priority), taken by their weights.
+        self.pending = Lanes(
+            self.topics.lanes(handler.stage),
+            bound=max(LANE_BACKLOG, 2 * self.max_batch),
+            weights=settings.priority_weight_map,
+        )
         self.pending_since = 0.0
         # Handling a batch longer than this ends the process (stack dump, exit 70) before its
         # consumer exceeds max.poll.interval.ms (a minute later) and holds partitions it lost.
         self.handling = Watchdog(settings.handling_deadline_s)
-        self.deliveries = DeliveryLog(settings, source=self.source)
+        self.deliveries = DeliveryLog(settings, sources=self.pending.topics)
         self.max_deliveries = settings.max_deliveries
         self.metrics = StageMetrics(handler.stage, topics=self.topics, source=self.source)
 
@@ -531,7 +568,10 @@ class StageRunner:
             self.topics.job_status,
             key=status.job_id.encode(),
             value=value,
-            headers=headers.encode_generations({status.job_id: status.generation}),
+            headers=self.processor.spans.stamp(
+                status.job_id.encode(),
+                headers.encode_generations({status.job_id: status.generation}),
+            ),
         )
         self.status_producer.poll(0)
 
@@ -547,8 +587,8 @@ class StageRunner:
             forwarder.start()
             ticker.start()
             cancels.start()
-            self.loop.start([self.source], on_revoke=self._on_revoke)
-            log.info("%s consuming %s", self.service, self.source)
+            self.loop.start(self.pending.topics, on_revoke=self._on_revoke)
+            log.info("%s consuming %s", self.service, ", ".join(self.pending.topics))
             while not stop.is_set():
                 self._poll_once()
             self.flush()
@@ -565,27 +605,40 @@ class StageRunner:
             if isinstance(self.handler, Closing):
                 self.handler.close()
             self.codec.close()
+            self.processor.tracer.close()
 
     def _poll_once(self) -> None:
-        room = max(1, self.max_batch - len(self.pending))
-        messages = self.loop.poll(limit=room, timeout=0.2)
-        if messages and not self.pending:
+        # All the consumer has fetched (up to the lanes' bound), not a batch's worth: a record
+        # of another priority must never wait in librdkafka's queue behind a flood of one; and
+        # no waiting for more records while some wait here.
+        waiting = len(self.pending)
+        timeout = 0.0 if waiting and not self.max_wait else 0.2
+        messages = self.loop.poll(limit=self.pending.bound, timeout=timeout)
+        if messages and not waiting:
             self.pending_since = time.monotonic()
-        self.pending.extend(messages)
+        self.pending.add(messages)
+        self.pending.throttle(self.loop.consumer)
         due = time.monotonic() - self.pending_since >= self.max_wait
         if self.pending and (len(self.pending) >= self.max_batch or due):
             self.flush()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.flush()
-        self.deliveries.forget((p.topic, p.partition) for p in partitions)
+        places = [(p.topic, p.partition) for p in partitions]
+        self._forget(places)  # the rest of what they had waiting is their next owner's
+        self.deliveries.forget(places)
+
+    def _forget(self, places: Iterable[Place]) -> None:
+        paused = self.pending.forget(places)
+        if paused:
+            self.loop.consumer.resume(paused)
 
     def flush(self) -> None:
         """Process the pending messages and commit their output and offsets in one transaction;
         records whose delivery ended a process before go one at a time (deliveries.py)."""
         if not self.pending:
             return
-        batch, self.pending = self.pending, []
+        batch = self.pending.take(self.max_batch)
         counts = self.deliveries.begin(_heads(batch))
         again = [message for message in batch if counts[place_of(message)] > 1]
         fresh = [message for message in batch if counts[place_of(message)] == 1]
@@ -607,6 +660,7 @@ class StageRunner:
         counted is delivered again without a death, and what was not handled is polled again."""
         self.deliveries.retract(counts)
         self.loop.rewind(unhandled)
+        self._forget(counts)  # what waits of the rewound partitions comes again
 
     def _handle(self, batch: list[Message], *, deliveries: int = 1) -> bool:
         """Handle and commit one batch; False if its transaction was rolled back."""

@@ -17,6 +17,7 @@ from confluent_kafka import (
 
 from anchorline.errors import IncompleteRead
 from anchorline.settings import Settings
+from anchorline.stream.access import READER_GROUPS
 from anchorline.stream.kafka import client_config
 
 STALL_S = 30.0
@@ -36,7 +37,7 @@ def read_to_end(
     consumer = Consumer(
         client_config(settings)
         | {
-            "group.id": f"anchorline-reader-{uuid.uuid4()}",
+            "group.id": f"{READER_GROUPS}{uuid.uuid4()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
         }

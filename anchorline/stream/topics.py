@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from anchorline.events import (
+    PIPELINE,
     AnchorRequested,
     Event,
     JobRequested,
     JobStatus,
     NotifyRequested,
+    Priority,
     ProveRequested,
     Stage,
 )
@@ -77,6 +79,27 @@ class Topics:
             Stage.NOTIFY: self.notify_requested,
         }[stage]
 
+    def lane(self, source: str, priority: Priority) -> str:
+        """A pipeline stage's input topic for jobs of `priority`: normal jobs keep `source`
+        itself, so that a publisher unaware of priorities goes on as before."""
+        return source if priority is Priority.NORMAL else f"{source}.{priority}"
+
+    def lanes(self, stage: Stage) -> dict[str, Priority]:
+        """Every input topic of a stage, with the priority of its jobs (the notifier has one)."""
+        source = self.request_topic(stage)
+        if stage not in PIPELINE:
+            return {source: Priority.NORMAL}
+        return {self.lane(source, priority): priority for priority in Priority}
+
+    def lane_topics(self) -> list[str]:
+        """The pipeline stages' high and low input topics (their normal ones are stage_inputs)."""
+        return [
+            topic
+            for stage in PIPELINE
+            for topic in self.lanes(stage)
+            if topic != self.request_topic(stage)
+        ]
+
     def dead_letter(self, source: str) -> str:
         return f"{source}.dlq"
 
@@ -92,11 +115,11 @@ class Topics:
 
     def for_event(self, event: Event) -> str:
         if isinstance(event, JobRequested):
-            return self.jobs_requested
+            return self.lane(self.jobs_requested, event.priority)
         if isinstance(event, ProveRequested):
-            return self.prove_requested
+            return self.lane(self.prove_requested, event.priority)
         if isinstance(event, AnchorRequested):
-            return self.anchor_requested
+            return self.lane(self.anchor_requested, event.priority)
         if isinstance(event, JobStatus):
             return self.job_status
         if isinstance(event, NotifyRequested):
@@ -107,7 +130,11 @@ class Topics:
         inputs = [*self.stage_inputs(), self.job_status]
         delays = [topic for source in self.stage_inputs() for topic in self.retries(source)]
         letters = [self.dead_letter(topic) for topic in inputs]
-        return [*inputs, *delays, *letters, self.deliveries, self.replay_log, self.cancellations]
+        # Lanes share their stage's delay and dead-letter topics: a record's origin header
+        # names its lane, and the delay forwarder and a replay return it there.
+        lanes = self.lane_topics()
+        extra = [self.deliveries, self.replay_log, self.cancellations]
+        return [*inputs, *delays, *letters, *lanes, *extra]
 
 
 def key_of(event: Event) -> str:

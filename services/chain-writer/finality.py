@@ -96,7 +96,7 @@ def anchor_again(watched: Watched, topics: Topics, *, now: datetime) -> list[Out
     note = f"block {seen.block_number} ({seen.block_hash}) was reorganised away: anchoring again"
     out: list[Outgoing] = [
         (
-            topics.anchor_requested,
+            topics.for_event(request),  # the lane of its priority
             headers_key(request),
             codec.encode(request),
             headers.encode_generations(bumped),
@@ -202,7 +202,7 @@ class FinalityWatch:
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe(
-            [self.topics.anchor_requested], on_revoke=self._forget, on_lost=self._forget
+            list(self.topics.lanes(Stage.ANCHOR)), on_revoke=self._forget, on_lost=self._forget
         )
         checked = 0.0
         try:

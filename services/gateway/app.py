@@ -23,10 +23,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from anchorline.errors import Retryable
-from anchorline.events import JobKind, JobRef, JobRequested, Stage, StageState
+from anchorline.events import JobKind, JobRequested, Priority, StageState, submission
 from anchorline.proof.trust import WELL_KNOWN_PATH
 from anchorline.store.blobstore import BlobStore
 from anchorline.stream.topics import Topics
+from anchorline.stream.tracing import IDS_ONLY, Tracer
 from anchorline_gateway import letters, ops
 from anchorline_gateway.auth import ApiKeys, owner, tenant_of, visible
 from anchorline_gateway.control import cancel_job, retry_job
@@ -37,7 +38,7 @@ from anchorline_gateway.idempotency import (
     fingerprint,
     key_of,
 )
-from anchorline_gateway.letters import DeadLetterDesk
+from anchorline_gateway.letters import DeadLetterDesk, moment
 from anchorline_gateway.limits import Limits, capped, read_json
 from anchorline_gateway.openapi import openapi
 from anchorline_gateway.pipeline import PipelineView
@@ -45,6 +46,15 @@ from anchorline_gateway.problems import BadRequest, problem
 from anchorline_gateway.publisher import Publisher, Unavailable
 from anchorline_gateway.reads import JOB_ID_RE, BadCursor, JobReader
 from anchorline_gateway.receipts import get_receipt
+from anchorline_gateway.schedules import (
+    ScheduleBook,
+    create_schedule,
+    delete_schedule,
+    get_schedule,
+    list_schedules,
+    pause_schedule,
+    resume_schedule,
+)
 from anchorline_gateway.submission import (
     FORM_FIELDS,
     FORM_FILES,
@@ -53,6 +63,7 @@ from anchorline_gateway.submission import (
     json_fields,
     unknown_fields,
 )
+from anchorline_gateway.traced import TraceRequests, traceparent
 from anchorline_gateway.trust import get_trust
 
 MAX_WAIT_S = 60.0
@@ -81,6 +92,14 @@ class Gateway:
     limits: Limits = field(default_factory=Limits)
     trust_file: Path | None = None
     topics: Topics = field(default_factory=Topics)
+    priority_defaults: Mapping[str, Priority] = field(default_factory=dict)  # tenant (or *) →
+    schedules: ScheduleBook | None = None
+    tracer: Tracer = IDS_ONLY
+
+    def default_priority(self, tenant: str | None) -> Priority:
+        """The priority of a job of `tenant` that names none (PRIORITY_DEFAULTS)."""
+        defaults = self.priority_defaults
+        return defaults.get(tenant or "*", defaults.get("*", Priority.NORMAL))
 
 
 def _gateway(request: Request) -> Gateway:
@@ -120,7 +139,7 @@ async def submit_job(request: Request) -> Response:
         if claimed.claim is not Claim.NEW:
             return _not_first(request, claimed)
         job = replace(job, job_id=claimed.job_id)
-    refused = await _publish(gateway.publisher, job, claim=claim)
+    refused = await _publish(gateway.publisher, job, claim=claim, traceparent=traceparent(request))
     if refused is not None:
         return refused
     wait_s = _preferred_wait(request)
@@ -142,18 +161,19 @@ def _not_first(request: Request, claimed: Claimed) -> Response:
 
 
 async def _publish(
-    publisher: Publisher, job: JobRequested, *, claim: tuple[IdempotencyKeys, str] | None
+    publisher: Publisher,
+    job: JobRequested,
+    *,
+    claim: tuple[IdempotencyKeys, str] | None,
+    traceparent: str | None,
 ) -> Response | None:
     """Publish the job and its first status; a 503 when Kafka did not take them.
 
     Under an Idempotency-Key (`claim`), the key is settled once Kafka has the job, and released
     when it did not, so that the client's retry may claim it again.
     """
-    queued = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant).status(
-        Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0
-    )
     try:
-        await publisher.publish([job, queued])
+        await publisher.publish(submission(job), traceparent=traceparent)
     except BaseException as exc:
         if claim is not None:
             await run_in_threadpool(functools.partial(claim[0].release, job, key=claim[1]))
@@ -214,7 +234,8 @@ async def _multipart_job(request: Request, gateway: Gateway) -> JobRequested:
         if not isinstance(content, UploadFile):
             raise BadRequest("multipart body lacks the 'content' file")
         fields["tenant"] = owner(request, fields.get("tenant"))
-        job = job_request({**fields, "content_uri": ""})
+        default = gateway.default_priority(fields["tenant"])
+        job = job_request({**fields, "content_uri": ""}, default_priority=default)
         store = functools.partial(gateway.blobs.put_file, content.file, tenant=job.tenant)
         uri, _ = await run_in_threadpool(store)
     return replace(job, content_uri=uri)
@@ -239,7 +260,8 @@ def _json_job(request: Request, body: Any) -> JobRequested:
     """A JSON job request, its fields checked (its content is looked for apart)."""
     fields = json_fields(body)
     fields["tenant"] = owner(request, fields.get("tenant"))
-    return job_request(fields)
+    default = _gateway(request).default_priority(fields["tenant"])
+    return job_request(fields, default_priority=default)
 
 
 async def _not_uploaded(jobs: list[JobRequested], blobs: BlobStore) -> list[int]:
@@ -281,10 +303,9 @@ async def submit_batch(request: Request) -> Response:
         return JSONResponse({"error": "some job requests are invalid", "jobs": errors}, 400)
     events: list[Any] = []
     for job in jobs.values():
-        ref = JobRef(job.job_id, job.kind, job.submitted_at, job.tenant)
-        events += [job, ref.status(Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0)]
+        events += submission(job)
     try:
-        await gateway.publisher.publish(events)
+        await gateway.publisher.publish(events, traceparent=traceparent(request))
     except Unavailable as exc:
         return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
     # The route's path once, not url_for for each job: that was a tenth of a batch's time.
@@ -310,6 +331,10 @@ async def get_job(request: Request) -> Response:
     if job is None or not visible(request, job):
         return problem(404, f"no job {job_id} (a job just accepted appears within moments)")
     job["history"] = await run_in_threadpool(reader.history, job_id)
+    schedules = _gateway(request).schedules
+    job["schedule_id"] = (
+        await run_in_threadpool(schedules.store.schedule_of, job_id) if schedules else None
+    )
     return JSONResponse(job)
 
 
@@ -327,6 +352,8 @@ async def list_jobs(request: Request) -> Response:
     if not 1 <= limit <= MAX_LIST:
         return problem(400, f"limit must be between 1 and {MAX_LIST}")
     reader = _gateway(request).reader
+    tenant = owner(request, params.get("tenant"))  # a tenant's key: its own tenant, only
+    since, until = moment(params.get("since"), "since"), moment(params.get("until"), "until")
     try:
         page, cursor = await run_in_threadpool(
             lambda: reader.list(
@@ -334,7 +361,9 @@ async def list_jobs(request: Request) -> Response:
                 kind=kind,
                 limit=limit,
                 cursor=params.get("cursor"),
-                tenant=tenant_of(request),
+                tenant=tenant,
+                since=since,
+                until=until,
             )
         )
     except BadCursor as exc:
@@ -371,6 +400,9 @@ def create_app(gateway: Gateway) -> Starlette:
         app.state.gateway = gateway
         yield
         gateway.publisher.close()
+        gateway.tracer.close()
+        if gateway.pipeline is not None:
+            gateway.pipeline.close()
 
     routes = [
         Route("/v1/blobs", upload_blob, methods=["POST"]),
@@ -381,6 +413,12 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/jobs/{job_id}/receipt", get_receipt, methods=["GET"], name="get_receipt"),
         Route("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
+        Route("/v1/schedules", create_schedule, methods=["POST"]),
+        Route("/v1/schedules", list_schedules, methods=["GET"]),
+        Route("/v1/schedules/{schedule_id}", get_schedule, methods=["GET"], name="get_schedule"),
+        Route("/v1/schedules/{schedule_id}", delete_schedule, methods=["DELETE"]),
+        Route("/v1/schedules/{schedule_id}/pause", pause_schedule, methods=["POST"]),
+        Route("/v1/schedules/{schedule_id}/resume", resume_schedule, methods=["POST"]),
         Route("/v1/stats", stats, methods=["GET"]),
         Route("/healthz", ops.health, methods=["GET"]),
         Route("/readyz", ops.ready, methods=["GET"]),
@@ -401,5 +439,8 @@ def create_app(gateway: Gateway) -> Starlette:
             SQLAlchemyError: database_error,
             Retryable: transient_error,
         },
-        middleware=[Middleware(ApiKeys, keys=gateway.api_keys, admin_keys=gateway.admin_keys)],
+        middleware=[
+            Middleware(TraceRequests, tracer=gateway.tracer),
+            Middleware(ApiKeys, keys=gateway.api_keys, admin_keys=gateway.admin_keys),
+        ],
     )

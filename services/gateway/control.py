@@ -27,6 +27,7 @@ from anchorline_gateway.idempotency import Claim
 from anchorline_gateway.problems import problem
 from anchorline_gateway.publisher import Unavailable
 from anchorline_gateway.reads import JOB_ID_RE, JobRun
+from anchorline_gateway.traced import traceparent
 
 if TYPE_CHECKING:
     from anchorline_gateway.app import Gateway
@@ -86,6 +87,7 @@ async def cancel_job(request: Request) -> Response:
             [status],
             generation=run.generation,
             records=[(gateway.topics.cancellations, key, value)],
+            traceparent=traceparent(request),
         )
     except Unavailable as exc:
         return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
@@ -119,7 +121,9 @@ async def retry_job(request: Request) -> Response:
         note=f"retried through the API as run {generation}",
     )
     try:
-        await _gateway(request).publisher.publish([job, queued], generation=generation)
+        await _gateway(request).publisher.publish(
+            [job, queued], generation=generation, traceparent=traceparent(request)
+        )
     except Unavailable as exc:
         await _settle(_gateway(request), job, generation, done=False)
         return problem(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})

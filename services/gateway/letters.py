@@ -105,21 +105,24 @@ def wanted_of(values: dict[str, Any], *, coordinates: Any = None) -> Wanted:
         filter=dlq.LetterFilter(
             texts["job"] or None,
             texts["error"] or None,
-            _moment(values.get("since"), "since"),
-            _moment(values.get("until"), "until"),
+            moment(values.get("since"), "since"),
+            moment(values.get("until"), "until"),
         ),
         coordinates=chosen,
     )
 
 
-def _moment(value: Any, name: str) -> datetime | None:
+def moment(value: Any, name: str) -> datetime | None:
+    """An ISO 8601 time from a query or body (UTC unless it names its zone), or BadRequest."""
     if value in (None, ""):
         return None
+    if len(str(value)) > 64:
+        raise BadRequest(f"{name} must be an ISO 8601 time")
     try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError as exc:
+        found = datetime.fromisoformat(str(value))
+        return found.astimezone(UTC) if found.tzinfo else found.replace(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:  # OverflowError: year 1 moved to UTC
         raise BadRequest(f"{name} must be an ISO 8601 time") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def described(letter: dlq.DeadLetter, *, replayed: set[str]) -> dict[str, Any]:

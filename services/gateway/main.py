@@ -8,6 +8,8 @@ from starlette.applications import Starlette
 from anchorline.settings import Settings
 from anchorline.store.blobs import blob_store
 from anchorline.store.db import make_engine
+from anchorline.store.schedules import SqlSchedules
+from anchorline.stream.tracing import tracer_for
 from anchorline_gateway.app import Gateway, create_app
 from anchorline_gateway.idempotency import SqlIdempotencyKeys
 from anchorline_gateway.letters import KafkaDeadLetters
@@ -15,6 +17,7 @@ from anchorline_gateway.limits import Limits
 from anchorline_gateway.pipeline import KafkaPipelineView
 from anchorline_gateway.publisher import KafkaPublisher
 from anchorline_gateway.reads import SqlJobReader
+from anchorline_gateway.schedules import ScheduleBook
 
 
 def build(settings: Settings) -> Starlette:
@@ -26,11 +29,18 @@ def build(settings: Settings) -> Starlette:
         idempotency=SqlIdempotencyKeys(engine, ttl_s=settings.idempotency_ttl_s),
         api_keys=settings.api_key_tenants,
         admin_keys=settings.admin_key_set,
-        pipeline=KafkaPipelineView(settings),
-        dead_letters=KafkaDeadLetters(settings),
+        pipeline=KafkaPipelineView(settings, reader=settings.desk),
+        dead_letters=KafkaDeadLetters(settings.desk),
         limits=Limits.from_settings(settings),
         trust_file=settings.trust_file,
         topics=settings.topics,
+        priority_defaults=settings.priority_default_map,
+        schedules=ScheduleBook(
+            SqlSchedules(engine),
+            min_interval_s=settings.schedule_min_interval_s,
+            max_per_tenant=settings.max_schedules,
+        ),
+        tracer=tracer_for(settings, service="gateway"),
     )
     return create_app(gateway)
 

@@ -12,7 +12,7 @@ from anchorline.events import JobKind, StageState
 from anchorline.tenants import TENANT_RE
 from anchorline_gateway.idempotency import MAX_KEY
 from anchorline_gateway.reads import JOB_ID_RE
-from anchorline_gateway.submission import MAX_MANIFEST_BYTES
+from anchorline_gateway.submission import MAX_MANIFEST_BYTES, PRIORITIES
 
 Schema = dict[str, Any]
 
@@ -66,6 +66,12 @@ JOB_FIELDS: Schema = {
         "maxLength": MAX_URL,
         "pattern": "^https?://",
         "description": "where to POST the job record, signed (Standard Webhooks), once it ends",
+    },
+    "priority": {
+        "type": "string",
+        "enum": list(PRIORITIES),
+        "description": "the order stages take the job in when behind (weights 6/3/1); "
+        "none: the tenant's default (PRIORITY_DEFAULTS), else normal",
     },
 }
 
@@ -161,8 +167,13 @@ SCHEMAS: dict[str, Schema] = {
             "stage": {"type": "string"},
             "progress": {"type": "integer"},
             "attempts": {"type": "integer"},
+            "priority": {"type": "string", "enum": list(PRIORITIES)},
             "result": {"type": "object"},
             "error": {"type": ["string", "null"]},
+            "trace_id": {
+                "type": ["string", "null"],
+                "description": "the W3C trace id of the job's first status (traceparent)",
+            },
             "history": {"type": "array", "items": {"type": "object"}},
         },
     },
@@ -275,10 +286,23 @@ PATHS: dict[str, dict[str, Schema]] = {
                     "limit", "query", {"type": "integer", "minimum": 1, "maximum": 200}, "page size"
                 ),
                 _param("cursor", "query", {"type": "string"}, "next_cursor of the page before"),
+                _param("tenant", "query", TENANT, "only this tenant's jobs (a key: its own)"),
+                _param(
+                    "since",
+                    "query",
+                    {"type": "string", "format": "date-time"},
+                    "only jobs created at or after this time (ISO 8601; UTC unless zoned)",
+                ),
+                _param(
+                    "until",
+                    "query",
+                    {"type": "string", "format": "date-time"},
+                    "only jobs created before this time",
+                ),
             ],
             "responses": {
                 "200": answer("a page of jobs", ref("JobPage")),
-                **problems(400, 401, 503),
+                **problems(400, 401, 403, 503),
             },
         },
     },
@@ -449,6 +473,111 @@ PATHS: dict[str, dict[str, Schema]] = {
         }
     },
 }
+
+SCHEDULE_ID_PARAM = _param("schedule_id", "path", JOB_ID, "the schedule's id", required=True)
+SCHEMAS["ScheduleRequest"] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["kind", "content_uri", "manifest", "signature"],
+    "description": "a JSON job request (as POST /v1/jobs takes) and either cron or at",
+    "properties": {
+        "content_uri": {"type": "string", "pattern": SHA256_URI},
+        **JOB_FIELDS,
+        "cron": {
+            "type": "string",
+            "maxLength": 120,
+            "description": "5 fields, or 6 with seconds first, or @hourly, @daily, …",
+        },
+        "timezone": {"type": "string", "maxLength": 64, "description": "IANA name; UTC"},
+        "at": {**MOMENT, "description": "a one-time schedule: when it fires"},
+    },
+}
+SCHEMAS["Schedule"] = {
+    "type": "object",
+    "required": ["schedule_id", "state", "next_fire_at", "fired", "job"],
+    "properties": {
+        "schedule_id": {"type": "string"},
+        "tenant": {"type": ["string", "null"]},
+        "state": {"type": "string", "enum": ["active", "paused", "done", "deleted"]},
+        "cron": {"type": ["string", "null"]},
+        "timezone": {"type": ["string", "null"]},
+        "at": {"type": ["string", "null"]},
+        "next_fire_at": {"type": ["string", "null"]},
+        "fired": {"type": "integer"},
+        "job": {"type": "object", "description": "the job request each occurrence submits"},
+        "occurrences": {
+            "type": "array",
+            "description": "GET /v1/schedules/{id}: the latest, newest first, with their jobs",
+            "items": {"type": "object"},
+        },
+    },
+}
+SCHEMAS["ScheduleList"] = {
+    "type": "object",
+    "required": ["schedules", "next_cursor"],
+    "properties": {
+        "schedules": {"type": "array", "items": ref("Schedule")},
+        "next_cursor": {"type": ["string", "null"]},
+    },
+}
+PATHS["/v1/schedules"] = {
+    "post": {
+        "summary": "Schedule a job: again and again by a cron expression, or once at a time",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ref("ScheduleRequest")}},
+        },
+        "responses": {
+            "201": answer("scheduled", ref("Schedule")),
+            **problems(400, 401, 403, 409, 413, 415, 422, 501, 503),
+        },
+    },
+    "get": {
+        "summary": "The caller's schedules, newest first",
+        "parameters": [
+            _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200}, "page"),
+            _param("cursor", "query", SHORT_TEXT, "next_cursor of the previous page"),
+        ],
+        "responses": {"200": answer("schedules", ref("ScheduleList")), **problems(400, 401, 503)},
+    },
+}
+PATHS["/v1/schedules/{schedule_id}"] = {
+    "get": {
+        "summary": "A schedule and its latest occurrences, each with its job's state and result",
+        "parameters": [
+            SCHEDULE_ID_PARAM,
+            _param(
+                "occurrences",
+                "query",
+                {"type": "integer", "minimum": 0, "maximum": 100},
+                "how many occurrences to show (20)",
+            ),
+        ],
+        "responses": {
+            "200": answer("the schedule", ref("Schedule")),
+            **problems(400, 401, 404, 503),
+        },
+    },
+    "delete": {
+        "summary": "Delete a schedule: it fires no more",
+        "parameters": [SCHEDULE_ID_PARAM],
+        "responses": {"200": answer("deleted", {"type": "object"}), **problems(400, 401, 404, 503)},
+    },
+}
+for _action, _summary in (
+    ("pause", "Pause a schedule: nothing fires until it is resumed"),
+    ("resume", "Resume a paused schedule from its next occurrence after now"),
+):
+    PATHS[f"/v1/schedules/{{schedule_id}}/{_action}"] = {
+        "post": {
+            "summary": _summary,
+            "parameters": [SCHEDULE_ID_PARAM],
+            "responses": {
+                "200": answer("the schedule", ref("Schedule")),
+                **problems(400, 401, 404, 409, 503),
+            },
+        }
+    }
 
 DOCUMENT: Schema = {
     "openapi": "3.1.0",

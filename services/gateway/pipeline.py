@@ -1,17 +1,26 @@
-"""What the pipeline holds right now: each stage's lag, its delay topics and dead letters."""
+"""What the pipeline holds: each stage's lag, its delay topics and dead letters, in messages;
+its live processes; and samples of its lag and throughput over the last minutes."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections import deque
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from anchorline.events import Stage
+from anchorline.errors import IncompleteRead
+from anchorline.events import Stage, utcnow
 from anchorline.settings import Settings
 from anchorline.stream.kafka import client_config
 from anchorline.stream.topic_reader import watermarks
+from anchorline_gateway import counts
+from anchorline_gateway.counts import Place
+from anchorline_gateway.members import Members
+
+log = logging.getLogger(__name__)
 
 STAGE_SERVICES = {
     Stage.VERIFY: "verifier",
@@ -20,6 +29,8 @@ STAGE_SERVICES = {
     Stage.NOTIFY: "notifier",
 }
 CACHE_S = 1.0
+SAMPLE_S = 5.0  # a sample of every stage's lag and throughput, once someone asked for one
+HISTORY = 120  # samples kept: ten minutes
 COORDINATOR_WAIT_S = 10.0
 COORDINATOR_MOVING = frozenset(
     {
@@ -33,43 +44,109 @@ COORDINATOR_MOVING = frozenset(
 class PipelineView(Protocol):
     def snapshot(self) -> dict[str, Any]: ...
 
+    def close(self) -> None: ...
+
 
 class KafkaPipelineView:
-    """Offsets read from the broker: end offsets against each consumer group's commits."""
+    """Each stage's messages waiting (read, not offsets: counts.py), its processes (group
+    members) and, from the first snapshot on, a sample every SAMPLE_S kept for HISTORY
+    samples: throughput and lag over time.
 
-    def __init__(self, settings: Settings) -> None:
+    `settings` describes offsets and groups; `reader` reads messages to count them (the dead-
+    letter desk's login: the gateway's own reads no message)."""
+
+    def __init__(
+        self, settings: Settings, *, reader: Settings | None = None, sample_s: float = SAMPLE_S
+    ) -> None:
         self.settings = settings
         self.topics = settings.topics
+        self.reader_settings = reader or settings
+        self.sample_s = sample_s
+        self.members = Members(settings)
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self._lock = threading.Lock()
         self._cached: tuple[float, dict[str, Any]] | None = None
+        self._committed: dict[str, dict[Place, int]] = {}  # at the last sample, by group
+        self._sampled_at = 0.0
+        self._stop = threading.Event()
+        self._sampler: threading.Thread | None = None
 
     def snapshot(self) -> dict[str, Any]:
+        self._sample_from_now_on()
         with self._lock:
-            if self._cached and time.monotonic() - self._cached[0] < CACHE_S:
-                return self._cached[1]
-            view = self._read()
-            self._cached = (time.monotonic(), view)
-            return view
+            if not (self._cached and time.monotonic() - self._cached[0] < CACHE_S):
+                self._cached = (time.monotonic(), self._sample())
+            return {**self._cached[1], "history": list(self.history)}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._sampler is not None:
+            self._sampler.join(30)
+
+    def _sample_from_now_on(self) -> None:
+        if self._sampler is None:
+            self._sampler = threading.Thread(target=self._sampling, name="pipeline", daemon=True)
+            self._sampler.start()
+
+    def _sampling(self) -> None:
+        while not self._stop.wait(self.sample_s):
+            try:
+                self.snapshot()
+            except (KafkaException, IncompleteRead) as exc:
+                log.info("pipeline sample not taken: %s", exc)
+
+    def _sample(self) -> dict[str, Any]:
+        """A fresh view, and its sample appended to the history."""
+        started = time.monotonic()
+        view = self._read()
+        moved = view.pop("_committed")
+        seconds = started - self._sampled_at if self.history else 0.0
+        sample: dict[str, Any] = {"at": utcnow().isoformat(), "stages": {}}
+        for name, stage in [*view["stages"].items(), ("projector", view["projector"])]:
+            group = stage.pop("_group")
+            done = self._processed(group, moved.get(group, {})) if seconds else None
+            per_s = round(done / seconds, 2) if done is not None and seconds > 0 else None
+            sample["stages"][name] = {"lag": stage["lag"], "per_s": per_s}
+        self._committed = moved
+        self._sampled_at = started
+        self.history.append(sample)
+        return view
+
+    def _processed(self, group: str, now: dict[Place, int]) -> int | None:
+        """Messages the group committed past since the last sample."""
+        before = self._committed.get(group)
+        if before is None:
+            return None
+        ranges = {place: (before.get(place, end), end) for place, end in now.items()}
+        return sum(self._count(ranges)[0].values())
 
     def _read(self) -> dict[str, Any]:
-        stages = {}
+        stages: dict[str, Any] = {}
+        committed: dict[str, dict[Place, int]] = {}
+        groups = [f"anchorline-{service}" for service in STAGE_SERVICES.values()]
+        live = self.members.describe([*groups, "anchorline-projector"])
         for stage, service in STAGE_SERVICES.items():
-            source = self.topics.request_topic(stage)
+            source, group = self.topics.request_topic(stage), f"anchorline-{service}"
+            waiting, committed[group] = self._lag(group, list(self.topics.lanes(stage)))
+            retrying, _ = self._lag(f"{group}-delay", self.topics.retries(source))
             stages[str(stage)] = {
                 "topic": source,
-                "lag": self._lag(f"anchorline-{service}", [source]),
-                "waiting_to_retry": self._lag(
-                    f"anchorline-{service}-delay", self.topics.retries(source)
-                ),
+                **waiting,
+                "waiting_to_retry": retrying["lag"],
                 "dead_letters": self._depth(self.topics.dead_letter(source)),
+                "instances": live.get(group, {}),
+                "_group": group,
             }
         status = self.topics.job_status
+        waiting, committed["anchorline-projector"] = self._lag("anchorline-projector", [status])
         projector = {
             "topic": status,
-            "lag": self._lag("anchorline-projector", [status]),
+            **waiting,
             "dead_letters": self._depth(self.topics.dead_letter(status)),
+            "instances": live.get("anchorline-projector", {}),
+            "_group": "anchorline-projector",
         }
-        return {"stages": stages, "projector": projector}
+        return {"stages": stages, "projector": projector, "_committed": committed}
 
     def _consumer(self, group: str) -> Consumer:
         return Consumer(
@@ -86,32 +163,43 @@ class KafkaPipelineView:
             return []
         return [TopicPartition(topic, partition) for partition in metadata.partitions]
 
-    def _lag(self, group: str, topics: list[str]) -> int:
-        """Offsets in `topics` that `group` has not committed past (a transaction's commit
-        marker takes an offset too, so a caught-up transactional stage may show 1 a partition)."""
+    def _lag(self, group: str, topics: list[str]) -> tuple[dict[str, Any], dict[Place, int]]:
+        """Messages in `topics` that `group` has not committed past, in all and by partition
+        (`exact`: false when a backlog was too long to read: counted in offsets past the
+        first MAX_COUNTED of each partition: a few too many), and the group's committed offsets."""
         consumer = self._consumer(group)
         try:
             partitions = [p for topic in topics for p in self._partitions(consumer, topic)]
-            if not partitions:
-                return 0
-            total = 0
-            for committed in _committed(consumer, partitions):
+            ranges: dict[Place, tuple[int, int]] = {}
+            for committed in _committed(consumer, partitions) if partitions else []:
                 low, high = watermarks(consumer, committed, COORDINATOR_WAIT_S)
                 start = committed.offset if committed.offset >= 0 else low
-                total += max(0, high - start)
-            return total
+                ranges[(committed.topic, committed.partition)] = (max(start, low), high)
         finally:
             consumer.close()
+        counted, exact = self._count(ranges)
+        by_partition = {f"{t}:{p}": n for (t, p), n in sorted(counted.items()) if n}
+        lag = {"lag": sum(counted.values()), "exact": exact, "partitions": by_partition}
+        return lag, {place: start for place, (start, _) in ranges.items()}
 
     def _depth(self, topic: str) -> int:
         """Messages a topic holds (what retention has kept)."""
         consumer = self._consumer("anchorline-gateway-view")
         try:
-            total = 0
+            ranges = {}
             for partition in self._partitions(consumer, topic):
                 low, high = watermarks(consumer, partition, COORDINATOR_WAIT_S)
-                total += high - low
-            return total
+                ranges[(topic, partition.partition)] = (low, high)
+        finally:
+            consumer.close()
+        return sum(self._count(ranges)[0].values())
+
+    def _count(self, ranges: dict[Place, tuple[int, int]]) -> tuple[dict[Place, int], bool]:
+        if not any(end > start for start, end in ranges.values()):
+            return {place: 0 for place in ranges}, True
+        consumer = counts.reader(self.reader_settings)
+        try:
+            return counts.count(consumer, ranges)
         finally:
             consumer.close()
 

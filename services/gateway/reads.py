@@ -72,7 +72,11 @@ class JobReader(Protocol):
         limit: int,
         cursor: str | None,
         tenant: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]: ...
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of jobs, newest first, created from `since` up to (not at) `until`."""
+        ...
 
     def stats(self, *, tenant: str | None = None) -> dict[str, Any]: ...
 
@@ -85,6 +89,7 @@ def public(record: Any) -> dict[str, Any]:
         if isinstance(value, datetime):
             row[name] = as_utc(value).isoformat()
     row["result"] = row["result"] or {}
+    row["priority"] = row.get("priority") or "normal"  # a job from before priorities
     return row
 
 
@@ -153,6 +158,8 @@ class SqlJobReader:
         limit: int,
         cursor: str | None,
         tenant: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         query = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc())
         if tenant is not None:
@@ -161,6 +168,10 @@ class SqlJobReader:
             query = query.where(jobs.c.state == state)
         if kind:
             query = query.where(jobs.c.kind == kind)
+        if since is not None:
+            query = query.where(jobs.c.created_at >= since)
+        if until is not None:
+            query = query.where(jobs.c.created_at < until)
         if cursor:
             created, job_id = decode_cursor(cursor)
             query = query.where(

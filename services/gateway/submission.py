@@ -8,7 +8,7 @@ from typing import Any
 
 from anchorline.callbacks import check_url
 from anchorline.errors import BadInput
-from anchorline.events import JobKind, JobRequested, new_id, utcnow
+from anchorline.events import JobKind, JobRequested, Priority, new_id, utcnow
 from anchorline.proof.manifest import MAX_BYTES as MAX_MANIFEST_BYTES
 from anchorline.proof.manifest import SCHEMES, SIGNATURE_RE, parse_document
 from anchorline.store.blobstore import SHA256_URI
@@ -18,7 +18,15 @@ from anchorline_gateway.problems import BadRequest, quoted
 KINDS = tuple(kind.value for kind in JobKind)
 # What each kind of request may carry; anything else is refused by name, so that a field this
 # gateway does not know (a `content_uri` pointing at a server file, say) is never passed on.
-FORM_FIELDS = ("kind", "manifest", "signature", "signature_scheme", "tenant", "callback_url")
+FORM_FIELDS = (
+    "kind",
+    "manifest",
+    "signature",
+    "signature_scheme",
+    "tenant",
+    "callback_url",
+    "priority",
+)
 FORM_FILES = ("content", "manifest")
 JSON_FIELDS = (
     "kind",
@@ -28,7 +36,9 @@ JSON_FIELDS = (
     "signature_scheme",
     "tenant",
     "callback_url",
+    "priority",
 )
+PRIORITIES = tuple(priority.value for priority in Priority)
 
 
 def unknown_fields(names: Any, known: tuple[str, ...]) -> None:
@@ -53,8 +63,11 @@ def json_fields(body: Any) -> dict[str, Any]:
     return body
 
 
-def job_request(fields: Mapping[str, Any]) -> JobRequested:
-    """A JobRequested from checked fields (the content already stored), or BadRequest why not."""
+def job_request(
+    fields: Mapping[str, Any], *, default_priority: Priority = Priority.NORMAL
+) -> JobRequested:
+    """A JobRequested from checked fields (the content already stored), or BadRequest why not;
+    a job that names no priority gets `default_priority` (its tenant's)."""
     return JobRequested(
         job_id=new_id(),
         kind=JobKind(_kind(fields.get("kind"))),
@@ -65,6 +78,7 @@ def job_request(fields: Mapping[str, Any]) -> JobRequested:
         submitted_at=utcnow(),
         tenant=_tenant(fields.get("tenant")),
         callback_url=_callback(fields.get("callback_url")),
+        priority=_priority(fields.get("priority"), default_priority),
     )
 
 
@@ -98,6 +112,14 @@ def _scheme(value: Any) -> str:
     if not isinstance(value, str) or value not in SCHEMES:
         raise BadRequest(f"signature_scheme must be one of {', '.join(SCHEMES)}", 422)
     return value
+
+
+def _priority(value: Any, default: Priority) -> Priority:
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or value not in PRIORITIES:
+        raise BadRequest(f"priority must be one of {', '.join(PRIORITIES)}", 422)
+    return Priority(value)
 
 
 def _callback(value: Any) -> str | None:

@@ -56,9 +56,11 @@ class JobRow:
     error_class: str | None = None
     tenant: str | None = None
     content_sha256: str | None = None
+    priority: str | None = None
     next_attempt_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    trace_id: str | None = None
 
     @property
     def rank(self) -> tuple[int, int, int, int]:
@@ -155,6 +157,7 @@ def new_row(event: JobStatus) -> JobRow:
         rank_state=-1,
         tenant=event.tenant,
         content_sha256=event.content_sha256,
+        priority=str(event.priority) if event.priority else None,
     )
 
 
@@ -213,6 +216,7 @@ def _transition(row: JobRow, event: JobStatus) -> JobRow:
         error_class=None if succeeded else event.error_class or row.error_class,
         next_attempt_at=event.next_attempt_at,
         content_sha256=event.content_sha256 or row.content_sha256,
+        priority=str(event.priority) if event.priority else row.priority,
         started_at=row.started_at or (event.occurred_at if state != "queued" else None),
         finished_at=event.occurred_at if state in TERMINAL else None,
         updated_at=event.occurred_at,

@@ -20,15 +20,16 @@ from prometheus_client import Counter
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from anchorline.errors import Poison, Retryable
-from anchorline.events import JobRequested, JobStatus
+from anchorline.events import JobRequested, JobStatus, Stage
 from anchorline.settings import Settings
-from anchorline.stream import codec, headers
+from anchorline.stream import codec, headers, tracing
 from anchorline.stream.consume import take
 from anchorline.stream.exactly_once import Outgoing
 from anchorline.stream.kafka import consumer_config, producer_config
 from anchorline.stream.registry_codec import CONFLUENT_MAGIC, Codec, codec_for, decode
 from anchorline.stream.runner import dead_letter_headers, fit, incoming
 from anchorline.stream.topics import Place, place_of
+from anchorline.stream.tracing import IDS_ONLY, BatchSpans, TraceContext, tracer_for
 from anchorline_projector.apply import JobRow, check_status
 from anchorline_projector.notices import notice, notice_without_result
 from anchorline_projector.store import SqlJobStore
@@ -53,6 +54,7 @@ class Projector:
         self.settings = settings
         self.store = store
         self.topics = settings.topics
+        self.requests = frozenset(self.topics.lanes(Stage.VERIFY))  # every priority's requests
         self.consumer = Consumer(
             consumer_config(settings, group_id=GROUP) | {"on_commit": _on_commit}
         )
@@ -61,18 +63,17 @@ class Projector:
         self.webhook_urls = settings.webhook_url_map
         self.applied: dict[Place, int] = {}  # the next offset of each partition, once applied
         self.codec = codec_for(settings)
+        self.tracer = tracer_for(settings, service="projector")
 
     def run(self, stop: threading.Event) -> None:
-        self.consumer.subscribe(
-            [self.topics.job_status, self.topics.jobs_requested], on_revoke=self._on_revoke
-        )
+        self.consumer.subscribe([self.topics.job_status, *self.requests], on_revoke=self._on_revoke)
         log.info("projector consuming %s", self.topics.job_status)
         try:
             while not stop.is_set():
                 taken = take(self.consumer, limit=BATCH, timeout=POLL_S)
                 messages = [m for m in taken if _usable(m)]
-                requests = [m for m in messages if m.topic() == self.topics.jobs_requested]
-                statuses = [m for m in messages if m.topic() != self.topics.jobs_requested]
+                requests = [m for m in messages if m.topic() in self.requests]
+                statuses = [m for m in messages if m.topic() not in self.requests]
                 if messages and self._keep(requests, stop) and self._apply(statuses, stop):
                     self._commit(messages)
         finally:
@@ -80,6 +81,7 @@ class Projector:
             self._commit([], asynchronous=False)
             self.consumer.close()
             self.codec.close()
+            self.tracer.close()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """No longer ours: a commit for them at stop would move their new owner's back."""
@@ -132,20 +134,47 @@ class Projector:
             return False
         events = [event for _, event in decoded if event is not None]
         source = {event.event_id: message for message, event in decoded if event is not None}
+        carried = _carried(decoded)
+        spans = self._spans(carried, source)
 
         def store() -> None:
             ended: list[JobRow] = []
-            self._store(events, source, ended)
-            self._notify(ended, stop)
+            traces = {event_id: context.trace_id for event_id, context in carried.items()}
+            self._store(events, source, ended, traces)
+            self._notify(ended, stop, spans)
 
-        if not _outlasting_outages(store, stop):
-            return False
+        try:
+            if not _outlasting_outages(store, stop):
+                return False
+        finally:
+            spans.end()
         self.dead_letters.flush(30)
         APPLIED.inc(len(events))
         return True
 
+    def _spans(self, carried: dict[str, TraceContext], source: dict[str, Message]) -> BatchSpans:
+        """A span for each status that carried a trace context (recorded only with an
+        exporter: without one, nothing to do)."""
+        spans = BatchSpans(self.tracer, name="project job.status")
+        if self.tracer is IDS_ONLY:
+            return spans
+        for event_id, context in carried.items():
+            message = source[event_id]
+            spans.start(
+                event_id,
+                headers={tracing.TRACEPARENT: context.traceparent.encode()},
+                key=None,
+                topic=message.topic() or "",
+            )
+            spans.about(event_id, [(message.key() or b"").decode("utf-8", "replace")])
+        return spans
+
     def _store(
-        self, events: list[JobStatus], source: dict[str, Message], ended: list[JobRow]
+        self,
+        events: list[JobStatus],
+        source: dict[str, Message],
+        ended: list[JobRow],
+        traces: dict[str, str],
     ) -> None:
         """Apply `events`; one the database refuses for its values (not for being away) is
         dead-lettered alone, and the rest applied without it."""
@@ -153,7 +182,7 @@ class Projector:
         def apply(batch: list[JobStatus]) -> None:
             refused: list[tuple[JobStatus, Poison]] = []
             self.store.apply_batch(
-                batch, refuse=lambda *forged: refused.append(forged), ended=ended
+                batch, refuse=lambda *forged: refused.append(forged), ended=ended, traces=traces
             )
             for event, reason in refused:
                 self._dead_letter(source[event.event_id], reason)
@@ -166,7 +195,7 @@ class Projector:
             ),
         )
 
-    def _notify(self, ended: list[JobRow], stop: threading.Event) -> None:
+    def _notify(self, ended: list[JobRow], stop: threading.Event, spans: BatchSpans) -> None:
         """Hand the jobs that ended to the notifier (produced before the offsets are committed:
         at least once; the notifier's webhook-id lets a receiver drop a repeat)."""
         if not ended:
@@ -184,7 +213,10 @@ class Projector:
                     self.topics.notify_requested,
                     key=row.job_id.encode(),
                     value=value,
-                    headers=headers.encode_generations({row.job_id: row.generation}),
+                    headers=[
+                        *headers.encode_generations({row.job_id: row.generation}),
+                        *_trace_header(row, spans),
+                    ],
                 )
             except (KafkaException, BufferError) as exc:
                 log.warning("the webhook of job %s not requested: %s", row.job_id, exc)
@@ -231,6 +263,27 @@ class Projector:
         self.dead_letters.produce(
             letter.topic, key=letter.key, value=letter.value, headers=letter.headers
         )
+
+
+def _carried(decoded: list[tuple[Message, JobStatus | None]]) -> dict[str, TraceContext]:
+    """The valid trace context each status carried, by event id (a malformed one is none)."""
+    found = {}
+    for message, event in decoded:
+        if event is None:
+            continue
+        context = tracing.of_headers(headers.as_map(message.headers()))
+        if context is not None:
+            found[event.event_id] = context
+    return found
+
+
+def _trace_header(row: JobRow, spans: BatchSpans) -> list[tuple[str, bytes]]:
+    """A webhook's request continues its job's trace: from this batch's span of the job, or
+    a new span of the trace the row keeps."""
+    context = spans.by_key.get(row.job_id.encode())
+    if context is None and row.trace_id is not None:
+        context = TraceContext(row.trace_id, "0" * 16).child()
+    return [(tracing.TRACEPARENT, context.traceparent.encode())] if context is not None else []
 
 
 def _on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:

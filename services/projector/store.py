@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import fields
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,10 +56,12 @@ class SqlJobStore:
         *,
         refuse: Refuse = _ignore,
         ended: list[JobRow] | None = None,
+        traces: Mapping[str, str] | None = None,
     ) -> int:
         """Apply events in order in one transaction; returns how many changed a row. An event
         no stage could have sent for its job changes nothing and goes to `refuse`; a row that
-        reached a final state (of a new run) is appended to `ended`."""
+        reached a final state (of a new run) is appended to `ended`. `traces` are the trace
+        ids the events carried (by event id): a row keeps the first one it is given."""
         if not events:
             return 0
         with self.engine.begin() as connection:
@@ -72,17 +74,19 @@ class SqlJobStore:
                 if event.event_id in known:
                     continue
                 try:
-                    after = apply(rows.get(event.job_id), event)
+                    applied = apply(rows.get(event.job_id), event)
                 except Poison as exc:
                     refuse(event, exc)
                     continue
                 known.add(event.event_id)
+                trace_id = (traces or {}).get(event.event_id)
+                after = _traced(applied, rows.get(event.job_id), trace_id)
                 if after is not None:
                     if ended is not None and _ends(rows.get(event.job_id), after):
                         ended.append(after)
                     rows[event.job_id] = changed[event.job_id] = after
                 if not is_progress_only(event):
-                    history.append(_history(event, applied=after is not None))
+                    history.append(_history(event, applied=applied is not None))
             self._save(connection, changed, existing=existing)
             if history:
                 connection.execute(job_events.insert(), history)
@@ -143,6 +147,14 @@ class SqlJobStore:
         ]
         if updates:  # one executemany (psycopg pipelines it), not a statement per row
             connection.execute(UPDATE_ROW, updates)
+
+
+def _traced(after: JobRow | None, before: JobRow | None, trace_id: str | None) -> JobRow | None:
+    """The row changed by an event, carrying the event's trace id if it had none yet."""
+    row = after or before
+    if trace_id is None or row is None or row.trace_id is not None:
+        return after
+    return replace(row, trace_id=trace_id)
 
 
 def _ends(before: JobRow | None, after: JobRow) -> bool:

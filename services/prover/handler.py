@@ -19,6 +19,7 @@ from anchorline.events import (
     ProveRequested,
     Stage,
     StageState,
+    highest,
     new_id,
     refs_of,
     utcnow,
@@ -81,7 +82,8 @@ class ProveHandler:
         batch = MerkleBatch.build(leaves)
         root = "0x" + batch.root.hex()
         batch_id = new_id()
-        anchored = [event.job_id for event in unique if event.kind is JobKind.ANCHOR]
+        anchors = [event for event in unique if event.kind is JobKind.ANCHOR]
+        anchored = [event.job_id for event in anchors]
         out: list[Event] = []
         for index, event in enumerate(unique):
             facts = AttestedFacts(
@@ -113,5 +115,6 @@ class ProveHandler:
             )
             out.append(status)
         if anchored:
-            out.append(AnchorRequested(batch_id, root, anchored, utcnow()))
+            priority = highest(event.priority for event in anchors)
+            out.append(AnchorRequested(batch_id, root, anchored, utcnow(), priority))
         return out

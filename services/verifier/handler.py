@@ -276,6 +276,7 @@ class VerifyHandler:
                     signer=verification.recovered,
                     submitted_at=event.submitted_at,
                     tenant=event.tenant,
+                    priority=event.priority,
                 )
             )
         return out

@@ -15,5 +15,8 @@ def system(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -
         state_dir=tmp_path_factory.mktemp("system"),
         database_url=postgres.new_database("e2e"),
         batch_max_wait_s=1.0,
+        # Schedules at a one-second cadence (tests/e2e/test_schedules.py), not once a minute.
+        schedule_min_interval_s=1.0,
+        scheduler_tick_s=0.2,
     ) as running:
         yield running

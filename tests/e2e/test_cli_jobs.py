@@ -73,3 +73,21 @@ def test_an_unknown_job_and_an_unreachable_gateway_say_so_in_one_line(system: Sy
     )
     assert down.returncode == 1 and len(down.stderr.splitlines()) == 1, down.stderr
     assert "cannot reach the gateway at http://127.0.0.1:1" in down.stderr
+
+
+def test_a_high_anchor_job_passes_every_stage_on_the_high_topics(
+    system: System, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "creator.key"
+    assert cli(system, "keys", "new", str(key_file)).returncode == 0
+    out = signed(system, tmp_path, "a.txt", key_file)
+    submitted = cli(
+        system, "submit", str(tmp_path / "a.txt"), "--manifest", str(out / "manifest.json"),
+        "--signature", str(out / "manifest.sig"), "--kind", "anchor", "--priority", "high",
+        "--wait", "--json",
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    final = json.loads(submitted.stdout.splitlines()[-1])
+    assert (final["state"], final["stage"], final["priority"]) == ("succeeded", "anchor", "high")
+    text = cli(system, "jobs", "get", final["job_id"]).stdout
+    assert "priority=high" in text.splitlines()[0]

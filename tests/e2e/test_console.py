@@ -94,17 +94,26 @@ def test_an_operator_finds_a_dead_job_and_replays_it(page: Any, system: System) 
     page.goto(f"{system.base_url}/#/jobs?state=dead")
     page.get_by_role("link", name=job_id).wait_for()
     shot(page, "jobs")
+    page.fill("input[name=tenant]", "nobody")  # another tenant's dead jobs: none
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**/#/jobs?state=dead&tenant=nobody")
+    page.get_by_role("columnheader", name="created").wait_for()
+    assert page.get_by_role("link", name=job_id).count() == 0
     page.fill("input[name=id]", job_id)
     page.get_by_role("button", name="Show").click()
     page.get_by_role("heading", name=f"Job {job_id} dead").wait_for()
     assert "BadHeader" in page.inner_text("main") or "retry_topic-attempts" in page.inner_text(
         "main"
     )
+    assert len(page.inner_text("#trace")) == 32  # the trace it was dead-lettered in
     shot(page, "job-dead")
 
     page.click("a[data-tab=stages]")
     page.get_by_role("heading", name="Stages").wait_for()
     assert "anchorline.jobs.requested" in page.inner_text("main")
+    page.get_by_role("heading", name="Service processes").wait_for()
+    page.get_by_text("anchorline-verifier-", exact=False).first.wait_for()  # a process's id
+    page.locator("svg.spark").first.wait_for()  # lag and throughput over time
     shot(page, "stages")
 
     page.goto(f"{system.base_url}/#/dead?job={job_id}")

@@ -9,8 +9,10 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -22,6 +24,8 @@ from anchorline.events import JobKind, JobRequested, new_id, utcnow
 from anchorline.proof.manifest import sign_eip191
 from anchorline.store.blobstore import FileBlobStore
 from anchorline.stream import codec
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +131,56 @@ def test_operator_commands_run_with_the_admin_login_and_not_with_a_services(
 def _env_file(directory: Path, principal: str) -> dict[str, str]:
     lines = (directory / f"{principal}.env").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines)
+
+
+def test_the_consoles_dead_letter_desk_reads_and_replays_under_its_own_login(
+    secured: System,
+) -> None:
+    """The gateway's own login reads no message: its desk logs in as the dead-letter desk
+    (it answered 503, authorization failed, when it used the gateway's)."""
+    request = signed_request(secured, f"dead, then replayed {new_id()}".encode())
+    external = client_properties(logins(secured) / "external-producer.properties")
+    producer = Producer(external | {"acks": "all"})
+    producer.produce(
+        secured.settings.topics.jobs_requested,
+        key=request.job_id.encode(),
+        value=codec.encode(request),
+        headers=[("retry_topic-attempts", b"9" * 30)],  # forged: dead-lettered at once
+    )
+    assert producer.flush(30) == 0
+    desk = f"{secured.base_url}/v1/dead-letters"
+
+    def listed() -> list[dict[str, object]]:
+        response = httpx.get(desk, params={"job": request.job_id}, timeout=60)
+        assert response.status_code == 200, response.text
+        return list(response.json()["letters"])
+
+    (letter,) = _eventually(listed)
+    shown = httpx.get(f"{desk}/{letter['coordinates']}", timeout=60)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["message"]["job_id"] == request.job_id
+    chosen = {"coordinates": [letter["coordinates"]]}
+    dry = httpx.post(f"{desk}/replay", json=chosen, timeout=60)
+    assert dry.status_code == 200, dry.text
+    assert (dry.json()["letters"], dry.json()["replayed"]) == ([letter["coordinates"]], 0)
+    done = httpx.post(f"{desk}/replay", json={**chosen, "dry_run": False}, timeout=60)
+    assert done.status_code == 200, done.text
+    assert done.json()["replayed"] == 1
+
+    def succeeded() -> dict[str, object] | None:
+        job = httpx.get(f"{secured.base_url}/v1/jobs/{request.job_id}", timeout=10).json()
+        return job if job.get("state") == "succeeded" else None
+
+    job = _eventually(succeeded)
+    notes = [event["note"] or "" for event in job["history"]]  # type: ignore[attr-defined]
+    assert f"replayed from {letter['coordinates']}" in notes
+
+
+def _eventually(check: Callable[[], T], timeout: float = 120.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError("not in time")

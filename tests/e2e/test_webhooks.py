@@ -89,9 +89,11 @@ def receiver() -> Iterator[Receiver]:
 def hooked(
     tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer, receiver: Receiver
 ) -> Iterator[System]:
+    state_dir = tmp_path_factory.mktemp("webhooks")
     with running_system(
-        state_dir=tmp_path_factory.mktemp("webhooks"),
+        state_dir=state_dir,
         database_url=postgres.new_database("webhooks"),
+        trace_file=state_dir / "spans.jsonl",  # every service exports its spans there
         batch_max_wait_s=0.5,
         retry_delays_s="1,2",
         max_attempts=3,
@@ -102,7 +104,14 @@ def hooked(
         yield running
 
 
-def submit(system: System, content: bytes, callback: str | None, *, kind: str = "verify") -> str:
+def submit(
+    system: System,
+    content: bytes,
+    callback: str | None,
+    *,
+    kind: str = "verify",
+    headers: dict[str, str] | None = None,
+) -> str:
     creator = Account.create()
     document = {
         "content_hash": "0x" + hashlib.sha256(content).hexdigest(),
@@ -116,7 +125,11 @@ def submit(system: System, content: bytes, callback: str | None, *, kind: str = 
     if callback is not None:
         data["callback_url"] = callback
     response = httpx.post(
-        f"{system.base_url}/v1/jobs", data=data, files={"content": ("c", content)}, timeout=30
+        f"{system.base_url}/v1/jobs",
+        data=data,
+        files={"content": ("c", content)},
+        headers=headers,
+        timeout=30,
     )
     assert response.status_code == 202, response.text
     return str(response.json()["job_id"])
@@ -216,3 +229,45 @@ def test_a_dead_receiver_ends_in_the_notifiers_dead_letters_and_a_slow_one_slows
     )
     assert listed.returncode == 0, listed.stderr
     assert dead in listed.stdout and all(job_id in listed.stdout for job_id in slow)
+
+
+def test_a_traceparent_sent_with_a_job_is_one_trace_through_every_service(
+    hooked: System, receiver: Receiver
+) -> None:
+    trace, parent = os.urandom(16).hex(), os.urandom(8).hex()
+    traceparent = {"traceparent": f"00-{trace}-{parent}-01"}
+    job_id = submit(hooked, b"traced", f"{receiver.url}/ok", kind="anchor", headers=traceparent)
+    assert wait_terminal(hooked, job_id)["state"] == "succeeded"
+    wait_for(lambda: history(hooked, job_id))  # the notifier delivered its webhook
+    job = httpx.get(f"{hooked.base_url}/v1/jobs/{job_id}", timeout=10).json()
+    assert job["trace_id"] == trace
+    services = {
+        f"anchorline-{name}"
+        for name in ("gateway", "verifier", "prover", "chain-writer", "projector", "notifier")
+    }
+    assert hooked.settings.trace_file is not None
+    spans_file = hooked.settings.trace_file
+
+    def of_trace() -> list[dict[str, Any]]:
+        """The trace's spans once every service's are in and form one tree under the client's
+        span (each process exports its spans in batches of its own: a child may come first)."""
+        lines = spans_file.read_text().splitlines() if spans_file.exists() else []
+        found = [json.loads(line) for line in lines if trace in line]
+        named = {span["resource"]["attributes"]["service.name"] for span in found}
+        ids = {span["context"]["span_id"] for span in found} | {"0x" + parent}
+        whole = all(span["parent_id"] in ids for span in found)
+        return found if services <= named and whole else []
+
+    try:
+        spans = wait_for(of_trace, timeout=90)
+    except AssertionError:
+        lines = spans_file.read_text().splitlines() if spans_file.exists() else []
+        found = [json.loads(line) for line in lines if trace in line]
+        ids = {span["context"]["span_id"] for span in found} | {"0x" + parent}
+        orphans = [
+            (span["name"], span["resource"]["attributes"]["service.name"], span["parent_id"])
+            for span in found
+            if span["parent_id"] not in ids
+        ]
+        raise AssertionError(f"not one tree of six services: orphans {orphans}") from None
+    assert all(span["context"]["trace_id"] == "0x" + trace for span in spans)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from fault_harness import Cluster
+from fault_harness import STAGE_SERVICES, Cluster
 
 from anchorline.infra.anvil import ensure_node_tools
 from anchorline.infra.kafka import ensure_kafka_jars
@@ -28,7 +28,8 @@ def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Mak
     """Start a whole system of its own; everything it started is stopped after the test.
 
     `own_postgres=True` gives it a PostgreSQL server of its own (to stop and start);
-    otherwise it gets a fresh database in the session's server.
+    otherwise it gets a fresh database in the session's server. `brokers`: Kafka nodes;
+    `gateway`: the gateway runs too, at `cluster.gateway_url`.
     """
     try:
         ensure_kafka_jars()
@@ -39,8 +40,10 @@ def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Mak
     clusters: list[Cluster] = []
     servers: list[PostgresServer] = []
 
-    def make(*, own_postgres: bool = False, **overrides: Any) -> Cluster:
-        kafka_port, controller_port, rpc_port, pg_port = free_ports(4)
+    def make(
+        *, own_postgres: bool = False, brokers: int = 1, gateway: bool = False, **overrides: Any
+    ) -> Cluster:
+        *ports, pg_port = free_ports(2 * brokers + 3)
         if own_postgres:
             server = PostgresServer(state_dir=tmp_path / "postgres", port=pg_port)
             servers.append(server)
@@ -50,13 +53,13 @@ def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Mak
             database_url = request.getfixturevalue("postgres").new_database("faults")
         cluster = Cluster(
             tmp_path / f"cluster{len(clusters)}",
-            ports=[kafka_port, controller_port, rpc_port],
+            ports=ports,
             database_url=database_url,
             settings_overrides=overrides,
         )
         cluster.postgres = servers[-1] if own_postgres else None
         clusters.append(cluster)
-        cluster.start()
+        cluster.start(STAGE_SERVICES + (("gateway",) if gateway else ()))
         return cluster
 
     try:

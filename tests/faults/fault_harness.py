@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 from confluent_kafka import (
     ConsumerGroupState,
@@ -40,7 +41,7 @@ from web3 import Web3
 
 from anchorline.events import JobKind, JobRequested, utcnow
 from anchorline.infra.anvil import DEV_ADDRESSES, DEV_PRIVATE_KEYS, AnvilChain
-from anchorline.infra.kafka import KafkaBroker
+from anchorline.infra.kafka import KafkaCluster
 from anchorline.infra.postgres import PostgresServer
 from anchorline.proof.manifest import sign_eip191
 from anchorline.proof.registry import deploy_registry, load_artifact
@@ -267,16 +268,19 @@ class Cluster:
         database_url: str,
         settings_overrides: dict[str, Any],
     ) -> None:
-        kafka_port, controller_port, rpc_port = ports
+        """`ports`: a (client, controller) pair for each Kafka node, then anvil's and the
+        gateway's (which runs only if started, as a service)."""
+        *kafka_ports, rpc_port, http_port = ports
         self.root = root
-        self.broker = KafkaBroker(
-            state_dir=root / "kafka", port=kafka_port, controller_port=controller_port
-        )
+        pairs = list(zip(kafka_ports[::2], kafka_ports[1::2], strict=True))
+        self.kafka = KafkaCluster(state_dir=root / "kafka", ports=pairs)
+        self.broker = self.kafka.nodes[0]  # the broker, when there is one
         self.chain = PersistentAnvil(state_dir=root / "anvil", port=rpc_port)
         self.settings = Settings(
             state_dir=root / "state",
-            kafka_bootstrap=self.broker.bootstrap,
-            kafka_controller_port=controller_port,
+            kafka_bootstrap=self.kafka.bootstrap,
+            kafka_controller_port=pairs[0][1],
+            http_port=http_port,
             topic_prefix="anchorline",
             partitions=3,
             database_url=database_url,
@@ -306,7 +310,7 @@ class Cluster:
     def start(self, services: tuple[str, ...] = STAGE_SERVICES) -> None:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.broker.start()
+        self.kafka.start()
         self.chain.start()
         address = deploy_registry(self.chain.url, DEV_PRIVATE_KEYS[0], writers=DEV_ADDRESSES)
         self.settings = replace(self.settings, registry_address=address)
@@ -315,7 +319,10 @@ class Cluster:
         for service in services:
             self.start_service(service)
         for service in services:
-            self.wait_in_group(service, timeout=180)
+            if service == "gateway":
+                self.wait_gateway(timeout=180)
+            else:
+                self.wait_in_group(service, timeout=180)
         self._watcher = threading.Thread(target=self._watch, name="watcher", daemon=True)
         self._watcher.start()
 
@@ -345,7 +352,7 @@ class Cluster:
                 except subprocess.TimeoutExpired:
                     _kill_group(process)
         self.chain.stop()
-        self.broker.stop()
+        self.kafka.stop()
         self.engine.dispose()
 
     @property
@@ -419,6 +426,20 @@ class Cluster:
             )
             log.close()
 
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.http_port}"
+
+    def wait_gateway(self, *, timeout: float) -> None:
+        """Until the gateway says it is ready (its producer reached Kafka)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.gateway_url}/readyz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.5)
+        raise self.failure(f"the gateway not ready after {timeout:.0f} s")
+
     def members(self, service: str) -> set[str]:
         """Member ids of a service's consumer group, if it is stable (else an empty set)."""
         group = f"anchorline-{service}"
@@ -472,10 +493,19 @@ class Cluster:
 
     def kill_broker(self) -> None:
         """kill -9 the broker's JVM; `broker.start()` brings it back on the same logs."""
-        process = self.broker._process
-        assert process is not None
-        _kill_group(process)
-        self.broker.stop()
+        self.broker.kill()
+
+    def leading_broker(self) -> tuple[int, str]:
+        """The node that leads the most partitions of `jobs.requested` and of the transaction
+        coordinators' log (the stages' transactional ids are random, so which coordinator each
+        has is not known here: leading the most of that log's partitions makes it the likely
+        coordinator of some), and which partitions it leads."""
+        led: dict[int, list[str]] = {}
+        for topic in (self.settings.topics.jobs_requested, "__transaction_state"):
+            for partition, node in self.kafka.leaders(topic).items():
+                led.setdefault(node, []).append(f"{topic}/{partition}")
+        node = max(led, key=lambda n: len(led[n]))
+        return node, ", ".join(led[node])
 
     def cli(self, *args: str, timeout: float = 300) -> str:
         """Run `anchorline ARGS` against this cluster; its output, or a failure with it."""

@@ -12,6 +12,7 @@ from kafka_helpers import publish, read_topic, signed_job
 from anchorline.events import JobKind, JobStatus, StageState, new_id
 from anchorline.settings import Settings
 from anchorline.stream import codec
+from anchorline.stream.tracing import parse
 from anchorline_verifier.main import build
 
 
@@ -85,3 +86,39 @@ def test_a_forged_attempt_count_is_dead_lettered_with_the_reason(
         read_topic(settings, settings.topics.job_status, until=lambda m: good.job_id in terminal(m))
     )
     assert ended[good.job_id].state is StageState.SUCCEEDED
+
+
+def test_a_bad_traceparent_header_starts_a_new_trace_and_fails_nothing(
+    settings: Settings, running
+) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    sent = {
+        f"00-{trace}-00f067aa0ba902b7-01".encode(): True,  # continued
+        b"00-" + b"f" * 5000: False,
+        b"\xff\xfe not even text": False,
+        f"00-{trace.upper()}-00F067AA0BA902B7-01".encode(): False,
+    }
+    jobs = {signed_job(settings, JobKind.VERIFY, raw).job_id: raw for raw in sent}
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for job_id, raw in jobs.items():
+        job = signed_job(settings, JobKind.VERIFY, raw)
+        producer.produce(
+            settings.topics.jobs_requested,
+            key=job_id.encode(),
+            value=codec.encode(replace(job, job_id=job_id)),
+            headers=[("traceparent", raw)],
+        )
+    assert producer.flush(30) == 0
+    running(build(settings).run)
+
+    done = read_topic(
+        settings, settings.topics.job_status, until=lambda m: set(jobs) <= set(terminal(m))
+    )
+    assert {status.state for status in terminal(done).values()} == {StageState.SUCCEEDED}
+    for message in done:
+        status = codec.decode(message.value(), JobStatus)  # type: ignore[attr-defined]
+        if status.job_id not in jobs:
+            continue
+        carried = parse(dict(message.headers())["traceparent"])  # type: ignore[attr-defined]
+        assert carried is not None, status.job_id
+        assert (carried.trace_id == trace) is sent[jobs[status.job_id]]

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from kafka_helpers import publish, read_topic, signed_job, wait_for
 
 from anchorline.cli.credentials import Logins
 from anchorline.cli.main import main
-from anchorline.events import JobKind
+from anchorline.events import JobKind, Stage
 from anchorline.infra.anvil import DEV_PRIVATE_KEYS, AnvilChain
 from anchorline.infra.kafka import KafkaBroker
 from anchorline.infra.kafka_sasl import ADMIN_USER, BrokerSecurity, new_password
@@ -26,7 +27,14 @@ from anchorline.settings import Settings
 from anchorline.store.blobstore import FileBlobStore
 from anchorline.store.db import jobs, make_engine
 from anchorline.stream import codec
-from anchorline.stream.access import EXTERNAL_PRODUCER, PRINCIPALS, Grant, Operation, Resource
+from anchorline.stream.access import (
+    DESK,
+    EXTERNAL_PRODUCER,
+    PRINCIPALS,
+    Grant,
+    Operation,
+    Resource,
+)
 from anchorline.stream.kafka import (
     client_config,
     consumer_config,
@@ -111,9 +119,10 @@ def test_the_external_producer_may_write_jobs_requested_and_nothing_else(
     admin: Settings, passwords: dict[str, str]
 ) -> None:
     external = login(admin, passwords, EXTERNAL_PRODUCER)
-    others = [topic for topic in admin.topics.all() if topic != admin.topics.jobs_requested]
-    outcome = deliveries(external, [admin.topics.jobs_requested, *others])
-    assert outcome[admin.topics.jobs_requested] is None
+    requests = list(admin.topics.lanes(Stage.VERIFY))  # a request of each priority
+    others = [topic for topic in admin.topics.all() if topic not in requests]
+    outcome = deliveries(external, [*requests, *others])
+    assert {topic: outcome[topic] for topic in requests} == dict.fromkeys(requests)
     assert {topic: outcome[topic] for topic in others} == {topic: DENIED for topic in others}
 
 
@@ -268,11 +277,32 @@ def test_every_service_runs_its_stage_with_only_its_own_principal(
     values = [message.value() for message in letters]  # type: ignore[attr-defined]
     assert b"not avro" in values, "the verifier could not dead-letter the junk"
 
-    # `/v1/pipeline`, read as the gateway (describe only), shows what the operator sees.
-    as_gateway = KafkaPipelineView(login(admin, passwords, "gateway"))
+    # `/v1/pipeline`, read as the gateway (describe only) counting with the dead-letter desk's
+    # login (the messages waiting), shows what the operator sees.
+    as_gateway = KafkaPipelineView(
+        login(admin, passwords, "gateway"), reader=login(admin, passwords, DESK)
+    )
     as_operator = KafkaPipelineView(admin)
-    view = wait_for(lambda: (seen := as_gateway._read()) == as_operator._read() and seen)
-    assert view["stages"]["verify"]["dead_letters"] >= 1
+    view = wait_for(
+        lambda: (seen := _counts(as_gateway._read())) == _counts(as_operator._read()) and seen
+    )
+    assert view["verify"]["dead_letters"] >= 1
+    assert view["verify"]["processes"] >= 1
+    refused = KafkaPipelineView(login(admin, passwords, "gateway"))  # may not read: says so
+    with pytest.raises(KafkaException, match="AUTHORIZATION"):
+        refused._read()
+
+
+def _counts(view: dict[str, Any]) -> dict[str, Any]:
+    """What two views of the same moment agree on (not since when each saw a process)."""
+    stages = {**view["stages"], "projector": view["projector"]}
+    return {
+        name: {
+            **{k: v for k, v in stage.items() if k not in ("instances", "_group")},
+            "processes": len(stage["instances"]["members"]),
+        }
+        for name, stage in stages.items()
+    }
 
 
 def _publish(settings: Settings, topic: str, key: bytes, value: bytes) -> None:

@@ -18,7 +18,15 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from kafka_helpers import read_topic, signed_job
 
 from anchorline.errors import Retryable, SerializationError
-from anchorline.events import JobKind, JobRequested, JobStatus, Stage, StageState, new_id
+from anchorline.events import (
+    JobKind,
+    JobRequested,
+    JobStatus,
+    Priority,
+    Stage,
+    StageState,
+    new_id,
+)
 from anchorline.infra.apicurio import ApicurioRegistry
 from anchorline.infra.ports import free_port
 from anchorline.settings import Settings
@@ -115,6 +123,17 @@ def test_an_additive_change_is_accepted_and_old_records_are_still_read(
     assert decode(ours, newer, JobStatus).state is StageState.QUEUED  # the new field ignored
     assert ours.decode_any(old_framed) == old
     assert SINGLE_OBJECT.decode_any(codec.encode(old)) == old
+
+
+def test_each_priority_topic_is_a_subject_with_the_rule_enforced(
+    registry: tuple[RegistryCodec, SchemaRegistryClient], settings: Settings
+) -> None:
+    ours, theirs = registry
+    job = signed_job(settings, JobKind.VERIFY, b"urgent content")
+    for priority in (Priority.NORMAL, Priority.HIGH):
+        assert ours.decode_any(ours.encode(replace(job, priority=priority))).priority is priority
+    for lane in (settings.topics.jobs_requested, f"{settings.topics.jobs_requested}.high"):
+        assert theirs.get_compatibility(f"{lane}-value") == "BACKWARD"
 
 
 def test_an_incompatible_change_is_refused_by_the_registry(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from anchorline.events import (
     JobRequested,
     JobStatus,
     NotifyRequested,
+    Priority,
     ProveRequested,
     Stage,
     StageState,
@@ -36,6 +38,7 @@ EXAMPLES: list[Event] = [
         signature_scheme="eip712",
         tenant="acme",
         attributes={"team": "ledger", "ticket": "42"},
+        priority=Priority.HIGH,
     ),
     JobRequested(
         job_id="job-2",
@@ -74,6 +77,7 @@ EXAMPLES: list[Event] = [
         submitted_at=AT,
         tenant="acme",
         content_sha256="0x" + "cd" * 32,
+        priority=Priority.LOW,
     ),
     JobStatus(
         job_id="job-3",
@@ -95,6 +99,7 @@ EXAMPLES: list[Event] = [
         tenant="acme",
         callback_url="https://hooks.example/anchorline?token=1",
     ),
+    AnchorRequested("b-3", "0x" + "79" * 32, ["c"], AT, priority=Priority.LOW),
 ]
 
 
@@ -111,6 +116,7 @@ def test_enum_fields_decode_to_the_enum_types() -> None:
     assert type(decoded.kind) is JobKind
     assert type(decoded.stage) is Stage
     assert type(decoded.state) is StageState
+    assert type(decoded.priority) is Priority
 
 
 def test_every_event_type_is_covered_by_the_examples() -> None:
@@ -430,3 +436,66 @@ def test_a_request_written_before_callback_url_still_decodes() -> None:
     )
     request = codec.decode(old, JobRequested)
     assert (request.job_id, request.attributes, request.callback_url) == ("job-8", {"a": "b"}, None)
+
+
+BEFORE_PRIORITY = {
+    JobRequested: "JobRequested-a91169b6c7737352.avsc",
+    ProveRequested: "ProveRequested-747627b1e0be6187.avsc",
+    AnchorRequested: "AnchorRequested-fc4e6e13f9ff9cd2.avsc",
+    JobStatus: "JobStatus-34466783cc499da3.avsc",
+}
+
+
+@pytest.mark.parametrize("event", [e for e in EXAMPLES if type(e) in BEFORE_PRIORITY], ids=repr)
+def test_a_record_written_before_priority_still_decodes_as_normal(event: Event) -> None:
+    record = codec.record_of(event)
+    del record["priority"]
+    old = _past_record(BEFORE_PRIORITY[type(event)], record)
+    decoded = codec.decode_any(old)
+    default = None if isinstance(event, JobStatus) else Priority.NORMAL
+    assert decoded == replace(event, priority=default)
+
+
+def test_a_priority_outside_the_enum_cannot_be_encoded() -> None:
+    request = replace(EXAMPLES[0], priority="urgent")  # type: ignore[type-var]
+    with pytest.raises(SerializationError):
+        codec.encode(request)
+
+
+def test_a_request_written_before_schedule_id_still_decodes() -> None:
+    old = _past_record(
+        "JobRequested-a91169b6c7737352.avsc",
+        {
+            "job_id": "job-7",
+            "kind": "anchor",
+            "content_uri": "sha256:" + "cd" * 32,
+            "manifest": "{}",
+            "signature": "0x",
+            "signature_scheme": "eip712",
+            "submitted_at": AT,
+            "tenant": "acme",
+            "attributes": {},
+            "callback_url": "https://example.com/hook",
+        },
+    )
+    assert old[2:10] != codec.schema_fingerprint(JobRequested)
+    request = codec.decode(old, JobRequested)
+    assert (request.job_id, request.tenant, request.callback_url, request.schedule_id) == (
+        "job-7",
+        "acme",
+        "https://example.com/hook",
+        None,
+    )
+
+
+def test_a_request_of_a_schedule_round_trips_with_its_schedule_id() -> None:
+    request = JobRequested(
+        "s1:20261130T060000.000Z",
+        JobKind.VERIFY,
+        "sha256:" + "ab" * 32,
+        "{}",
+        "0x",
+        AT,
+        schedule_id="s1",
+    )
+    assert codec.decode(codec.encode(request), JobRequested) == request

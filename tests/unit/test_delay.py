@@ -2,7 +2,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anchorline.stream.delay import Hold, split_due
+import pytest
+
+from anchorline.events import Stage
+from anchorline.settings import Settings
+from anchorline.stream.delay import DelayForwarder, Hold, split_due
 
 
 @dataclass
@@ -63,3 +67,45 @@ def test_a_malformed_due_date_is_due_at_once() -> None:
     messages = [FakeMessage("r", 0, 1, b"9" * 400), FakeMessage("r", 1, 1, b"soon")]
     ready, holds = split_due(messages, now=1.0, held=set(), max_wait_s=300)  # type: ignore[arg-type]
     assert len(ready) == 2 and holds == {}
+
+
+@dataclass
+class RetriedMessage:
+    origin: bytes | None
+
+    def key(self) -> bytes:
+        return b"job-1"
+
+    def value(self) -> bytes:
+        return b"record"
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [("kafka_dlt-original-topic", self.origin)] if self.origin is not None else []
+
+
+def forwarder() -> DelayForwarder:
+    """A forwarder whose consumer never connects (nothing here polls)."""
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="t")
+    topics = settings.topics
+    lanes = topics.lanes(Stage.VERIFY)
+    made = DelayForwarder(settings, service="verifier", source=topics.jobs_requested, lanes=lanes)
+    made.loop.close()
+    return made
+
+
+@pytest.mark.parametrize(
+    ("origin", "back_to"),
+    [
+        (b"t.jobs.requested.high", "t.jobs.requested.high"),
+        (b"t.jobs.requested.low", "t.jobs.requested.low"),
+        (b"t.jobs.requested", "t.jobs.requested"),
+        (None, "t.jobs.requested"),
+        (b"t.prove.requested.high", "t.jobs.requested"),  # not this stage's: never elsewhere
+        (b"\xff\xfe", "t.jobs.requested"),
+    ],
+)
+def test_a_due_retry_goes_back_to_the_topic_of_its_priority(
+    origin: bytes | None, back_to: str
+) -> None:
+    returned = forwarder()._returned(RetriedMessage(origin))  # type: ignore[arg-type]
+    assert (returned.topic, returned.key, returned.value) == (back_to, b"job-1", b"record")

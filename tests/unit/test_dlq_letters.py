@@ -42,3 +42,14 @@ def test_a_replayed_webhook_is_sent_again_and_noted_without_moving_its_job() -> 
     assert logged[0] == topics.replay_log
     row = JobRow("job-1", "verify", "failed", "verify", when, when, rank_state=4)
     assert apply(row, status) is None  # in the history only: the job stays failed
+
+
+def test_a_replay_continues_the_letters_trace_and_drops_a_malformed_one() -> None:
+    traced = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    when = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    (again, *_) = replay_messages(
+        letter(b"k", {"traceparent": traced.encode()}), Topics("t"), now=when
+    )
+    assert ("traceparent", traced.encode()) in again[3]
+    (again, *_) = replay_messages(letter(b"k", {"traceparent": b"00-bad"}), Topics("t"), now=when)
+    assert "traceparent" not in dict(again[3])

@@ -11,6 +11,7 @@ from anchorline.events import (
     JobRef,
     JobRequested,
     JobStatus,
+    Priority,
     ProveRequested,
     Stage,
     StageState,
@@ -70,9 +71,9 @@ def test_every_status_gets_its_own_event_id() -> None:
 
 def test_refs_of_each_event_type() -> None:
     request = JobRequested("a", JobKind.VERIFY, "sha256:x", "{}", "0x", AT, tenant="t")
-    assert refs_of(request) == [JobRef("a", JobKind.VERIFY, AT, "t")]
+    assert refs_of(request) == [JobRef("a", JobKind.VERIFY, AT, "t", priority=Priority.NORMAL)]
     prove = ProveRequested("b", JobKind.ANCHOR, "0xc", "0xm", "0xs", AT, tenant="t")
-    assert refs_of(prove) == [JobRef("b", JobKind.ANCHOR, AT, "t", "0xc")]
+    assert refs_of(prove) == [JobRef("b", JobKind.ANCHOR, AT, "t", "0xc", priority=Priority.NORMAL)]
     anchor = AnchorRequested("batch", "0xroot", ["c", "d"], AT)
     assert refs_of(anchor) == [JobRef("c", JobKind.ANCHOR), JobRef("d", JobKind.ANCHOR)]
     status = JobStatus("e", JobKind.PROOF, Stage.PROVE, StageState.RUNNING, submitted_at=AT)

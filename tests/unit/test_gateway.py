@@ -4,7 +4,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -357,6 +357,59 @@ def test_list_filters_by_state_and_kind(client: TestClient, five_jobs: list[str]
     assert ids("kind=anchor&state=failed") == []
 
 
+def test_list_filters_by_creation_time_and_pages_within_it(
+    client: TestClient, five_jobs: list[str], at: At
+) -> None:
+    def ids(**query: str) -> list[str]:
+        response = client.get("/v1/jobs", params=query)
+        assert response.status_code == 200, response.text
+        return [job["job_id"] for job in response.json()["jobs"]]
+
+    assert ids(since=at(60).isoformat()) == ["job-4", "job-3", "job-2", "job-1"]
+    assert ids(until=at(120).isoformat()) == ["job-1", "job-0"]  # until: not at
+    window = {"since": at(60).isoformat(), "until": at(240).isoformat()}
+    assert ids(**window, kind="verify") == ["job-3", "job-1"]
+    first = client.get("/v1/jobs", params={**window, "limit": "2"}).json()
+    assert [job["job_id"] for job in first["jobs"]] == ["job-3", "job-2"]
+    rest = ids(**window, limit="2", cursor=first["next_cursor"])
+    assert rest == ["job-1"]
+    naive_utc = at(180).replace(tzinfo=None).isoformat()  # no zone: UTC
+    assert ids(since=naive_utc) == ["job-4", "job-3"]
+    zoned = at(180).astimezone(timezone(timedelta(hours=5))).isoformat()
+    assert ids(since=zoned) == ["job-4", "job-3"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"since": "yesterday"},
+        {"until": "2024-13-01"},
+        {"since": "0001-01-01T00:00:00+14:00"},  # before year 1 in UTC
+        {"since": "2024-05-01" + "0" * 100},
+        {"tenant": "no spaces allowed"},
+    ],
+)
+def test_a_bad_time_or_tenant_filter_is_400(client: TestClient, query: dict[str, str]) -> None:
+    response = client.get("/v1/jobs", params=query)
+    assert response.status_code == 400
+    assert error_of(response)
+
+
+def test_list_filters_by_tenant(
+    client: TestClient, store: SqlJobStore, make_status: MakeStatus
+) -> None:
+    store.apply_batch(
+        [
+            make_status(StageState.QUEUED, job_id="a-1", tenant="acme"),
+            make_status(StageState.QUEUED, job_id="b-1", tenant="bolt", at=1),
+            make_status(StageState.QUEUED, job_id="none", at=2),
+        ]
+    )
+    listed = client.get("/v1/jobs", params={"tenant": "acme"}).json()["jobs"]
+    assert [job["job_id"] for job in listed] == ["a-1"]
+    assert len(client.get("/v1/jobs").json()["jobs"]) == 3
+
+
 def test_list_pages_with_a_cursor(client: TestClient, five_jobs: list[str]) -> None:
     seen: list[str] = []
     pages = 0
@@ -487,8 +540,8 @@ class FinishingPublisher(MemoryPublisher):
         super().__init__()
         self.store = store
 
-    async def publish(self, events: Any) -> None:
-        await super().publish(events)
+    async def publish(self, events: Any, **options: Any) -> None:
+        await super().publish(events, **options)
         for event in events:
             if isinstance(event, JobStatus):
                 done = dataclasses.replace(

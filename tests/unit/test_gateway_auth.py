@@ -69,6 +69,9 @@ def test_a_job_belongs_to_its_keys_tenant_and_is_hidden_from_others(
     assert client.get(f"/v1/jobs/{job_id}/receipt", headers=B).status_code == 404
     assert [j["job_id"] for j in client.get("/v1/jobs", headers=A).json()["jobs"]] == [job_id]
     assert client.get("/v1/jobs", headers=B).json()["jobs"] == []
+    own = client.get("/v1/jobs", params={"tenant": "acme"}, headers=A).json()["jobs"]
+    assert [j["job_id"] for j in own] == [job_id]
+    assert client.get("/v1/jobs", params={"tenant": "acme"}, headers=B).status_code == 403
     assert client.get("/v1/stats", headers=A).json()["total"] == 1
     assert client.get("/v1/stats", headers=B).json()["total"] == 0
 
@@ -116,6 +119,9 @@ def admin_client(
 class FixedView:
     def snapshot(self) -> dict[str, Any]:
         return {"stages": {}, "projector": {"lag": 0}}
+
+    def close(self) -> None:
+        pass
 
 
 def json_job(signed: Any, uri: str) -> dict[str, str]:

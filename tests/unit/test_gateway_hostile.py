@@ -35,8 +35,6 @@ from anchorline_projector.store import SqlJobStore
 SMALL = Limits(job_body_bytes=4096, batch_body_bytes=8192, blob_bytes=1000)
 
 
-
-
 @pytest.fixture
 def client(
     blobs: FileBlobStore, publisher: MemoryPublisher, engine: Engine
@@ -87,10 +85,10 @@ def test_a_content_uri_form_field_is_refused_by_name(
 def test_any_unknown_form_field_is_refused_by_name(
     client: TestClient, publisher: MemoryPublisher, blobs: FileBlobStore, sign_manifest: Any
 ) -> None:
-    response = client.post("/v1/jobs", **form(sign_manifest(), priority="high"))
+    response = client.post("/v1/jobs", **form(sign_manifest(), urgency="high"))
     assert response.status_code == 400
-    assert "'priority'" in error_of(response)
-    known = "kind, manifest, signature, signature_scheme, tenant, callback_url, content"
+    assert "'urgency'" in error_of(response)
+    known = "kind, manifest, signature, signature_scheme, tenant, callback_url, priority, content"
     assert known in error_of(response)
     assert publisher.events == []
     assert files_under(blobs.root / "sha256") == [], "nothing stored for a refused request"

@@ -18,13 +18,17 @@ from anchorline_projector.store import SqlJobStore
 
 
 class Stored:
-    """What rebuild reads of a message: its value."""
+    """What rebuild reads of a message: its value and headers."""
 
-    def __init__(self, value: bytes) -> None:
+    def __init__(self, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         self._value = value
+        self._headers = headers
 
     def value(self) -> bytes:
         return self._value
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
 
 
 def test_a_rebuild_cut_short_says_how_far_it_got(

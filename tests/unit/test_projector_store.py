@@ -182,3 +182,20 @@ def test_a_forged_status_is_refused_and_changes_nothing(
     ]
     row = job(engine)
     assert (row["state"], row["generation"], row["error"]) == ("succeeded", 0, None)
+
+
+def test_a_job_keeps_the_first_trace_id_its_statuses_carry(
+    engine: Engine, make_status: MakeStatus
+) -> None:
+    store = SqlJobStore(engine)
+    queued = make_status(StageState.QUEUED)
+    store.apply_batch([queued])  # no trace context: none kept
+    assert job(engine)["trace_id"] is None
+    running = make_status(StageState.RUNNING, at=1)
+    late = make_status(StageState.QUEUED, at=2)  # changes nothing, yet brings a trace id
+    store.apply_batch([late], traces={late.event_id: "a" * 32})
+    assert job(engine)["trace_id"] == "a" * 32
+    assert job(engine)["state"] == "queued"
+    store.apply_batch([running], traces={running.event_id: "b" * 32})
+    assert (job(engine)["trace_id"], job(engine)["state"]) == ("a" * 32, "running")
+    assert [applied for *_, applied in history(engine)] == [True, False, True]

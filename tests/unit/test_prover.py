@@ -14,6 +14,7 @@ from anchorline.events import (
     JobKind,
     JobRef,
     JobStatus,
+    Priority,
     ProveRequested,
     Stage,
     StageState,
@@ -275,3 +276,19 @@ def test_an_attestation_is_signed_as_with_the_hex_key() -> None:
     attestation = Attester(PROVER_KEY, chain_id=31337).attest(facts)
     assert attestation.signature == eip712.sign(attestation.typed_data, PROVER_KEY)
     assert attestation.prover == Account.from_key(PROVER_KEY).address
+
+
+def test_a_batch_is_anchored_at_the_priority_of_its_most_urgent_anchor_job() -> None:
+    handler = make_handler(salt_key=b"key")
+    urgent = prove("p", JobKind.PROOF, priority=Priority.HIGH)  # a proof job is not anchored
+    low, normal = prove("a", priority=Priority.LOW), prove("b", priority=Priority.NORMAL)
+    out = handler.handle([urgent, low, normal], no_report)
+    (anchor,) = anchors(out)
+    assert anchor.priority is Priority.NORMAL
+    assert {s.job_id: s.priority for s in statuses(out)} == {
+        "p": Priority.HIGH,
+        "a": Priority.LOW,
+        "b": Priority.NORMAL,
+    }
+    (alone,) = anchors(handler.handle([low], no_report))
+    assert alone.priority is Priority.LOW

@@ -31,9 +31,11 @@ from anchorline.stream.runner import (
 )
 from anchorline.stream.stage import Report
 from anchorline.stream.topics import Topics
+from anchorline.stream.tracing import TraceContext, parse
 
 TOPICS = Topics("t")
 SOURCE = TOPICS.jobs_requested
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 SUBMITTED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
@@ -571,14 +573,13 @@ def test_a_record_past_the_stage_time_limit_retries_alone() -> None:
 
 def test_records_the_batch_has_no_time_left_for_go_round_again_unchanged() -> None:
     processor = limited(Sleeper({"a": 0.5}), limit_s=5.0, budget_s=0.3)
-    second = Incoming(
-        SOURCE, 2, 8, b"b", codec.encode(requested("b")), 0, {"retry_topic-attempts": b"2"}
-    )
+    carried = {"retry_topic-attempts": b"2", "traceparent": TRACEPARENT.encode()}
+    second = Incoming(SOURCE, 2, 8, b"b", codec.encode(requested("b")), 0, carried)
     out = processor.process([message_of("a"), second])
     (again,) = [item for item in out if item.key == b"b"]
     assert again.topic == SOURCE
     assert again.value == second.value
-    assert headers_of(again) == {"retry_topic-attempts": "2"}
+    assert headers_of(again) == {"retry_topic-attempts": "2", "traceparent": TRACEPARENT}
     # the record that used the budget up is cut off where it ends
     assert [(s.job_id, s.state) for s in decoded(out, TOPICS.job_status)] == [
         ("a", StageState.RETRYING)
@@ -599,3 +600,53 @@ def test_without_a_time_limit_the_handler_runs_on_the_runners_thread() -> None:
         processor.process([message_of("a")])
         processor.limiter.close()
     assert threads == [threading.current_thread().name, "handler"]
+
+
+# --- trace context -------------------------------------------------------------------------------
+
+
+def traced_of(job_id: str, traceparent: bytes, *, offset: int = 7) -> Incoming:
+    return replace(message_of(job_id, offset), headers={"traceparent": traceparent})
+
+
+def trace_of(item: Outgoing) -> TraceContext:
+    found = parse(headers_of(item).get("traceparent"))
+    assert found is not None, f"no valid traceparent on {item}"
+    return found
+
+
+def test_every_output_carries_a_child_span_of_its_records_trace() -> None:
+    out = Harness(FakeHandler()).process(traced_of("a", TRACEPARENT.encode()))
+    contexts = {trace_of(item) for item in out}
+    (context,) = contexts  # the status and the next request: the same stage span
+    assert context.trace_id == TRACEPARENT.split("-")[1]
+    assert context.span_id != TRACEPARENT.split("-")[2]
+
+
+@pytest.mark.parametrize(
+    "bad", [b"00-zz", b"\xff\xfe", TRACEPARENT.upper().encode(), b"x" * 10_000]
+)
+def test_a_bad_traceparent_on_a_record_starts_a_new_trace_and_fails_nothing(bad: bytes) -> None:
+    out = Harness(FakeHandler()).process(traced_of("a", bad))
+    (status,) = decoded(out, TOPICS.job_status)
+    assert status.state is StageState.SUCCEEDED
+    assert len({trace_of(item).trace_id for item in out}) == 1
+
+
+def test_jobs_of_one_batch_keep_their_own_traces() -> None:
+    other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    harness = Harness(FakeHandler(batched=True))
+    out = harness.process(
+        traced_of("a", TRACEPARENT.encode()), traced_of("b", other.encode(), offset=8)
+    )
+    traces = {item.key: trace_of(item).trace_id for item in out}
+    assert traces == {b"a": TRACEPARENT.split("-")[1], b"b": other.split("-")[1]}
+
+
+def test_retries_and_dead_letters_continue_the_records_trace() -> None:
+    harness = Harness(FakeHandler(Retryable("rpc down")))
+    out = harness.process(traced_of("a", TRACEPARENT.encode()))
+    assert {trace_of(item).trace_id for item in out} == {TRACEPARENT.split("-")[1]}
+    poison = replace(message(b"not avro"), headers={"traceparent": TRACEPARENT.encode()})
+    (letter,) = harness.process(poison)
+    assert trace_of(letter).trace_id == TRACEPARENT.split("-")[1]

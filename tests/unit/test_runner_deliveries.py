@@ -109,7 +109,7 @@ def runner(handler: FakeHandler, loop: MemoryLoop) -> tuple[StageRunner, MemoryD
 
 
 def flush(stage: StageRunner, *offsets: int) -> None:
-    stage.pending = [FakeMessage(offset) for offset in offsets]  # type: ignore[misc]
+    stage.pending.add([FakeMessage(offset) for offset in offsets])  # type: ignore[misc]
     stage.flush()
 
 

@@ -16,10 +16,13 @@ def other_value(spec: dataclasses.Field[Any], default: Any) -> Any:
         return "SASL_SSL"
     formed = {  # values with a form of their own
         "log_format": "text",
+        "traces_exporter": "otlp,console",
         "blob_url": "s3://other-bucket/other/prefix",
         "webhook_urls": "acme=https://hooks.example/a",
         "webhook_secrets": "acme=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         "webhook_private_networks": "10.0.0.0/8",
+        "priority_weights": "high=8,normal=2,low=1",
+        "priority_defaults": "acme=high",
     }
     if spec.name in formed:
         return formed[spec.name]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from anchorline.cli.up import check_ports
+from anchorline.cli.up import check_ports, kafka_ports, needed_ports
+from anchorline.errors import ConfigurationError
 from anchorline.infra.kafka import KafkaBroker
 from anchorline.infra.ports import free_ports, port_taken
 from anchorline.infra.process import PortTaken
@@ -66,3 +67,24 @@ def test_a_broker_of_another_cluster_is_not_taken_for_ours(tmp_path: Path) -> No
     broker._check_cluster("ours")
     with pytest.raises(RuntimeError, match="another Kafka cluster"):
         broker._check_cluster("theirs")
+
+
+def test_three_brokers_take_ports_two_apart_and_each_is_checked(tmp_path: Path) -> None:
+    settings = Settings(
+        state_dir=tmp_path, kafka_bootstrap="127.0.0.1:9092", kafka_controller_port=9093
+    )
+    assert kafka_ports(settings, brokers=3) == [(9092, 9093), (9094, 9095), (9096, 9097)]
+    named = {what for _, what, _ in needed_ports(settings, brokers=3)}
+    assert {"Kafka node 3", "the Kafka controller node 3"} <= named
+
+
+def test_a_taken_port_of_the_third_broker_is_named(tmp_path: Path, held: int) -> None:
+    settings = settings_on(tmp_path, kafka=held - 4, controller=held - 3)
+    with pytest.raises(PortTaken, match=rf"port {held} \(Kafka node 3"):
+        check_ports(settings, brokers=3)
+
+
+def test_broker_ports_that_overlap_are_refused(tmp_path: Path) -> None:
+    settings = Settings(kafka_bootstrap="127.0.0.1:9092", kafka_controller_port=9094)
+    with pytest.raises(ConfigurationError, match="overlap"):
+        kafka_ports(settings, brokers=3)

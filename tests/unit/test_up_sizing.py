@@ -28,6 +28,7 @@ def test_the_default_runs_one_verifier_a_cpu_and_one_of_each_other_service() -> 
         "chain-writer": 1,
         "projector": 1,
         "notifier": 1,
+        "scheduler": 1,
     }
 
 

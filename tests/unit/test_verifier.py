@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import threading
@@ -18,6 +19,7 @@ from anchorline.events import (
     JobRef,
     JobRequested,
     JobStatus,
+    Priority,
     ProveRequested,
     Stage,
     StageState,
@@ -336,3 +338,16 @@ def test_a_signature_with_v_0_or_1_is_recorded_with_27_or_28(
     verification = check_manifest(text, low_v, sha256_hex(signed.content), len(signed.content))
     assert verification.checks["creatorOk"] is True
     assert verification.signature == signature
+
+
+@pytest.mark.parametrize("priority", list(Priority))
+def test_the_prove_request_and_the_status_carry_the_jobs_priority(
+    sign_manifest: SignManifest, priority: Priority
+) -> None:
+    blobs = MemoryBlobStore()
+    signed = sign_manifest(b"prove me")
+    job = request(blobs, signed.content, signed.text, signed.signature, kind=JobKind.PROOF)
+    out, _ = run(dataclasses.replace(job, priority=priority), blobs)
+    status, prove = out
+    assert isinstance(status, JobStatus) and isinstance(prove, ProveRequested)
+    assert (status.priority, prove.priority) == (priority, priority)
