@@ -44,7 +44,7 @@ from anchorline_gateway.openapi import openapi
 from anchorline_gateway.pipeline import PipelineView
 from anchorline_gateway.problems import BadRequest, problem
 from anchorline_gateway.publisher import Publisher, Unavailable
-from anchorline_gateway.reads import JOB_ID_RE, BadCursor, JobReader
+from anchorline_gateway.reads import JOB_ID_RE, BadCursor, JobReader, page_limit
 from anchorline_gateway.receipts import get_receipt
 from anchorline_gateway.schedules import (
     ScheduleBook,
@@ -71,7 +71,6 @@ MAX_BATCH = 500
 WAIT_POLL_S = 0.1
 FIRST_WAIT_POLL_S = 0.005
 FINAL_STATES = frozenset({"succeeded", "failed", "dead", "cancelled"})
-MAX_LIST = 200
 RETRY_AFTER_S = 5
 
 log = logging.getLogger(__name__)
@@ -345,12 +344,7 @@ async def list_jobs(request: Request) -> Response:
         return problem(400, f"state must be one of {', '.join(s.value for s in StageState)}")
     if kind and kind not in {k.value for k in JobKind}:
         return problem(400, "kind must be one of verify, proof, anchor")
-    try:
-        limit = int(params.get("limit", "50"))
-    except ValueError:
-        return problem(400, "limit must be an integer")
-    if not 1 <= limit <= MAX_LIST:
-        return problem(400, f"limit must be between 1 and {MAX_LIST}")
+    limit = page_limit(params)
     reader = _gateway(request).reader
     tenant = owner(request, params.get("tenant"))  # a tenant's key: its own tenant, only
     since, until = moment(params.get("since"), "since"), moment(params.get("until"), "until")

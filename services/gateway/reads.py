@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -14,8 +15,23 @@ from sqlalchemy.engine import Engine
 from anchorline.events import JOB_ID_RE
 from anchorline.store.db import job_events, job_requests, jobs
 from anchorline.untrusted import parse_json
+from anchorline_gateway.problems import BadRequest
 
 MAX_CURSOR_BYTES = 512
+
+
+MAX_PAGE = 200  # items a list route answers with at most
+
+
+def page_limit(params: Mapping[str, str]) -> int:
+    """A list route's `limit` (50 unless given); BadRequest unless it is 1 to MAX_PAGE."""
+    try:
+        limit = int(params.get("limit", "50"))
+    except ValueError:
+        raise BadRequest("limit must be an integer") from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
+    return limit
 
 
 class BadCursor(ValueError):

@@ -29,14 +29,19 @@ from anchorline.store.schedules import (
 from anchorline_gateway.auth import owner, tenant_of, visible
 from anchorline_gateway.limits import read_json
 from anchorline_gateway.problems import BadRequest, problem
-from anchorline_gateway.reads import JOB_ID_RE, BadCursor, decode_cursor, encode_cursor
+from anchorline_gateway.reads import (
+    JOB_ID_RE,
+    BadCursor,
+    decode_cursor,
+    encode_cursor,
+    page_limit,
+)
 from anchorline_gateway.submission import JSON_FIELDS, job_request, json_fields, unknown_fields
 
 if TYPE_CHECKING:
     from anchorline_gateway.app import Gateway
 
 WHEN_FIELDS = ("cron", "timezone", "at")
-MAX_LIST = 200
 RECENT = 20  # occurrences shown with a schedule unless ?occurrences= says otherwise
 MAX_RECENT = 100
 HORIZON_S = 366 * 86_400  # how far ahead a one-time schedule may be
@@ -137,12 +142,7 @@ def _when(body: dict[str, Any], book: ScheduleBook, now: datetime) -> tuple[Cron
 async def list_schedules(request: Request) -> Response:
     book = _book(request)
     params = request.query_params
-    try:
-        limit = int(params.get("limit", "50"))
-    except ValueError:
-        return problem(400, "limit must be an integer")
-    if not 1 <= limit <= MAX_LIST:
-        return problem(400, f"limit must be between 1 and {MAX_LIST}")
+    limit = page_limit(params)
     try:
         after = decode_cursor(params["cursor"]) if params.get("cursor") else None
     except BadCursor as exc:

@@ -133,7 +133,10 @@ def test_schedules_are_listed_newest_first_a_page_at_a_time(
     assert sorted(listed) == sorted(ids) and len(set(listed)) == 3
     assert second["next_cursor"] is None
     assert client.get("/v1/schedules?cursor=nope", headers=A).status_code == 400
-    assert client.get("/v1/schedules?limit=0", headers=A).status_code == 400
+    for limit in ("0", "201", "ten"):
+        refused = client.get(f"/v1/schedules?limit={limit}", headers=A)
+        assert refused.status_code == 400
+        assert refused.json()["error"].startswith("limit must be")
 
 
 def test_pause_resume_and_delete_move_a_schedule_once(
