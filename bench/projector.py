@@ -84,32 +84,18 @@ def proved(refs: list[JobRef]) -> list[str]:
 def events_of(jobs: int, *, kind: JobKind) -> list[JobStatus]:
     now = utcnow()
     refs = [JobRef(new_id(), kind, now) for _ in range(jobs)]
+
+    def succeeded(ref: JobRef, stage: Stage, result: str, *, after_s: int) -> JobStatus:
+        at = now + timedelta(seconds=after_s)
+        return ref.status(
+            stage, StageState.SUCCEEDED, attempt=1, progress=100, result=result, occurred_at=at
+        )
+
     queued = [ref.status(Stage.VERIFY, StageState.QUEUED, attempt=1, progress=0) for ref in refs]
-    done = [
-        [
-            ref.status(
-                Stage.VERIFY,
-                StageState.SUCCEEDED,
-                attempt=1,
-                progress=100,
-                result=RESULT,
-                occurred_at=now + timedelta(seconds=1),
-            )
-        ]
-        for ref in refs
-    ]
+    done = [[succeeded(ref, Stage.VERIFY, RESULT, after_s=1)] for ref in refs]
     if kind is JobKind.PROOF:
         for ref, outcome, result in zip(refs, done, proved(refs), strict=True):
-            outcome.append(
-                ref.status(
-                    Stage.PROVE,
-                    StageState.SUCCEEDED,
-                    attempt=1,
-                    progress=100,
-                    result=result,
-                    occurred_at=now + timedelta(seconds=2),
-                )
-            )
+            outcome.append(succeeded(ref, Stage.PROVE, result, after_s=2))
     ordered: list[JobStatus] = []
     for index in range(jobs + LAG):
         if index < jobs:
