@@ -132,3 +132,43 @@ def test_an_operator_finds_a_dead_job_and_replays_it(page: Any, system: System) 
 
     page.goto(f"{system.base_url}/#/dead?job={job_id}")
     page.get_by_text("replayed", exact=True).wait_for()  # the letter is marked, not offered again
+
+
+def test_an_operator_sees_a_schedules_jobs_and_pauses_it(page: Any, system: System) -> None:
+    content = f"scheduled {time.time()}".encode()
+    uri = httpx.post(f"{system.base_url}/v1/blobs", content=content, timeout=30).json()
+    account = Account.create()
+    document = {
+        "content_hash": "0x" + hashlib.sha256(content).hexdigest(),
+        "creator": account.address,
+    }
+    body = {
+        "kind": "verify",
+        "content_uri": uri["content_uri"],
+        "manifest": json.dumps(document),
+        "signature": sign_eip191(document, account.key.hex()),
+        "cron": "*/2 * * * * *",  # the e2e system lowers the floor to 1 s
+    }
+    created = httpx.post(f"{system.base_url}/v1/schedules", json=body, timeout=30)
+    assert created.status_code == 201, created.text
+    schedule_id = created.json()["schedule_id"]
+
+    page.goto(f"{system.base_url}/#/schedules")
+    page.get_by_role("link", name=schedule_id).click()
+    page.get_by_role("heading", name=f"Schedule {schedule_id} active").wait_for()
+    deadline = time.monotonic() + 60
+    while "succeeded" not in page.inner_text("main"):  # an occurrence's job, shown ended
+        assert time.monotonic() < deadline, page.inner_text("main")
+        page.wait_for_timeout(1000)
+        page.reload()
+    occurrences = page.locator("main table").nth(1)
+    job_link = occurrences.locator("tr", has_text="succeeded").first.get_by_role("link")
+    job_id = job_link.inner_text()
+    shot(page, "schedule")
+    page.click("#pause")
+    page.get_by_role("heading", name=f"Schedule {schedule_id} paused").wait_for()
+    assert httpx.get(f"{system.base_url}/v1/schedules/{schedule_id}").json()["state"] == "paused"
+    job_link.click()
+    page.get_by_role("heading", name=f"Job {job_id} succeeded").wait_for()
+    page.get_by_role("link", name=schedule_id).wait_for()  # the job names its schedule
+    httpx.delete(f"{system.base_url}/v1/schedules/{schedule_id}", timeout=10)
