@@ -69,20 +69,29 @@ class MemoryDeliveries:
 
 
 class MemoryLoop:
+    """ExactlyOnce's contract: a refused commit rewinds its batch; a rewind seeks each partition
+    to its first message there, and a later seek of a partition replaces an earlier one."""
+
     def __init__(self, *, refuse: int = 0) -> None:
         self.commits: list[tuple[list[int], list[Outgoing]]] = []
-        self.rewound: list[int] = []
+        self.positions: dict[int, int] = {}
         self.refuse = refuse
 
     def commit(self, batch: list[Any], outgoing: list[Outgoing]) -> bool:
         if self.refuse:
             self.refuse -= 1
+            self.rewind(batch)
             return False
         self.commits.append(([m.offset() for m in batch], outgoing))
         return True
 
     def rewind(self, batch: list[Any]) -> None:
-        self.rewound += [m.offset() for m in batch]
+        first: dict[int, int] = {}
+        for message in batch:
+            first[message.partition()] = min(
+                first.get(message.partition(), message.offset()), message.offset()
+            )
+        self.positions.update(first)
 
 
 class NoProducer:
@@ -152,6 +161,27 @@ def test_a_rolled_back_commit_is_not_counted_as_a_death() -> None:
     flush(stage, 10, 11)  # polled again after the rewind, in the same process
     assert handler.calls == [["job-10", "job-11"]] * 2
     assert [offsets for offsets, _ in loop.commits] == [[10, 11]]
+
+
+def test_a_record_rolled_back_alone_is_polled_again_before_the_rest() -> None:
+    handler, loop = FakeHandler(batched=True), MemoryLoop(refuse=1)
+    stage, deliveries = runner(handler, loop)
+    deliveries.counter.begin((TOPIC, 0), 10)  # delivered before: one record a commit
+    flush(stage, 10, 11, 12)
+    assert handler.calls == [["job-10"]]
+    assert loop.commits == []
+    assert loop.positions == {0: 10}, "the consumer must fetch the rolled-back record again"
+    assert len(stage.pending) == 0, "what waited of the rewound partition comes again"
+
+
+def test_a_rolled_back_batch_rewinds_the_records_it_did_not_reach() -> None:
+    handler, loop = FakeHandler(batched=True), MemoryLoop(refuse=1)
+    stage, deliveries = runner(handler, loop)
+    deliveries.counter.begin((TOPIC, 1), 20)  # partition 1 delivered before, partition 0 not
+    stage.pending.add([FakeMessage(10), FakeMessage(20, 1), FakeMessage(21, 1)])  # type: ignore[list-item]
+    stage.flush()
+    assert handler.calls == [["job-10"]]
+    assert loop.positions == {0: 10, 1: 20}
 
 
 class SlowHandler(FakeHandler):
