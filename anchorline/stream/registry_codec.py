@@ -33,6 +33,9 @@ from anchorline.stream.topics import Topics
 CONFLUENT_MAGIC = 0
 CONFLUENT_HEADER = 5
 COMPATIBILITY = "BACKWARD"
+# Each request to the registry; a timeout is retried REGISTRY_RETRIES times with backoff.
+REGISTRY_TIMEOUT_S = 5.0
+REGISTRY_RETRIES = 3
 KNOWN_WRITERS = 256  # writer schemas kept by id; a hostile record cannot grow this past it
 NOT_FOUND = (40401, 40403, 404)  # the registry's codes for a subject or schema it lacks
 
@@ -71,12 +74,20 @@ class SingleObjectCodec:
 SINGLE_OBJECT = SingleObjectCodec()
 
 
+def registry_client(
+    url: str, *, timeout_s: float = REGISTRY_TIMEOUT_S, retries: int = REGISTRY_RETRIES
+) -> SchemaRegistryClient:
+    """A registry client whose every request ends: Confluent's waits forever by default, and a
+    registry that took a request and never answered held a process (a test, in CI) 30 minutes,
+    till the server's idle timeout. A timeout is retried (max.retries), then is Retryable."""
+    return SchemaRegistryClient({"url": url, "timeout": timeout_s, "max.retries": retries})
+
+
 def codec_for(settings: Settings) -> Codec:
     """The registry's codec if SCHEMA_REGISTRY_URL is set, else the single-object encoding."""
     if not settings.schema_registry_url:
         return SINGLE_OBJECT
-    client = SchemaRegistryClient({"url": settings.schema_registry_url})
-    return RegistryCodec(client, settings.topics)
+    return RegistryCodec(registry_client(settings.schema_registry_url), settings.topics)
 
 
 def decode(codec_: Codec, data: bytes | None, expect: type[E]) -> E:

@@ -34,7 +34,7 @@ from anchorline.store.blobstore import FileBlobStore
 from anchorline.stream import codec
 from anchorline.stream.dlq import read_letters
 from anchorline.stream.kafka import client_config
-from anchorline.stream.registry_codec import SINGLE_OBJECT, RegistryCodec, decode
+from anchorline.stream.registry_codec import SINGLE_OBJECT, RegistryCodec, decode, registry_client
 from anchorline.stream.runner import StageRunner
 from anchorline_projector.service import single_object
 from anchorline_verifier.handler import VerifyHandler
@@ -45,10 +45,8 @@ def registry(
     schema_registry: ApicurioRegistry, settings: Settings
 ) -> Iterator[tuple[RegistryCodec, SchemaRegistryClient]]:
     """Our codec on the real registry, and a client of Confluent's own, as another system's."""
-    ours = RegistryCodec(
-        SchemaRegistryClient({"url": schema_registry.confluent_url}), settings.topics
-    )
-    theirs = SchemaRegistryClient({"url": schema_registry.confluent_url})
+    ours = RegistryCodec(registry_client(schema_registry.confluent_url), settings.topics)
+    theirs = registry_client(schema_registry.confluent_url)
     yield ours, theirs
     ours.close()
     theirs.close()
@@ -164,9 +162,7 @@ def test_a_consumer_reads_both_framings_and_refuses_what_is_neither(
 
 
 def test_a_registry_that_does_not_answer_is_retryable(settings: Settings) -> None:
-    away = RegistryCodec(
-        SchemaRegistryClient({"url": f"http://127.0.0.1:{free_port()}"}), settings.topics
-    )
+    away = RegistryCodec(registry_client(f"http://127.0.0.1:{free_port()}"), settings.topics)
     with pytest.raises(Retryable):
         away.decode_any(b"\x00" + (1).to_bytes(4, "big") + b"\x02")
     with pytest.raises(Retryable):
@@ -178,7 +174,7 @@ def test_a_stage_takes_both_framings_and_writes_through_the_registry(
     schema_registry: ApicurioRegistry, settings: Settings, running: Any
 ) -> None:
     settings = replace(settings, schema_registry_url=schema_registry.confluent_url)
-    client = SchemaRegistryClient({"url": schema_registry.confluent_url})
+    client = registry_client(schema_registry.confluent_url)
     plain = signed_job(settings, JobKind.VERIFY, b"single-object framed")
     foreign = signed_job(settings, JobKind.VERIFY, b"confluent framed")
     serializer = foreign_serializer(client, json.dumps(codec.standalone_schema(JobRequested)))
@@ -193,9 +189,7 @@ def test_a_stage_takes_both_framings_and_writes_through_the_registry(
     handler = VerifyHandler(FileBlobStore(settings.blobs), chunk_size=4096)
     running(StageRunner(handler, settings, service="verifier").run)
 
-    ours = RegistryCodec(
-        SchemaRegistryClient({"url": schema_registry.confluent_url}), settings.topics
-    )
+    ours = RegistryCodec(registry_client(schema_registry.confluent_url), settings.topics)
 
     def succeeded(messages: list[Any]) -> set[str]:
         events = [decode(ours, m.value(), JobStatus) for m in messages]
@@ -216,7 +210,7 @@ def test_a_confluent_framed_dead_letter_names_its_job(
     never = replace(
         signed_job(settings, JobKind.VERIFY, b"x"), content_uri="sha256:" + "ab" * 32
     )  # its content never arrives: retried, then dead
-    client = SchemaRegistryClient({"url": schema_registry.confluent_url})
+    client = registry_client(schema_registry.confluent_url)
     serializer = foreign_serializer(client, json.dumps(codec.standalone_schema(JobRequested)))
     topic = settings.topics.jobs_requested
     producer = Producer(client_config(settings) | {"acks": "all"})

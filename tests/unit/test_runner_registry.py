@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
+import pytest
 from test_runner import NOW, SOURCE, TOPICS, FakeHandler, message
 
 from anchorline.errors import Retryable
 from anchorline.events import Event, JobStatus
+from anchorline.stream.registry_codec import RegistryCodec, registry_client
 from anchorline.stream.runner import MessageProcessor, RetryPolicy
 from anchorline.stream.topics import Topics
 
@@ -44,3 +49,16 @@ def test_a_record_the_registry_cannot_resolve_now_is_retried_not_dead_lettered()
     assert headers["retry_topic-attempts"] == b"2"
     assert b"schema registry did not answer" in headers["kafka_dlt-exception-message"]
     assert published == []  # no job known yet: no status about it
+
+
+def test_a_registry_that_takes_a_request_and_never_answers_is_retryable_in_bounded_time() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (backlog), never answers
+        host, port = silent.getsockname()
+        codec = RegistryCodec(
+            registry_client(f"http://{host}:{port}", timeout_s=0.3, retries=1), TOPICS
+        )
+        started = time.monotonic()
+        with pytest.raises(Retryable, match="did not answer"):
+            codec.decode_any(b"\x00" + (7).to_bytes(4, "big") + b"\x02")
+        assert time.monotonic() - started < 5
+        codec.close()
