@@ -1,4 +1,5 @@
-"""Hypothesis strategies of hostile records for every input topic, each with what the system
+"""Hypothesis strategies of hostile records for every input topic (a pipeline stage's three,
+one a priority), each with what the system
 must make of it: a dead letter on the topic's dead-letter topic, or its job failed with a reason.
 
 A strategy gives a `Maker`: the record's shape, drawn by Hypothesis, still waiting for the
@@ -16,11 +17,13 @@ from typing import Any
 from hypothesis import strategies as st
 
 from anchorline.events import (
+    PIPELINE,
     AnchorRequested,
     JobKind,
     JobRequested,
     JobStatus,
     NotifyRequested,
+    Priority,
     ProveRequested,
     Stage,
     StageState,
@@ -220,11 +223,31 @@ def forged_events(draw: st.DrawFn, context: Context) -> Maker:
     return build
 
 
+@st.composite
+def on_a_lane(draw: st.DrawFn, context: Context, makers: st.SearchStrategy[Maker]) -> Maker:
+    """A record for a pipeline stage on the input topic of one of the three priorities (the
+    runner reads all three alike); the others' topics as they are."""
+    make = draw(makers)
+    priority = draw(st.sampled_from(list(Priority)))
+    pipeline = {context.topics.request_topic(stage) for stage in PIPELINE}
+
+    def build(unique: str) -> Hostile:
+        record = make(unique)
+        if record.topic not in pipeline:
+            return record
+        return replace(record, topic=context.topics.lane(record.topic, priority))
+
+    return build
+
+
 def hostile(context: Context) -> st.SearchStrategy[Maker]:
-    return st.one_of(
-        undecodable(context),
-        hostile_headers(context),
-        hostile_requests(context),
-        hostile_anchors(context),
-        forged_events(context),
+    return on_a_lane(
+        context,
+        st.one_of(
+            undecodable(context),
+            hostile_headers(context),
+            hostile_requests(context),
+            hostile_anchors(context),
+            forged_events(context),
+        ),
     )
