@@ -121,7 +121,10 @@ schedule_occurrences = sa.Table(
 )
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
+    """An engine on `url`. `pre_ping` tests each connection as it leaves the pool: a round trip
+    more a transaction, which a process that retries a transaction the database cut anyway
+    (the projector) does without."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return sa.create_engine(url, pool_pre_ping=True, future=True)
+    return sa.create_engine(url, pool_pre_ping=pre_ping, future=True)

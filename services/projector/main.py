@@ -10,8 +10,10 @@ from anchorline_projector.store import SqlJobStore
 
 
 def build(settings: Settings) -> Projector:
-    """The real store on the configured database, its schema migrated first."""
-    engine = make_engine(settings.db_url)
+    """The real store on the configured database, its schema migrated first. Its connections
+    are not pinged: a batch the database cut is applied again (_outlasting_outages), and the
+    ping was one of a batch's round trips, each a wait on a busy machine."""
+    engine = make_engine(settings.db_url, pre_ping=False)
     upgrade(engine)
     return Projector(settings, SqlJobStore(engine))
 

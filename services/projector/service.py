@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from confluent_kafka import (
@@ -36,6 +36,7 @@ from anchorline_projector.store import SqlJobStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Request = tuple[bytes | None, bytes]  # a job request's key and value, as the API's retry reads it
 GROUP = "anchorline-projector"
 APPLIED = Counter(
     "anchorline_projector_applied", "Status events the projector applied to the jobs table."
@@ -74,7 +75,7 @@ class Projector:
                 messages = [m for m in taken if _usable(m)]
                 requests = [m for m in messages if m.topic() in self.requests]
                 statuses = [m for m in messages if m.topic() not in self.requests]
-                if messages and self._keep(requests, stop) and self._apply(statuses, stop):
+                if messages and self._apply(statuses, self._requests(requests), stop):
                     self._commit(messages)
         finally:
             self.dead_letters.flush(10)
@@ -111,24 +112,27 @@ class Projector:
         except KafkaException as exc:
             log.warning("offsets not committed (%s); their events will be applied again", exc)
 
-    def _keep(self, requests: list[Message], stop: threading.Event) -> bool:
-        """Keep the requests of the batch (for a retry through the API); False if stopped
-        while the database was away."""
+    def _requests(self, requests: list[Message]) -> list[Request]:
+        """The batch's requests as the API's retry reads them (one not readable is not kept)."""
         kept = [(message.key(), single_object(self.codec, message.value())) for message in requests]
-        pairs = [(key, value) for key, value in kept if value is not None]
-        # One the table refuses for its values is not kept: its job cannot be retried by the API.
-        return not pairs or _outlasting_outages(
-            lambda: _alone_if_refused(
-                pairs,
-                self.store.keep_requests,
-                lambda _, reason: log.warning(
-                    "a request not kept for a retry: the job store refuses it: %s", reason
-                ),
+        return [(key, value) for key, value in kept if value is not None]
+
+    def _keep_alone(self, requests: list[Request]) -> None:
+        """Keep the requests in a transaction of their own; one the table refuses for its values
+        is not kept (its job cannot be retried by the API)."""
+        _alone_if_refused(
+            requests,
+            self.store.keep_requests,
+            lambda _, reason: log.warning(
+                "a request not kept for a retry: the job store refuses it: %s", reason
             ),
-            stop,
         )
 
-    def _apply(self, messages: list[Message], stop: threading.Event) -> bool:
+    def _apply(
+        self, messages: list[Message], requests: list[Request], stop: threading.Event
+    ) -> bool:
+        """Keep the requests and apply the statuses, then hand the jobs that ended to the
+        notifier; False if stopped while the database or the registry was away."""
         decoded = [(message, self._decode(message, stop)) for message in messages]
         if stop.is_set():  # while waiting for the schema registry: nothing applied, no commit
             return False
@@ -139,9 +143,10 @@ class Projector:
 
         def store() -> None:
             ended: list[JobRow] = []
+            callbacks: dict[str, str] = {}
             traces = {event_id: context.trace_id for event_id, context in carried.items()}
-            self._store(events, source, ended, traces)
-            self._notify(ended, stop, spans)
+            self._store(events, source, ended, traces, requests, callbacks)
+            self._notify(ended, callbacks, spans)
 
         try:
             if not _outlasting_outages(store, stop):
@@ -175,18 +180,32 @@ class Projector:
         source: dict[str, Message],
         ended: list[JobRow],
         traces: dict[str, str],
+        requests: list[Request],
+        callbacks: dict[str, str],
     ) -> None:
-        """Apply `events`; one the database refuses for its values (not for being away) is
-        dead-lettered alone, and the rest applied without it."""
+        """Keep `requests` and apply `events` in one transaction; if the database refuses a
+        value (not for being away), the requests are kept on their own and each event applied
+        alone, one it refuses dead-lettered and the rest applied without it."""
 
-        def apply(batch: list[JobStatus]) -> None:
+        def apply(batch: list[JobStatus], requests: Sequence[Request] = ()) -> None:
             refused: list[tuple[JobStatus, Poison]] = []
             self.store.apply_batch(
-                batch, refuse=lambda *forged: refused.append(forged), ended=ended, traces=traces
+                batch,
+                refuse=lambda *forged: refused.append(forged),
+                ended=ended,
+                traces=traces,
+                requests=requests,
+                callbacks=callbacks,
             )
             for event, reason in refused:
                 self._dead_letter(source[event.event_id], reason)
 
+        if requests:
+            try:
+                apply(events, requests)
+                return
+            except DataError:
+                self._keep_alone(requests)
         _alone_if_refused(
             events,
             apply,
@@ -195,12 +214,9 @@ class Projector:
             ),
         )
 
-    def _notify(self, ended: list[JobRow], stop: threading.Event, spans: BatchSpans) -> None:
+    def _notify(self, ended: list[JobRow], callbacks: dict[str, str], spans: BatchSpans) -> None:
         """Hand the jobs that ended to the notifier (produced before the offsets are committed:
         at least once; the notifier's webhook-id lets a receiver drop a repeat)."""
-        if not ended:
-            return
-        callbacks = self._callbacks(ended, stop)
         for row in ended:
             event = notice(row, callbacks=callbacks, defaults=self.webhook_urls)
             if event is None:
@@ -220,15 +236,6 @@ class Projector:
                 )
             except (KafkaException, BufferError) as exc:
                 log.warning("the webhook of job %s not requested: %s", row.job_id, exc)
-
-    def _callbacks(self, ended: list[JobRow], stop: threading.Event) -> dict[str, str]:
-        """The ended jobs' own callback URLs; the rows are written, so this waits out a
-        database that went away rather than let their notifications go."""
-        found: dict[str, str] = {}
-        _outlasting_outages(
-            lambda: found.update(self.store.callbacks(r.job_id for r in ended)), stop
-        )
-        return found
 
     def _decode(self, message: Message, stop: threading.Event) -> JobStatus | None:
         delay = 0.5

@@ -61,3 +61,35 @@ def test_a_notice_goes_only_where_a_hook_is(engine: Engine, make_status: Any) ->
     assert notice(row, callbacks={}, defaults={"bolt": "https://b.example"}) is None
     slim = json.loads(notice_without_result(event).record)
     assert "omitted" in slim["result"] and slim["state"] == "failed"
+
+
+def test_a_batch_keeps_its_requests_and_finds_the_callbacks_of_the_jobs_it_ended(
+    engine: Engine, make_status: Any
+) -> None:
+    store = SqlJobStore(engine)
+    request = JobRequested(
+        "job-1",
+        JobKind.VERIFY,
+        "sha256:" + "0" * 64,
+        "{}",
+        "0x",
+        make_status().occurred_at,
+        tenant="acme",
+        callback_url="https://h.example/x",
+    )
+    ended: list[JobRow] = []
+    callbacks: dict[str, str] = {}
+    changed = store.apply_batch(
+        [make_status(StageState.QUEUED), make_status(StageState.FAILED, error="no", at=2)],
+        requests=[(b"job-1", codec.encode(request))],
+        ended=ended,
+        callbacks=callbacks,
+    )
+    assert changed == 1
+    assert [row.state for row in ended] == ["failed"]
+    assert callbacks == {"job-1": "https://h.example/x"}
+    assert store.callbacks(["job-1"]) == callbacks, "the request was kept with the statuses"
+    assert store.apply_batch([], requests=[(b"job-2", codec.encode(request))]) == 0
+    again: dict[str, str] = {}
+    store.apply_batch([make_status(StageState.RUNNING, at=3)], callbacks=again)
+    assert again == {}, "only the jobs a batch ended are looked up"

@@ -70,4 +70,4 @@ def test_stopping_while_the_registry_is_away_applies_and_commits_nothing(
 ) -> None:
     stop = threading.Event()
     projector.codec = FlakyRegistry(failures=1, stop=stop)
-    assert projector._apply([a_message()], stop) is False  # so the offsets are not committed
+    assert projector._apply([a_message()], [], stop) is False  # so the offsets are not committed
