@@ -29,6 +29,7 @@ POSITIVE = (
     "scheduler_tick_s",
     "scheduler_lease_s",
     "schedule_min_interval_s",
+    "cancellation_retention_s",
 )
 STAGE_TIMEOUTS = ("verify_timeout_s", "prove_timeout_s", "anchor_timeout_s", "notify_timeout_s")
 BYTE_LIMITS = ("max_blob_bytes", "max_job_body_bytes", "max_batch_body_bytes")
@@ -109,6 +110,10 @@ class Settings:
     webhook_private_networks: str = ""  # CIDRs callbacks may reach besides public addresses
     webhook_timeout_s: float = 5.0  # each network step of a delivery (connect, send, answer)
     session_timeout_s: float = 10.0  # a consumer silent this long leaves its group
+    # How long a cancellation is kept (the topic's retention, and each stage's memory of it):
+    # longer than a request can wait in its topic (Kafka's default retention, 7 days), so that
+    # no cancelled run is handled; a retry or replay is a later run, never cancelled by it.
+    cancellation_retention_s: float = 7 * 86400.0
     max_attempts: int = 4
     max_deliveries: int = 3  # a record that ended the process this often is dead-lettered
     max_record_bytes: int = 960_000  # keep under the broker's and producer's message.max.bytes

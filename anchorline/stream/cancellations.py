@@ -12,10 +12,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from anchorline.errors import BadInput
 from anchorline.events import JOB_ID_RE, MAX_GENERATION
@@ -26,6 +35,7 @@ from anchorline.untrusted import parse_json
 log = logging.getLogger(__name__)
 MAX_VALUE_BYTES = 256
 RETRY_S = 5.0
+EXPIRE_EVERY_S = 60.0
 
 
 def cancel_record(job_id: str, *, generation: int, at: datetime) -> tuple[bytes, bytes]:
@@ -51,23 +61,46 @@ def parse_record(key: bytes | None, value: bytes | None) -> tuple[str, int] | No
 
 
 class CancelledJobs:
-    """Job id → the highest run cancelled; the logic, without Kafka."""
+    """Job id → the highest run cancelled, and when; the logic, without Kafka. A cancellation
+    older than `keep_s` is forgotten (`expire`, and not taken when read): its job's request has
+    left its topic by then, so memory holds what a retention's worth of cancelling adds up to,
+    not every cancellation ever written."""
 
-    def __init__(self) -> None:
-        self.runs: dict[str, int] = {}
+    def __init__(
+        self, *, keep_s: float = float("inf"), clock: Callable[[], float] = time.time
+    ) -> None:
+        self.keep_s = keep_s
+        self.clock = clock
+        self.runs: dict[str, tuple[int, float]] = {}
 
-    def add(self, job_id: str, generation: int) -> None:
-        self.runs[job_id] = max(generation, self.runs.get(job_id, -1))
+    def add(self, job_id: str, generation: int, *, at: float | None = None) -> None:
+        """Run `generation` of a job cancelled at `at` (seconds since the epoch; now if None,
+        and never later than now: a forged future time must not keep it for ever)."""
+        now = self.clock()
+        when = now if at is None else min(at, now)
+        if when < now - self.keep_s:
+            return
+        kept, _ = self.runs.get(job_id, (-1, 0.0))
+        if generation >= kept:
+            self.runs[job_id] = (generation, when)
 
     def is_cancelled(self, job_id: str, generation: int) -> bool:
-        return generation <= self.runs.get(job_id, -1)
+        return generation <= self.runs.get(job_id, (-1, 0.0))[0]
+
+    def expire(self) -> int:
+        """Forget the cancellations older than `keep_s`; how many were."""
+        oldest = self.clock() - self.keep_s
+        old = [job_id for job_id, (_, when) in self.runs.items() if when < oldest]
+        for job_id in old:
+            del self.runs[job_id]
+        return len(old)
 
 
 class Cancellations(CancelledJobs):
     """The cancellations topic, followed by `run` on a thread of the stage process."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__()
+        super().__init__(keep_s=settings.cancellation_retention_s)
         self.settings = settings
         self.topic = settings.topics.cancellations
 
@@ -95,11 +128,21 @@ class Cancellations(CancelledJobs):
                 return
             places = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
             consumer.assign(places)
+            next_expiry = time.monotonic() + EXPIRE_EVERY_S
             while not halt.is_set():
                 for message in consumer.consume(num_messages=500, timeout=0.2):
                     if message.error() is None:
                         found = parse_record(message.key(), message.value())
                         if found is not None:
-                            self.add(*found)
+                            self.add(*found, at=_written_at(message))
+                if time.monotonic() >= next_expiry:
+                    self.expire()
+                    next_expiry = time.monotonic() + EXPIRE_EVERY_S
         finally:
             consumer.close()
+
+
+def _written_at(message: Message) -> float | None:
+    """When the broker got a cancellation (its timestamp), in seconds; None if it has none."""
+    kind, millis = message.timestamp()
+    return millis / 1000 if kind != TIMESTAMP_NOT_AVAILABLE and millis > 0 else None

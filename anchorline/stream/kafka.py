@@ -125,7 +125,12 @@ def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
     replicas, min_isr = replication(settings, brokers=len(metadata.brokers))
     compacted = {
         settings.topics.replay_log: {"cleanup.policy": "compact"},
-        settings.topics.cancellations: {"cleanup.policy": "compact"},
+        # Compacted (a job's latest cancellation) and deleted past the retention: a stage reads
+        # it whole at start and keeps it in memory, so it must not grow for ever.
+        settings.topics.cancellations: {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(int(settings.cancellation_retention_s * 1000)),
+        },
         # Read whole at every partition assignment: compacted often, so it stays small.
         settings.topics.deliveries: {
             "cleanup.policy": "compact",
