@@ -12,6 +12,20 @@ from anchorline_projector.notices import notice, notice_without_result
 from anchorline_projector.store import SqlJobStore
 
 
+def hooked_request(make_status: Any) -> JobRequested:
+    """job-1's request, of tenant acme, naming its own webhook."""
+    return JobRequested(
+        "job-1",
+        JobKind.PROOF,
+        "sha256:" + "0" * 64,
+        "{}",
+        "0x",
+        make_status().occurred_at,
+        tenant="acme",
+        callback_url="https://h.example/x",
+    )
+
+
 def test_a_row_reaching_a_final_state_is_handed_on_once_a_run(
     engine: Engine, make_status: Any
 ) -> None:
@@ -30,16 +44,7 @@ def test_a_row_reaching_a_final_state_is_handed_on_once_a_run(
 
 def test_a_notice_goes_only_where_a_hook_is(engine: Engine, make_status: Any) -> None:
     store = SqlJobStore(engine)
-    request = JobRequested(
-        "job-1",
-        JobKind.PROOF,
-        "sha256:" + "0" * 64,
-        "{}",
-        "0x",
-        make_status().occurred_at,
-        tenant="acme",
-        callback_url="https://h.example/x",
-    )
+    request = hooked_request(make_status)
     store.keep_requests(
         [(b"job-1", codec.encode(request)), (b"bad id!", b"x"), (b"job-2", b"junk")]
     )
@@ -67,16 +72,7 @@ def test_a_batch_keeps_its_requests_and_finds_the_callbacks_of_the_jobs_it_ended
     engine: Engine, make_status: Any
 ) -> None:
     store = SqlJobStore(engine)
-    request = JobRequested(
-        "job-1",
-        JobKind.VERIFY,
-        "sha256:" + "0" * 64,
-        "{}",
-        "0x",
-        make_status().occurred_at,
-        tenant="acme",
-        callback_url="https://h.example/x",
-    )
+    request = hooked_request(make_status)
     ended: list[JobRow] = []
     callbacks: dict[str, str] = {}
     changed = store.apply_batch(
