@@ -133,6 +133,9 @@ class Settings:
     max_job_body_bytes: int = 1 << 20
     max_batch_body_bytes: int = 16 << 20
     idempotency_ttl_s: float = 24 * 3600.0  # how long an Idempotency-Key names its job
+    # A job that ended and was created and last changed this long ago leaves the jobs table
+    # with its history and kept request (the projector deletes them); 0 keeps every job.
+    job_retention_s: float = 0.0
     # Schedules (POST /v1/schedules, the scheduler): how often the scheduler looks for due
     # ones, how often one schedule may fire at most, and how many a tenant may keep.
     scheduler_tick_s: float = 1.0

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import TypeVar
 
 from confluent_kafka import (
@@ -20,7 +21,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from anchorline.errors import Poison, Retryable
-from anchorline.events import JobRequested, JobStatus, Stage
+from anchorline.events import JobRequested, JobStatus, Stage, utcnow
 from anchorline.settings import Settings
 from anchorline.stream import codec, headers, tracing
 from anchorline.stream.consume import take
@@ -32,7 +33,7 @@ from anchorline.stream.topics import Place, place_of
 from anchorline.stream.tracing import IDS_ONLY, BatchSpans, TraceContext, tracer_for
 from anchorline_projector.apply import JobRow, check_status
 from anchorline_projector.notices import notice, notice_without_result
-from anchorline_projector.store import SqlJobStore
+from anchorline_projector.store import PRUNE_BATCH, SqlJobStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,6 +47,12 @@ DEAD_LETTERED = Counter(
 )
 BATCH = 500
 POLL_S = 0.5
+PRUNE_EVERY_S = 60.0
+PRUNE_ROUNDS = 10  # pruning transactions at most each time: the batches wait meanwhile
+PRUNED = Counter(
+    "anchorline_projector_pruned",
+    "Jobs the projector deleted from the jobs table past JOB_RETENTION_S.",
+)
 
 
 class Projector:
@@ -65,6 +72,7 @@ class Projector:
         self.applied: dict[Place, int] = {}  # the next offset of each partition, once applied
         self.codec = codec_for(settings)
         self.tracer = tracer_for(settings, service="projector")
+        self.next_prune = 0.0  # when to delete the jobs past JOB_RETENTION_S next
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe([self.topics.job_status, *self.requests], on_revoke=self._on_revoke)
@@ -77,12 +85,30 @@ class Projector:
                 statuses = [m for m in messages if m.topic() not in self.requests]
                 if messages and self._apply(statuses, self._requests(requests), stop):
                     self._commit(messages)
+                self._prune_now_and_then()
         finally:
             self.dead_letters.flush(10)
             self._commit([], asynchronous=False)
             self.consumer.close()
             self.codec.close()
             self.tracer.close()
+
+    def _prune_now_and_then(self) -> None:
+        """Each PRUNE_EVERY_S, delete the jobs past JOB_RETENTION_S (if set), a bounded number
+        of transactions at a time; a database that refuses now is asked again next time."""
+        retention_s = self.settings.job_retention_s
+        if retention_s <= 0 or time.monotonic() < self.next_prune:
+            return
+        self.next_prune = time.monotonic() + PRUNE_EVERY_S
+        before = utcnow() - timedelta(seconds=retention_s)
+        try:
+            for _ in range(PRUNE_ROUNDS):
+                gone = self.store.prune(before)
+                PRUNED.inc(gone)
+                if gone < PRUNE_BATCH:
+                    return
+        except SQLAlchemyError as exc:
+            log.warning("old jobs not pruned (%s); trying again in %.0f s", exc, PRUNE_EVERY_S)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """No longer ours: a commit for them at stop would move their new owner's back."""

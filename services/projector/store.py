@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields, replace
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,9 +15,10 @@ from anchorline.errors import Poison
 from anchorline.events import JOB_ID_RE, JobRequested, JobStatus, utcnow
 from anchorline.store.db import job_events, job_requests, jobs
 from anchorline.stream import codec
-from anchorline_projector.apply import JobRow, apply, is_progress_only
+from anchorline_projector.apply import TERMINAL, JobRow, apply, is_progress_only
 
 ROW_FIELDS = [spec.name for spec in fields(JobRow)]
+PRUNE_BATCH = 5_000  # jobs a pruning transaction deletes at most
 Refuse = Callable[[JobStatus, Poison], None]
 
 
@@ -153,6 +155,27 @@ class SqlJobStore:
             job_requests.c.job_id.in_(job_ids), job_requests.c.callback_url.is_not(None)
         )
         return {job_id: url for job_id, url in connection.execute(query)}
+
+    def prune(self, before: datetime, *, limit: int = PRUNE_BATCH) -> int:
+        """Delete up to `limit` jobs that ended and were created and last changed before
+        `before`, with their history and kept request; how many. A job in flight stays,
+        however old (the jobs table's (state, created_at) index finds the candidates)."""
+        old = (
+            sa.select(jobs.c.job_id)
+            .where(
+                jobs.c.state.in_(sorted(TERMINAL)),
+                jobs.c.created_at < before,
+                jobs.c.updated_at < before,
+            )
+            .limit(limit)
+        )
+        with self.engine.begin() as connection:
+            gone = list(connection.execute(old).scalars())
+            if gone:
+                connection.execute(job_events.delete().where(job_events.c.job_id.in_(gone)))
+                connection.execute(job_requests.delete().where(job_requests.c.job_id.in_(gone)))
+                connection.execute(jobs.delete().where(jobs.c.job_id.in_(gone)))
+        return len(gone)
 
     def clear(self) -> None:
         """Remove every job and its history (before a rebuild)."""

@@ -296,3 +296,30 @@ def test_a_request_postgres_cannot_keep_leaves_the_others_of_its_batch_kept(
 
     wait_for(lambda: SqlJobReader(engine).request_of(fine.job_id))
     assert SqlJobReader(engine).request_of(hostile.job_id) is None
+
+
+def test_jobs_past_the_retention_are_pruned_on_postgres(engine: sa.Engine) -> None:
+    store = SqlJobStore(engine)
+    long_ago = utcnow() - timedelta(days=40)
+    old = JobRef(new_id(), JobKind.VERIFY, submitted_at=long_ago)
+    live = JobRef(new_id(), JobKind.VERIFY, submitted_at=long_ago)
+    store.apply_batch(
+        [
+            old.status(Stage.VERIFY, StageState.SUCCEEDED, occurred_at=long_ago),
+            live.status(Stage.VERIFY, StageState.RUNNING, occurred_at=long_ago),
+        ]
+    )
+    assert store.prune(utcnow() - timedelta(days=30)) >= 1
+    with engine.connect() as connection:
+        left = set(
+            connection.execute(
+                sa.select(jobs.c.job_id).where(jobs.c.job_id.in_([old.job_id, live.job_id]))
+            ).scalars()
+        )
+        history = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(job_events)
+            .where(job_events.c.job_id == old.job_id)
+        ).scalar_one()
+    assert left == {live.job_id}
+    assert history == 0
