@@ -200,7 +200,8 @@ def test_stop_anvil_longer_than_the_first_delays(make_cluster: MakeCluster, caps
         cluster.chain.start()
         after = w3.eth.block_number
         code = w3.eth.get_code(Web3.to_checksum_address(cluster.settings.registry_address))
-        assert after == block and len(code) > 2, "anvil lost its chain across the restart"
+        # >=: an anchor sent between reading the block number and the stop is mined and kept
+        assert after >= block and len(code) > 2, "anvil lost its chain across the restart"
         return [f"anvil down {CHAIN_DOWN_S:.0f} s at block {block}, back at block {after}"]
 
     def post(summary: Summary) -> None:
