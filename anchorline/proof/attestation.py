@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_keys.datatypes import PrivateKey
-
-from anchorline.proof import eip712
+from anchorline.proof import eip712, secp
 
 ATTESTATION_TYPE = "Attestation"
 ATTESTATION_FIELDS = [
@@ -63,8 +61,8 @@ class Attester:
 
     def __init__(self, private_key: str, *, chain_id: int | None = None) -> None:
         # Parsed once: from hex, every signature derived the public key again (~40 % of it).
-        self._key = PrivateKey(bytes.fromhex(private_key.removeprefix("0x")))
-        self.address = self._key.public_key.to_checksum_address()
+        self._key = secp.Signer(bytes.fromhex(private_key.removeprefix("0x")))
+        self.address = self._key.address
         self.chain_id = chain_id
 
     def attest(self, facts: AttestedFacts) -> Attestation:

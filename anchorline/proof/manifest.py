@@ -12,16 +12,10 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import (
-    is_address,
-    is_checksum_address,
-    is_checksum_formatted_address,
-    keccak,
-    to_checksum_address,
-)
+from eth_utils import is_address, is_checksum_formatted_address, keccak
 
 from anchorline.errors import BadInput
-from anchorline.proof import eip712
+from anchorline.proof import eip712, secp
 from anchorline.untrusted import parse_json
 
 # The gateway's limit too: a manifest is a few hundred bytes of hashes, an address and labels.
@@ -79,8 +73,9 @@ def validate(document: dict[str, Any]) -> Manifest:
     creator = document["creator"]
     if not isinstance(creator, str) or not is_address(creator):
         raise ValueError("creator must be an Ethereum address")
+    checksummed = _checksummed(creator)
     # eth_utils' is_address no longer checks EIP-55, so a mistyped mixed-case address passed.
-    if is_checksum_formatted_address(creator) and not is_checksum_address(creator):
+    if is_checksum_formatted_address(creator) and creator[-40:] != checksummed[2:]:
         raise ValueError("creator must be an Ethereum address (its EIP-55 checksum is wrong)")
     if document.get("hash_alg", "sha256") != "sha256":
         raise ValueError("hash_alg must be sha256")
@@ -93,11 +88,16 @@ def validate(document: dict[str, Any]) -> Manifest:
     _integers_only(document, "manifest")
     return Manifest(
         content_hash=content_hash.lower(),
-        creator=to_checksum_address(creator),
+        creator=checksummed,
         created_at=document.get("created_at"),
         content_uri=document.get("content_uri"),
         metadata=metadata,
     )
+
+
+def _checksummed(address: str) -> str:
+    """EIP-55 of an address is_address took: 40 hex digits, after 0x, 0X or nothing."""
+    return secp.checksum_address("0x" + address[-40:])
 
 
 def _integers_only(value: Any, where: str) -> None:
@@ -162,7 +162,10 @@ def recover_eip191(message: bytes, signature: str) -> str:
     """The checksummed address that personal_signed `message`, or ValueError."""
     if not SIGNATURE_RE.match(signature):
         raise ValueError("signature must be 0x followed by 130 hex digits")
-    try:
+    signer = secp.recover(secp.eip191_digest(message), bytes.fromhex(signature[2:]))
+    if signer is not None:
+        return signer
+    try:  # v other than 27/28, or a signature the curve refuses: eth_account's answer and reason
         return str(Account.recover_message(encode_defunct(primitive=message), signature=signature))
     except Exception as exc:  # eth_keys raises several unrelated types for bad signatures
         raise ValueError(f"signature does not recover: {exc}") from exc
