@@ -8,13 +8,14 @@ committing each batch's output and consumed offsets in one transaction.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
@@ -42,7 +43,7 @@ from anchorline.stream.metrics import StageMetrics
 from anchorline.stream.registry_codec import SINGLE_OBJECT, Codec, codec_for, decode
 from anchorline.stream.running import RunningStatuses
 from anchorline.stream.stage import Closing, Prefetching, Report, StageHandler
-from anchorline.stream.timelimit import TimeLimit
+from anchorline.stream.timelimit import DEFERRED, TimeLimit
 from anchorline.stream.topics import Place, Topics, key_of, place_of
 from anchorline.stream.tracing import IDS_ONLY, BatchSpans, Tracer, tracer_for
 from anchorline.stream.watchdog import Watchdog
@@ -195,10 +196,13 @@ class MessageProcessor:
             decoded.append((message, event))
         if isinstance(self.handler, Prefetching):  # never raises; only saves requests
             self.handler.prefetch([event for _, event in decoded])
-        groups = [decoded] if self.handler.batched else [[item] for item in decoded]
-        for group in groups:
-            if group:
-                out.extend(self._run(group))
+        if self.handler.batched or not self.time_limit_s:
+            groups = [decoded] if self.handler.batched else [[item] for item in decoded]
+            for group in groups:
+                if group:
+                    out.extend(self._run(group))
+        else:
+            out.extend(self._run_each(decoded))
         return [fit(item, max_bytes=self.max_record_bytes) for item in out]
 
     def _all_cancelled(self, message: Incoming, event: Any) -> bool:
@@ -237,11 +241,7 @@ class MessageProcessor:
         one bad record fails, retries or dies by itself and never with another job's error."""
         if self.time_limit_s and time.monotonic() >= self.batch_ends:
             return self._defer(group)
-        jobs = {
-            ref.job_id: (message, ref)
-            for message, event in group
-            for ref in self._refs(message, event)
-        }
+        jobs = self._jobs(group)
         try:
             if announce:
                 self._announce(jobs)
@@ -253,6 +253,45 @@ class MessageProcessor:
                 return [out for one in group for out in self._run([one], announce=False)]
             message, event = group[0]
             return self._failure(message, event, exc)
+
+    def _run_each(self, decoded: list[tuple[Incoming, Any]]) -> list[Outgoing]:
+        """As `_run` for each record alone, all handed to the time limiter's thread at once
+        (a hand-over each was a tenth of a verify job's CPU), each under its own limit."""
+        jobs = [self._jobs([item]) for item in decoded]
+
+        def work(event: Any, held: dict[str, tuple[Incoming, JobRef]]) -> Sequence[Event]:
+            self._announce(held)
+            return self.handler.handle([event], self._reporter(held))
+
+        calls = [
+            functools.partial(work, event, held)
+            for (_, event), held in zip(decoded, jobs, strict=True)
+        ]
+        outcomes = self.limiter.call_each(
+            calls,
+            limit_s=self.time_limit_s,
+            ends=self.batch_ends,
+            what=f"the {self.handler.stage} stage's handler",
+        )
+        out: list[Outgoing] = []
+        for (message, event), held, outcome in zip(decoded, jobs, outcomes, strict=True):
+            if outcome is DEFERRED:
+                out.extend(self._defer([(message, event)]))
+                continue
+            try:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                out.extend(self._outputs(cast(Sequence[Event], outcome), held))
+            except Exception as exc:  # of any type: a bug or a library's, as much as ours
+                out.extend(self._failure(message, event, exc))
+        return out
+
+    def _jobs(self, group: list[tuple[Incoming, Any]]) -> dict[str, tuple[Incoming, JobRef]]:
+        return {
+            ref.job_id: (message, ref)
+            for message, event in group
+            for ref in self._refs(message, event)
+        }
 
     def _handle(self, events: list[Any], report: Report) -> Sequence[Event]:
         """The handler's output, or StageTimeout past the stage's limit (or what is left of
