@@ -119,7 +119,12 @@ def encode(event: Event) -> bytes:
 def _record(event: Event) -> dict[str, Any]:
     # Not dataclasses.asdict: events hold no dataclasses, and its deep copy of every value was
     # most of the cost of encoding one.
-    return {spec.name: getattr(event, spec.name) for spec in fields(event)}
+    return {name: getattr(event, name) for name in _field_names(type(event))}
+
+
+@cache
+def _field_names(event_type: type[Any]) -> tuple[str, ...]:
+    return tuple(spec.name for spec in fields(event_type))
 
 
 def decode_any(data: bytes | None) -> Event:

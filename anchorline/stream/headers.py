@@ -84,6 +84,8 @@ def text(headers: Mapping[str, bytes], name: str, default: str = "") -> str:
 
 def generations(headers: Mapping[str, bytes]) -> dict[str, int]:
     """Job id → replay generation; BadHeader unless a JSON object of ids to bounded integers."""
+    if GENERATIONS not in headers:  # the first run of every job: nothing to parse
+        return {}
     try:
         raw = parse_json(
             headers.get(GENERATIONS, b"{}"),
