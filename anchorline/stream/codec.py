@@ -119,11 +119,12 @@ def encode(event: Event) -> bytes:
 def _record(event: Event) -> dict[str, Any]:
     # Not dataclasses.asdict: events hold no dataclasses, and its deep copy of every value was
     # most of the cost of encoding one.
-    return {name: getattr(event, name) for name in _field_names(type(event))}
+    event_type: Any = type(event)
+    return {name: getattr(event, name) for name in _field_names(event_type)}
 
 
 @cache
-def _field_names(event_type: type[Any]) -> tuple[str, ...]:
+def _field_names(event_type: Any) -> tuple[str, ...]:
     return tuple(spec.name for spec in fields(event_type))
 
 
