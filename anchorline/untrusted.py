@@ -5,6 +5,12 @@ recursion limit to 100,000, so a deep enough document overflows the C stack and 
 process instead of raising. Every untrusted document is therefore measured before it is
 parsed: its size, then its nesting depth (brackets outside strings), then its strings, which
 must be encodable as UTF-8 (a lone surrogate escape is valid JSON but not text).
+
+A document orjson parses (its own depth limit, 1,024, is checked iteratively in Rust) and whose
+value holds no float nests no deeper than allowed is taken from orjson, four to ten times
+faster; anything else (orjson refuses it, it holds a float, which orjson also gives for
+integers past 64 bits, or it nests too deep) goes the way above, so the answer and each refusal's
+reason are the same either way.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+import orjson
 
 from anchorline.errors import BadInput
 
@@ -46,6 +54,9 @@ def parse_json(
     """`raw` parsed, or BadInput (a ValueError) saying what about it is wrong."""
     if len(raw) > max_bytes:
         raise BadInput(f"{what} is larger than {max_bytes} bytes")
+    fast = _parsed_fast(raw, max_bytes, max_depth)
+    if fast is not _SLOW:
+        return fast
     if isinstance(raw, bytes):
         try:
             text = raw.decode("utf-8")
@@ -67,3 +78,38 @@ def parse_json(
         except UnicodeEncodeError as exc:
             raise BadInput(f"{what} has a lone surrogate escape, which UTF-8 cannot carry") from exc
     return value
+
+
+_SLOW = object()
+
+
+def _parsed_fast(raw: str | bytes, max_bytes: int, max_depth: int) -> Any:
+    """orjson's value for `raw` if it is one `json` would give and within the bounds, else
+    _SLOW (parse_json then finds the answer, or the reason, the careful way)."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")  # a lone surrogate: orjson refuses it
+        if len(raw) > max_bytes:
+            return _SLOW
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _SLOW
+    return value if _plain(value, max_depth) else _SLOW
+
+
+def _plain(value: Any, max_depth: int) -> bool:
+    """No float anywhere in `value`, and no deeper than `max_depth` (as depth_of counts)."""
+    if type(value) is float:
+        return False
+    return type(value) not in (dict, list) or _within(value, max_depth)
+
+
+def _within(container: Any, room: int) -> bool:
+    # Recursive, but never past max_depth + 1 frames: it stops where the room runs out.
+    if room <= 0:
+        return False
+    for child in container.values() if type(container) is dict else container:
+        kind = type(child)
+        if kind is float or ((kind is dict or kind is list) and not _within(child, room - 1)):
+            return False
+    return True

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from anchorline import untrusted
 from anchorline.errors import BadInput, Permanent
 from anchorline.untrusted import depth_of, parse_json
 
@@ -52,3 +57,66 @@ def test_a_surrogate_pair_is_text() -> None:
 
 def test_bad_input_is_a_permanent_value_error() -> None:
     assert issubclass(BadInput, Permanent) and issubclass(BadInput, ValueError)
+
+
+def _careful(raw: str | bytes, max_depth: int) -> object:
+    """parse_json without its orjson fast path: the answer, or the reason it refuses."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(untrusted, "_parsed_fast", lambda *args: untrusted._SLOW)
+        try:
+            return parse_json(raw, what="doc", max_bytes=1 << 16, max_depth=max_depth)
+        except BadInput as exc:
+            return f"refused: {exc}"
+
+
+def _either(raw: str | bytes, max_depth: int) -> object:
+    try:
+        return parse_json(raw, what="doc", max_bytes=1 << 16, max_depth=max_depth)
+    except BadInput as exc:
+        return f"refused: {exc}"
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES, st.integers(min_value=1, max_value=6))
+def test_the_fast_path_gives_what_the_careful_one_gives(value: object, max_depth: int) -> None:
+    text = json.dumps(value, ensure_ascii=False)
+    expected = _careful(text, max_depth)
+    got = _either(text, max_depth)
+    assert got == expected and type(got) is type(expected)
+    assert _either(text.encode("utf-8"), max_depth) == _careful(text.encode("utf-8"), max_depth)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "123456789012345678901234567890",  # past 64 bits: orjson would give a float
+        "[-9223372036854775809, 18446744073709551616]",
+        '{"a": 1.5}',
+        "1e400",
+        '"\\ud800"',
+        '{"a": 1, "a": 2}',
+        "[" * 33 + "]" * 33,
+        "\ufeff[1]",
+        "[1] x",
+    ],
+)
+def test_documents_orjson_reads_otherwise_get_the_careful_answer(raw: str) -> None:
+    assert _either(raw, 32) == _careful(raw, 32)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='[]{}":,0123456789.eE-tfnrul\\ ', max_size=40))
+def test_any_text_gets_the_careful_answer(raw: str) -> None:
+    assert _either(raw, 3) == _careful(raw, 3)
