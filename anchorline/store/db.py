@@ -3,6 +3,8 @@ gateway), and the gateway's own Idempotency-Key records."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -127,4 +129,17 @@ def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
     (the projector) does without."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return sa.create_engine(url, pool_pre_ping=pre_ping, future=True)
+    engine = sa.create_engine(url, pool_pre_ping=pre_ping, future=True)
+    if engine.dialect.name == "postgresql":
+        sa.event.listen(engine, "connect", _custom_plans)
+    return engine
+
+
+def _custom_plans(connection: Any, record: Any) -> None:
+    """psycopg prepares a statement run five times, and PostgreSQL may then keep one generic
+    plan for it: chosen while the jobs table was empty, a sequential scan, it went on scanning
+    once the table was large (130 ms a lookup of 200 ids in 100,000 rows, 0.4 ms planned for
+    the ids). Every execution is planned for its own values; the statement is still parsed once."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_custom_plan")
+    connection.commit()

@@ -310,6 +310,30 @@ def test_a_batch_of_rows_arrays_and_results_round_trip_on_postgres(engine: sa.En
     assert len(SqlJobReader(engine).history(refs[0].job_id)) == 2
 
 
+def test_statements_run_again_and_again_are_planned_for_their_own_values(
+    postgres: PostgresServer,
+) -> None:
+    """psycopg prepares a statement run five times; PostgreSQL would then keep a generic plan
+    made while the table was empty (a sequential scan, kept as the table grew). make_engine's
+    connections plan every execution for its values."""
+    engine = make_engine(postgres.url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TEMP TABLE looked_up (id text PRIMARY KEY)")
+            for _ in range(20):  # prepared after 5; a generic plan would be tried from the 11th
+                connection.exec_driver_sql(
+                    "SELECT id FROM looked_up WHERE id = any(%(ids)s::text[])",
+                    {"ids": [str(n) for n in range(200)]},  # a batch's ids
+                )
+            plans = connection.exec_driver_sql(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE '%%looked_up WHERE%%'"
+            ).one()
+    finally:
+        engine.dispose()
+    assert (plans[0], plans[1]) == (0, 15)
+
+
 def test_a_request_postgres_cannot_keep_leaves_the_others_of_its_batch_kept(
     settings: Settings, engine: sa.Engine, running
 ) -> None:
