@@ -47,6 +47,10 @@ DEAD_LETTERED = Counter(
 )
 BATCH = 500
 POLL_S = 0.5
+# Offsets are committed at most this often (all applied since, at once): a commit a batch, at
+# dozens of batches a second, queued OffsetCommit requests on the coordinator's connection
+# ahead of the heartbeats, and the group timed the projector out (10 s stalls, measured).
+COMMIT_EVERY_S = 1.0
 PRUNE_EVERY_S = 60.0
 PRUNE_ROUNDS = 10  # pruning transactions at most each time: the batches wait meanwhile
 PRUNED = Counter(
@@ -73,6 +77,8 @@ class Projector:
         self.codec = codec_for(settings)
         self.tracer = tracer_for(settings, service="projector")
         self.next_prune = 0.0  # when to delete the jobs past JOB_RETENTION_S next
+        self.next_commit = 0.0  # when to commit the offsets applied since the last commit
+        self.uncommitted = False  # offsets applied and not committed yet
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe([self.topics.job_status, *self.requests], on_revoke=self._on_revoke)
@@ -85,6 +91,8 @@ class Projector:
                 statuses = [m for m in messages if m.topic() not in self.requests]
                 if messages and self._apply(statuses, self._requests(requests), stop):
                     self._commit(messages)
+                elif not taken and self.uncommitted:  # idle: the last offsets, when due
+                    self._commit([])
                 self._prune_now_and_then()
         finally:
             self.dead_letters.flush(10)
@@ -116,17 +124,22 @@ class Projector:
             self.applied.pop((partition.topic, partition.partition), None)
 
     def _commit(self, applied: list[Message], *, asynchronous: bool = True) -> None:
-        """Commit the offsets past the `applied` messages (with none, past all applied so far),
-        waiting for the broker only when stopping: waiting took two fifths of the projector's
-        time under load, and each row is written before its offset is committed anyway. A
-        commit the broker refuses (its coordinator away, the group rebalanced) is not an error:
-        applying is idempotent, and whoever owns the partitions next reads those events again
-        from the last commit."""
-        batch = {place_of(message): (message.offset() or 0) + 1 for message in applied}
-        self.applied |= batch
+        """Note the offsets past the `applied` messages, and commit every offset applied so far
+        if COMMIT_EVERY_S passed since the last commit (or when stopping), waiting for the
+        broker only when stopping: waiting took two fifths of the projector's time under load,
+        and each row is written before its offset is committed anyway. A commit the broker
+        refuses (its coordinator away, the group rebalanced) is not an error: applying is
+        idempotent, and whoever owns the partitions next reads those events again from the last
+        commit."""
+        self.applied |= {place_of(message): (message.offset() or 0) + 1 for message in applied}
+        self.uncommitted = self.uncommitted or bool(applied)
+        if asynchronous and time.monotonic() < self.next_commit:
+            return
+        self.next_commit = time.monotonic() + COMMIT_EVERY_S
+        self.uncommitted = False
         offsets = [
             TopicPartition(topic, partition, offset)
-            for (topic, partition), offset in (batch if applied else self.applied).items()
+            for (topic, partition), offset in self.applied.items()
         ]
         if not offsets:
             return

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from anchorline.settings import Settings
+from anchorline_projector import service
 from anchorline_projector.service import Projector, _on_commit
 from anchorline_projector.store import SqlJobStore
 
@@ -77,11 +78,23 @@ def test_an_applied_batch_commits_past_its_messages_without_waiting() -> None:
     projector, consumer = recording_projector()
     batch = [StatusMessage(0, 7), StatusMessage(1, 3), StatusMessage(0, 8)]
     projector._commit(batch)  # type: ignore[arg-type]
-    projector._commit([StatusMessage(1, 4)])  # type: ignore[list-item]
-    assert consumer.commits == [
-        ({("status", 0, 9), ("status", 1, 4)}, True),
-        ({("status", 1, 5)}, True),
-    ]
+    assert consumer.commits == [({("status", 0, 9), ("status", 1, 4)}, True)]
+
+
+def test_batches_applied_within_a_commit_interval_are_committed_together_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(service.time, "monotonic", lambda: now[0])
+    projector, consumer = recording_projector()
+    projector._commit([StatusMessage(0, 7)])  # type: ignore[list-item]
+    projector._commit([StatusMessage(1, 3)])  # type: ignore[list-item]
+    projector._commit([StatusMessage(0, 8)])  # type: ignore[list-item]
+    assert consumer.commits == [({("status", 0, 8)}, True)] and projector.uncommitted
+    now[0] += service.COMMIT_EVERY_S
+    projector._commit([])  # idle, and the interval is over: what was applied since
+    assert consumer.commits[-1] == ({("status", 0, 9), ("status", 1, 4)}, True)
+    assert not projector.uncommitted
 
 
 def test_stopping_waits_for_a_commit_of_all_applied_but_what_was_revoked() -> None:
