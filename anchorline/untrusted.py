@@ -48,9 +48,7 @@ def _no_constants(name: str) -> Any:
     raise BadInput(f"{name} is not JSON")
 
 
-def parse_json(
-    raw: str | bytes, *, what: str, max_bytes: int, max_depth: int = MAX_DEPTH
-) -> Any:
+def parse_json(raw: str | bytes, *, what: str, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
     """`raw` parsed, or BadInput (a ValueError) saying what about it is wrong."""
     if len(raw) > max_bytes:
         raise BadInput(f"{what} is larger than {max_bytes} bytes")
@@ -81,6 +79,15 @@ def parse_json(
 
 
 _SLOW = object()
+STORED_DEPTH = 64  # what the job store holds: checked documents, nested a level or two deeper
+
+
+def parse_stored(raw: str | bytes) -> Any:
+    """JSON the job store wrote (every part of it checked on its way in): orjson's value, or
+    json's for one holding a float (orjson reads integers past 64 bits as floats) or nested
+    past STORED_DEPTH."""
+    value = orjson.loads(raw)
+    return value if _plain(value, STORED_DEPTH) else json.loads(raw)
 
 
 def _parsed_fast(raw: str | bytes, max_bytes: int, max_depth: int) -> Any:

@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from anchorline.untrusted import parse_stored
+
 metadata = sa.MetaData()
 
 jobs = sa.Table(
@@ -129,7 +131,10 @@ def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
     (the projector) does without."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = sa.create_engine(url, pool_pre_ping=pre_ping, future=True)
+    # Results read back (the projector merges each stage's into the row's) parsed by orjson.
+    engine = sa.create_engine(
+        url, pool_pre_ping=pre_ping, future=True, json_deserializer=parse_stored
+    )
     if engine.dialect.name == "postgresql":
         sa.event.listen(engine, "connect", _custom_plans)
     return engine

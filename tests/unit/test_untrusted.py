@@ -120,3 +120,13 @@ def test_documents_orjson_reads_otherwise_get_the_careful_answer(raw: str) -> No
 @given(st.text(alphabet='[]{}":,0123456789.eE-tfnrul\\ ', max_size=40))
 def test_any_text_gets_the_careful_answer(raw: str) -> None:
     assert _either(raw, 3) == _careful(raw, 3)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ['{"a": 1180591620717411303424}', '{"a": [1.5, -0.0]}', '{"a": {"b": ["c", null, true]}}'],
+)
+def test_stored_json_reads_as_json_reads_it(raw: str) -> None:
+    value = untrusted.parse_stored(raw)
+    assert value == json.loads(raw)
+    assert repr(value) == repr(json.loads(raw))  # no integer turned into a float
