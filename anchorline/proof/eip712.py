@@ -19,12 +19,16 @@ BYTES32_RE = re.compile(r"0x[0-9a-fA-F]{64}")
 SIGNATURE_RE = re.compile(r"0x[0-9a-fA-F]{130}")
 
 
+DOMAIN_FIELDS = [{"name": "name", "type": "string"}, {"name": "version", "type": "string"}]
+CHAIN_ID_FIELD = {"name": "chainId", "type": "uint256"}
+
+
 def domain(*, chain_id: int | None = None) -> tuple[list[dict[str, str]], dict[str, Any]]:
     """The EIP712Domain fields and values: name and version, and chainId when it is known."""
-    fields = [{"name": "name", "type": "string"}, {"name": "version", "type": "string"}]
+    fields = [dict(field) for field in DOMAIN_FIELDS]
     values: dict[str, Any] = {"name": DOMAIN_NAME, "version": DOMAIN_VERSION}
     if chain_id is not None:
-        fields.append({"name": "chainId", "type": "uint256"})
+        fields.append(dict(CHAIN_ID_FIELD))
         values["chainId"] = chain_id
     return fields, values
 
@@ -81,7 +85,11 @@ def flat_digest(document: TypedData) -> bytes | None:
     general machinery. None for anything else, which goes to eth_account."""
     try:
         types, primary = document["types"], document["primaryType"]
-        if set(types) != {DOMAIN_TYPE, primary}:
+        if set(types) != {DOMAIN_TYPE, primary} or primary == DOMAIN_TYPE:
+            return None
+        # eth_account derives the domain's type from its values, in its own order: only the
+        # domains anchorline writes are hashed here.
+        if types[DOMAIN_TYPE] not in (DOMAIN_FIELDS, [*DOMAIN_FIELDS, CHAIN_ID_FIELD]):
             return None
         domain_hash = _struct_hash(DOMAIN_TYPE, types[DOMAIN_TYPE], document["domain"])
         message_hash = _struct_hash(primary, types[primary], document["message"])
