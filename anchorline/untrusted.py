@@ -85,8 +85,11 @@ STORED_DEPTH = 64  # what the job store holds: checked documents, nested a level
 def parse_stored(raw: str | bytes) -> Any:
     """JSON the job store wrote (every part of it checked on its way in): orjson's value, or
     json's for one holding a float (orjson reads integers past 64 bits as floats) or nested
-    past STORED_DEPTH."""
-    value = orjson.loads(raw)
+    past STORED_DEPTH, or one orjson refuses (PostgreSQL's json type keeps e.g. 1e400)."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
     return value if _plain(value, STORED_DEPTH) else json.loads(raw)
 
 
