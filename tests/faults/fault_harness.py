@@ -174,6 +174,7 @@ class Submitter:
         self.sent = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()  # close() ends the submitting thread before the producer
 
     def publish(self, job: Job, event: JobRequested) -> None:
         def delivered(error: Any, _message: Any) -> None:
@@ -217,7 +218,11 @@ class Submitter:
             for index in range(count):
                 # poll() returns early when it serves a delivery report: loop until due.
                 while (delay := started + index / rate - time.monotonic()) > 0:
+                    if self._stop.is_set():
+                        return
                     self.producer.poll(min(delay, 0.1))
+                if self._stop.is_set():
+                    return
                 self.publish(*workload.job())
             self.producer.flush(600)
 
@@ -237,7 +242,12 @@ class Submitter:
         assert not self.rejected, f"Kafka refused {len(self.rejected)} jobs: {self.rejected}"
 
     def close(self) -> None:
-        """Drop the producer: it would keep calling a broker that is gone."""
+        """Stop submitting (a test that failed half-way left the thread running, which then
+        produced on a dropped producer: a second error hiding the first) and drop the producer:
+        it would keep calling a broker that is gone."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
         if self.producer is not None:
             self.producer.flush(10)
             self.producer = None
