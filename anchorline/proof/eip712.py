@@ -16,7 +16,6 @@ DOMAIN_VERSION = "1"
 TypedData = dict[str, Any]
 DOMAIN_TYPE = "EIP712Domain"
 BYTES32_RE = re.compile(r"0x[0-9a-fA-F]{64}")
-SIGNATURE_RE = re.compile(r"0x[0-9a-fA-F]{130}")
 
 
 DOMAIN_FIELDS = [{"name": "name", "type": "string"}, {"name": "version", "type": "string"}]
@@ -66,9 +65,8 @@ def sign(document: TypedData, private_key: str | PrivateKey | secp.Signer) -> st
 
 def recover(document: TypedData, signature: str) -> str:
     """The checksummed address that signed `document`, or ValueError."""
-    digest = flat_digest(document)
-    exact = isinstance(signature, str) and SIGNATURE_RE.fullmatch(signature)
-    signer = secp.recover(digest, bytes.fromhex(signature[2:])) if digest and exact else None
+    digest, written = flat_digest(document), secp.signature_bytes(signature)
+    signer = secp.recover(digest, written) if digest and written else None
     if signer is not None:
         return signer
     try:

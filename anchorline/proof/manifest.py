@@ -162,7 +162,8 @@ def recover_eip191(message: bytes, signature: str) -> str:
     """The checksummed address that personal_signed `message`, or ValueError."""
     if not SIGNATURE_RE.match(signature):
         raise ValueError("signature must be 0x followed by 130 hex digits")
-    signer = secp.recover(secp.eip191_digest(message), bytes.fromhex(signature[2:]))
+    written = secp.signature_bytes(signature)
+    signer = secp.recover(secp.eip191_digest(message), written) if written else None
     if signer is not None:
         return signer
     try:  # v other than 27/28, or a signature the curve refuses: eth_account's answer and reason

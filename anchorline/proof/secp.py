@@ -17,6 +17,7 @@ import coincurve
 from Crypto.Hash import keccak as _keccak
 
 ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
+SIGNATURE_RE = re.compile(r"0x[0-9a-fA-F]{130}")
 EIP191_PREFIX = b"\x19Ethereum Signed Message:\n"
 
 
@@ -44,6 +45,14 @@ def address_of(public_key: coincurve.PublicKey) -> str:
 def eip191_digest(message: bytes) -> bytes:
     """What personal_sign signs: keccak256 of the prefixed message."""
     return keccak256(EIP191_PREFIX + str(len(message)).encode() + message)
+
+
+def signature_bytes(signature: object) -> bytes | None:
+    """The 65 bytes of a signature written as 0x and exactly 130 hex digits (nothing after
+    them, not even a newline, which bytes.fromhex would skip); None for anything else."""
+    if not isinstance(signature, str) or not SIGNATURE_RE.fullmatch(signature):
+        return None
+    return bytes.fromhex(signature[2:])
 
 
 def recover(digest: bytes, signature: bytes) -> str | None:

@@ -175,3 +175,21 @@ def test_a_digest_computed_here_is_eth_accounts_or_none(document) -> None:
     except Exception:
         expected = None
     assert fast is None or fast == expected
+
+
+@pytest.mark.parametrize("after", ["\n", " ", "00"])
+def test_a_signature_with_anything_after_its_130_digits_does_not_recover(after: str) -> None:
+    """eth_account refuses it (`bytes.fromhex` would skip the whitespace): so does the fast path."""
+    key = bytes(range(1, 33))
+    written = (
+        "0x" + bytes(Account.sign_message(encode_defunct(primitive=b"m"), key).signature).hex()
+    )
+    with pytest.raises(ValueError):
+        recover_eip191(b"m", written + after)
+    signer = Account.from_key(key).address
+    facts = AttestedFacts("job", *["0x" + "ab" * 32] * 2, signer, *["0x" + "cd" * 32] * 2)
+    document = typed_attestation(facts)
+    signed = eip712.sign(document, secp.Signer(key))
+    assert eip712.recover(document, signed) == signer
+    with pytest.raises(ValueError):
+        eip712.recover(document, signed + after)
