@@ -88,7 +88,7 @@ def generations(headers: Mapping[str, bytes]) -> dict[str, int]:
         return {}
     try:
         raw = parse_json(
-            headers.get(GENERATIONS, b"{}"),
+            headers[GENERATIONS],
             what=f"header {GENERATIONS}",
             max_bytes=MAX_GENERATIONS_BYTES,
             max_depth=1,

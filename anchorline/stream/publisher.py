@@ -131,9 +131,7 @@ class KafkaPublisher:
         acks = _Acks(loop, acked, len(outgoing) + len(records))
         for topic, key, value, job_id in [*outgoing, *((*record, "") for record in records)]:
             extra = (
-                [*headers.encode_generations({job_id: generation}), *traced]
-                if job_id and generation
-                else traced
+                [*headers.encode_generations({job_id: generation}), *traced] if job_id else traced
             )
             try:
                 self.producer.produce(
@@ -159,8 +157,8 @@ class KafkaPublisher:
 class _Acks:
     """One publish's deliveries, counted down on the producer's polling thread: its future is
     settled once, on the event loop, when the last is acknowledged or the first refused. (A
-    future and a wake-up of the loop for each record cost a batch of 500 jobs a third of the
-    gateway's time.)"""
+    future and a wake-up of the loop for each record cost a batch job a fifth of its gateway
+    CPU: 0.085 against 0.066 ms.)"""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None], pending: int
