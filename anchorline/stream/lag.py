@@ -24,7 +24,10 @@ Lags = dict[tuple[str, int], int]
 
 def partition_lags(statistics: dict[str, object]) -> Lags:
     """(topic, partition) → messages behind, of the partitions assigned to this client: the last
-    stable offset (read_committed's end) less the next offset the application will get."""
+    stable offset (read_committed's end) less the next offset the application will get. A
+    partition this group never read nor committed starts at its earliest offset
+    (auto.offset.reset), once librdkafka has fetched from it: an empty one is 0 behind, not
+    left out."""
     lags: Lags = {}
     topics = statistics.get("topics")
     for topic, about in (topics if isinstance(topics, dict) else {}).items():
@@ -35,6 +38,8 @@ def partition_lags(statistics: dict[str, object]) -> Lags:
             position = partition.get("app_offset", -1)
             if position < 0:
                 position = partition.get("committed_offset", -1)
+            if position < 0 and partition.get("fetch_state") == "active":
+                position = partition.get("lo_offset", -1)
             if end >= 0 and position >= 0:
                 lags[(topic, int(number))] = max(0, end - position)
     return lags

@@ -163,8 +163,10 @@ def test_an_operator_sees_a_schedules_jobs_and_pauses_it(page: Any, system: Syst
         page.wait_for_timeout(1000)
         page.reload()
     occurrences = page.locator("main table").nth(1)
-    job_link = occurrences.locator("tr", has_text="succeeded").first.get_by_role("link")
-    job_id = job_link.inner_text()
+    job_id = occurrences.locator("tr", has_text="succeeded").first.get_by_role("link").inner_text()
+    # by its id: the table re-renders (the pause, new occurrences), so "the first succeeded row"
+    # may be another job by the time it is clicked
+    job_link = occurrences.get_by_role("link", name=job_id, exact=True)
     shot(page, "schedule")
     page.click("#pause")
     page.get_by_role("heading", name=f"Schedule {schedule_id} paused").wait_for()

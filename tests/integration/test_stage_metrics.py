@@ -14,7 +14,7 @@ import httpx
 from kafka_helpers import publish, signed_job
 from prometheus_client.parser import text_string_to_metric_families
 
-from anchorline.events import JobKind
+from anchorline.events import JobKind, Stage
 from anchorline.infra.ports import free_port
 from anchorline.settings import Settings
 
@@ -49,6 +49,8 @@ def test_a_verifier_counts_processed_failed_retried_and_dead_lettered(
     log = (tmp_path / "verifier.log").open("w")
     process = subprocess.Popen([ANCHORLINE, "run", "verifier"], env=env, stderr=log)
     url = f"http://127.0.0.1:{port}/metrics"
+    # every partition of its three lanes, the empty ones too (0 behind, not left out)
+    lanes = {(topic, p) for topic in settings.topics.lanes(Stage.VERIFY) for p in ("0", "1")}
     try:
         deadline = time.monotonic() + 120
         samples: dict[str, list[tuple[dict[str, str], float]]] = {}
@@ -59,15 +61,11 @@ def test_a_verifier_counts_processed_failed_retried_and_dead_lettered(
                 samples = {}
             # librdkafka's statistics (every 10 s) may name one partition before the other
             lagging = {
-                labels["partition"]
+                (labels["topic"], labels["partition"])
                 for labels, _ in samples.get("anchorline_consumer_lag", [])
                 if labels["group"] == "anchorline-verifier"
-                and labels["topic"] == settings.topics.jobs_requested
             }
-            if total(samples, "anchorline_stage_dead_lettered_total") >= 2 and lagging == {
-                "0",
-                "1",
-            }:
+            if total(samples, "anchorline_stage_dead_lettered_total") >= 2 and lagging == lanes:
                 break
             time.sleep(0.5)
         dead = total(samples, "anchorline_stage_dead_lettered_total")
@@ -83,12 +81,11 @@ def test_a_verifier_counts_processed_failed_retried_and_dead_lettered(
             for labels, value in samples["anchorline_consumer_lag"]
         }
         stage = {key: lag for key, lag in lags.items() if key[0] == "anchorline-verifier"}
-        requests = settings.topics.jobs_requested
-        assert set(stage) == {("anchorline-verifier", requests, p) for p in ("0", "1")}
+        assert {(topic, partition) for _, topic, partition in stage} == lanes
         # handled and committed: nothing behind but a transaction marker or two
         assert all(0 <= lag <= 2 for lag in stage.values()), stage
         delay_topics = {key[1] for key in lags if key[0] == "anchorline-verifier-delay"}
-        assert delay_topics <= set(settings.topics.retries(requests))
+        assert delay_topics <= set(settings.topics.retries(settings.topics.jobs_requested))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
