@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from anchorline.errors import BadInput, Poison
@@ -124,7 +125,28 @@ def check_consistent(row: JobRow | None, event: JobStatus) -> None:
 
 
 def result_of(text: str) -> dict[str, Any]:
-    """A status's result, parsed within bounds; BadInput if it is not a small JSON object."""
+    """A status's result, parsed within bounds; BadInput if it is not a small JSON object.
+
+    Each status's result is read twice, checked as the batch is decoded (check_status) and
+    taken into its row when applied: the parse of a small one is remembered between the two
+    (parsing was a third of the projector thread's busy samples in a proof run, py-spy). The copy
+    returned is the caller's; a large one is parsed each time, so that the memory held stays
+    bounded whatever the records say."""
+    if len(text) > MEMO_CHARS:
+        return _parse_result(text)
+    return dict(_remembered_result(text))
+
+
+MEMO_CHARS = 4 * 1024
+MEMO_RESULTS = 512  # a batch's statuses (500 records at most)
+
+
+@lru_cache(maxsize=MEMO_RESULTS)
+def _remembered_result(text: str) -> dict[str, Any]:
+    return _parse_result(text)
+
+
+def _parse_result(text: str) -> dict[str, Any]:
     result = parse_json(text, what="result", max_bytes=MAX_RESULT_BYTES)
     if not isinstance(result, dict):
         raise BadInput("result must be a JSON object")

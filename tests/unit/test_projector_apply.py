@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from anchorline.errors import Poison
+from anchorline.errors import BadInput, Poison
 from anchorline.events import JobKind, JobStatus, Stage, StageState
 from anchorline_projector.apply import JobRow, apply, check_status, is_progress_only, job_state
 
@@ -336,3 +336,22 @@ def test_a_webhook_delivery_never_moves_a_job(make_status: MakeStatus) -> None:
         assert check_status(delivery) == delivery  # any kind of job may be notified
         assert apply(row, delivery) is None
     assert apply(None, make_status(StageState.SUCCEEDED, stage=Stage.NOTIFY)) is None
+
+
+def test_a_result_read_twice_is_parsed_once_and_each_reader_gets_its_own_copy() -> None:
+    """check_status and the row's transition both read a status's result: a small one is
+    parsed once; a large one each time (the memory held stays bounded)."""
+    from anchorline_projector import apply as module
+
+    small = json.dumps({"root": "0x" + "ab" * 32, "path": [{"hash": "0x01"}]})
+    large = json.dumps({"blob": "x" * (module.MEMO_CHARS + 1)})
+    module._remembered_result.cache_clear()
+    first, second = module.result_of(small), module.result_of(small)
+    assert first == second == json.loads(small) and first is not second
+    first["root"] = "changed"
+    assert module.result_of(small)["root"] == "0x" + "ab" * 32
+    assert module._remembered_result.cache_info().hits == 2
+    assert module.result_of(large) == json.loads(large)
+    assert module._remembered_result.cache_info().currsize == 1  # the small one alone
+    with pytest.raises(BadInput):
+        module.result_of("[1, 2]")
