@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from anchorline.events import JobKind, JobRef, JobStatus, Stage, StageState
+from anchorline.stream.runner import BATCHED_RUNNING_AFTER_S, running_after_s
 from anchorline.stream.running import RunningStatuses
 
 
@@ -60,3 +61,12 @@ def test_at_zero_every_running_status_is_published_at_once() -> None:
     running, published, _ = statuses(after_s=0)
     running.report(started("a"))
     assert [s.job_id for s in published] == ["a"]
+
+
+def test_a_batched_stage_holds_running_for_at_least_its_own_floor() -> None:
+    """A batch's jobs are all in hand while it runs: a few hundred milliseconds of proofs is not
+    worth a `running` status each; a batch slower than the floor (a slow chain) shows them."""
+    assert running_after_s(0.1, batched=False) == 0.1
+    assert running_after_s(0.1, batched=True) == BATCHED_RUNNING_AFTER_S
+    assert running_after_s(5.0, batched=True) == 5.0
+    assert running_after_s(0.0, batched=True) == 0.0  # 0: every job's, as documented
