@@ -20,6 +20,7 @@ from perf.jobs import Signed
 from perf.stack import Stack
 
 POLL_S = 0.5  # between counts of the terminal rows
+PACE_S = 0.001  # the paced producer's shortest sleep
 STALL_S = 90.0  # no new terminal row for this long: the rest is reported missing
 BATCH_SIZE = 500  # the gateway's largest batch
 BATCH_CLIENTS = 4
@@ -138,9 +139,12 @@ def kafka_jobs(
         producer, sent = _producer(stack), {}
         started = time.monotonic()
         for index, (job_id, value) in enumerate(encoded):
-            if rate is not None:
-                while (delay := started + index / rate - time.monotonic()) > 0:
-                    producer.poll(min(delay, 0.05))
+            if rate is not None and (delay := started + index / rate - time.monotonic()) > 0:
+                # What is due goes out together, then a sleep till the next is due (at least
+                # PACE_S): waking for each job (a poll with its sub-millisecond delay) cost this
+                # client 0.14 CPU ms a job at 2,200 jobs/s, on the two CPUs it measures.
+                time.sleep(max(delay, PACE_S))
+                producer.poll(0)
             sent[job_id] = time.time()
             while True:
                 try:
