@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from anchorline.errors import OutputTooLarge, Permanent, Poison, Retryable
 from anchorline.events import (
     PIPELINE,
+    AnchorRequested,
     Event,
     JobRef,
     JobStatus,
@@ -58,17 +59,23 @@ MAX_RECORD_BYTES = 960_000
 # The records of one priority's topic (a lane) fetched and waiting in the runner, past which it
 # stops fetching that lane: a bound on memory, not on latency (stream/lanes.py).
 LANE_BACKLOG = 2048
-# A batched stage (prove, anchor) has each of a batch's jobs in hand for the whole batch: a
-# thousand proofs take a few hundred milliseconds, so RUNNING_STATUS_AFTER_S's tenth of a second
-# gave nearly every job a `running` status nobody could see (8,636 prove and 2,096 anchor
-# `running` statuses for 10,000 anchor jobs: a third more statuses for the projector and
-# PostgreSQL). Its jobs show `running` once their batch has run this long (a slow chain).
+# A stage that handles jobs in batches has each of a batch's jobs in hand for the whole batch:
+# a thousand proofs take a few hundred milliseconds, and anchoring a root (one request, its
+# whole batch's jobs) a transaction's round trips; RUNNING_STATUS_AFTER_S's tenth of a second
+# gave most of them a `running` status nobody could see (8,636 prove and 2,096 to 7,752 anchor
+# `running` statuses for 10,000 anchor jobs: up to four fifths more statuses for the projector
+# and PostgreSQL). Their jobs show `running` once their batch has run this long (a slow chain).
 BATCHED_RUNNING_AFTER_S = 1.0
+
+
+def holds_batches(handler: StageHandler) -> bool:
+    """A batched handler, or one whose every request is a batch's jobs (the anchor stage's)."""
+    return handler.batched or handler.consumes is AnchorRequested
 
 
 def running_after_s(setting: float, *, batched: bool) -> float:
     """How long a stage holds a job's `running` status before publishing it: the setting, at
-    least BATCHED_RUNNING_AFTER_S for a batched stage; 0 (every job's) stays 0."""
+    least BATCHED_RUNNING_AFTER_S for a stage of batches; 0 (every job's) stays 0."""
     if setting <= 0 or not batched:
         return setting
     return max(setting, BATCHED_RUNNING_AFTER_S)
@@ -583,7 +590,9 @@ class StageRunner:
         )
         self.running = RunningStatuses(
             self._publish_now,
-            after_s=running_after_s(settings.running_status_after_s, batched=handler.batched),
+            after_s=running_after_s(
+                settings.running_status_after_s, batched=holds_batches(handler)
+            ),
         )
         self.codec = codec_for(settings)
         # A pipeline stage skips cancelled jobs; the notifier announces them.

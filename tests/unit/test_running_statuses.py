@@ -70,3 +70,14 @@ def test_a_batched_stage_holds_running_for_at_least_its_own_floor() -> None:
     assert running_after_s(0.1, batched=True) == BATCHED_RUNNING_AFTER_S
     assert running_after_s(5.0, batched=True) == 5.0
     assert running_after_s(0.0, batched=True) == 0.0  # 0: every job's, as documented
+
+
+def test_the_stages_of_batches_are_the_batched_ones_and_the_anchor_stage() -> None:
+    """The prover is batched; the chain-writer takes one root at a time, each a batch's jobs."""
+    from anchorline.stream.runner import holds_batches
+    from anchorline_chain_writer.handler import AnchorHandler
+    from anchorline_prover.handler import ProveHandler
+    from anchorline_verifier.handler import VerifyHandler
+
+    assert holds_batches(ProveHandler) and holds_batches(AnchorHandler)
+    assert not holds_batches(VerifyHandler)
