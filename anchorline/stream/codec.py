@@ -16,7 +16,7 @@ import json
 from dataclasses import fields
 from enum import StrEnum
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
@@ -161,9 +161,8 @@ def decode(data: bytes | None, expect: type[E]) -> E:
 def _to_event(event_type: type[E], record: Any) -> E:
     if not isinstance(record, dict):
         raise SerializationError(f"{event_type.__name__} body is not a record")
-    values: dict[str, Any] = {
-        name: record[name] for name in _field_names(event_type) if name in record
-    }
+    names = _field_names(cast(Any, event_type))
+    values: dict[str, Any] = {name: record[name] for name in names if name in record}
     for name, enum_type in _ENUMS.items():
         if values.get(name) is not None:  # a union with null (JobStatus.priority) may be null
             values[name] = enum_type(values[name])
