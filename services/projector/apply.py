@@ -129,9 +129,9 @@ def result_of(text: str) -> dict[str, Any]:
 
     Each status's result is read twice, checked as the batch is decoded (check_status) and
     taken into its row when applied: the parse of a small one is remembered between the two
-    (parsing was a third of the projector thread's busy samples in a proof run, py-spy). The copy
-    returned is the caller's; a large one is parsed each time, so that the memory held stays
-    bounded whatever the records say."""
+    (parsing was a third of the projector thread's busy samples in a proof run, py-spy). Each
+    caller gets its own copy of the top level (nothing changes a result's insides); a large one
+    is parsed each time, so that the memory held stays bounded whatever the records say."""
     if len(text) > MEMO_CHARS:
         return _parse_result(text)
     return dict(_remembered_result(text))
