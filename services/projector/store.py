@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from anchorline.errors import Poison
-from anchorline.events import JOB_ID_RE, JobRequested, JobStatus, utcnow
+from anchorline.events import JOB_ID_RE, JobRequested, JobStatus, Stage, utcnow
 from anchorline.store.db import job_events, job_requests, jobs
 from anchorline.stream import codec
 from anchorline_projector.apply import TERMINAL, JobRow, apply, is_progress_only
@@ -187,7 +187,15 @@ class SqlJobStore:
     ) -> dict[str, JobRow]:
         rows = self._load(connection, {event.job_id for event in events})
         existing = set(rows)
-        known = self._known_events(connection, [event.event_id for event in events])
+        # An event of a job without a row was never applied (its first status makes the row,
+        # pruning takes the history with it), so only the others are looked up; a webhook's
+        # delivery is kept in the history alone, rowless or not.
+        maybe_known = [
+            event.event_id
+            for event in events
+            if event.job_id in existing or event.stage is Stage.NOTIFY
+        ]
+        known = self._known_events(connection, maybe_known) if maybe_known else set()
         changed: dict[str, JobRow] = {}
         history: list[dict[str, Any]] = []
         for event in events:

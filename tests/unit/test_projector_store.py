@@ -199,3 +199,19 @@ def test_a_job_keeps_the_first_trace_id_its_statuses_carry(
     store.apply_batch([running], traces={running.event_id: "b" * 32})
     assert (job(engine)["trace_id"], job(engine)["state"]) == ("a" * 32, "running")
     assert [applied for *_, applied in history(engine)] == [True, False, True]
+
+
+def test_a_replayed_status_is_applied_once_whether_its_job_had_a_row_or_not(
+    engine: Engine, make_status: MakeStatus
+) -> None:
+    """Only events of jobs with a row are looked up among the known ones (a rowless job's were
+    never applied): a webhook delivery, history without a row, is still looked up."""
+    store = SqlJobStore(engine)
+    delivery = make_status(StageState.SUCCEEDED, stage=Stage.NOTIFY, at=1)
+    assert store.apply_batch([delivery]) == 0
+    assert store.apply_batch([delivery]) == 0  # no second history entry (its key is unique)
+    assert count(engine, jobs) == 0 and count(engine, job_events) == 1
+    first = make_status(StageState.SUCCEEDED, at=2, result='{"a": 1}')
+    assert store.apply_batch([first]) == 1
+    assert store.apply_batch([first]) == 0
+    assert [entry[0] for entry in history(engine)] == [delivery.event_id, first.event_id]
