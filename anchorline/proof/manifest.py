@@ -21,7 +21,7 @@ from anchorline.untrusted import parse_json
 # The gateway's limit too: a manifest is a few hundred bytes of hashes, an address and labels.
 MAX_BYTES = 64 * 1024
 HASH_RE = re.compile(r"^0x[0-9a-f]{64}$")
-SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130}$")
+SIGNATURE_RE = secp.SIGNATURE_RE  # 0x and exactly 130 hex digits: fullmatch, no trailing newline
 REQUIRED = ("content_hash", "creator")
 SCHEMES = ("eip191", "eip712")
 MANIFEST_TYPE = "Manifest"
@@ -137,14 +137,14 @@ def recover(document: dict[str, Any], signature: str, *, scheme: str = "eip191")
         return recover_eip191(canonical_bytes(document), signature)
     if scheme != "eip712":
         raise ValueError(f"signature_scheme must be one of {', '.join(SCHEMES)}, not {scheme!r}")
-    if not SIGNATURE_RE.match(signature):
+    if not SIGNATURE_RE.fullmatch(signature):
         raise ValueError("signature must be 0x followed by 130 hex digits")
     return eip712.recover(typed_manifest(validate(document)), signature)
 
 
 def signature_v(signature: str) -> int:
     """The v byte of a 65-byte r ‖ s ‖ v signature written as 0x hex, or ValueError."""
-    if not isinstance(signature, str) or not SIGNATURE_RE.match(signature):
+    if not isinstance(signature, str) or not SIGNATURE_RE.fullmatch(signature):
         raise ValueError("signature must be 0x followed by 130 hex digits")
     return int(signature[-2:], 16)
 
@@ -160,10 +160,10 @@ def normalized_signature(signature: str) -> str:
 
 def recover_eip191(message: bytes, signature: str) -> str:
     """The checksummed address that personal_signed `message`, or ValueError."""
-    if not SIGNATURE_RE.match(signature):
-        raise ValueError("signature must be 0x followed by 130 hex digits")
     written = secp.signature_bytes(signature)
-    signer = secp.recover(secp.eip191_digest(message), written) if written else None
+    if written is None:
+        raise ValueError("signature must be 0x followed by 130 hex digits")
+    signer = secp.recover(secp.eip191_digest(message), written)
     if signer is not None:
         return signer
     try:  # v other than 27/28, or a signature the curve refuses: eth_account's answer and reason

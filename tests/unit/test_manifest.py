@@ -123,7 +123,16 @@ def test_a_changed_document_recovers_someone_else(sign_manifest: SignManifest) -
 
 @pytest.mark.parametrize(
     "signature",
-    ["", "0x", "0x1234", "11" * 65, "0x" + "11" * 64, "0x" + "g1" * 65, "0x" + "11" * 66],
+    [
+        "",
+        "0x",
+        "0x1234",
+        "11" * 65,
+        "0x" + "11" * 64,
+        "0x" + "g1" * 65,
+        "0x" + "11" * 66,
+        "0x" + "11" * 65 + "\n",  # `$` let a trailing newline through
+    ],
 )
 def test_malformed_signature_is_a_value_error(signature: str) -> None:
     with pytest.raises(ValueError, match="signature must be 0x followed by 130 hex digits"):
