@@ -11,6 +11,7 @@ from anchorline.store.db import make_engine
 from anchorline.store.schedules import SqlSchedules
 from anchorline.stream.tracing import tracer_for
 from anchorline_gateway.app import Gateway, create_app
+from anchorline_gateway.http11 import BoundedHttpTools
 from anchorline_gateway.idempotency import SqlIdempotencyKeys
 from anchorline_gateway.letters import KafkaDeadLetters
 from anchorline_gateway.limits import Limits
@@ -55,8 +56,6 @@ def serve(settings: Settings) -> None:
         # A line per request was a tenth of the event loop's time at a few hundred requests/s.
         access_log=settings.log_level.upper() == "DEBUG",
         timeout_graceful_shutdown=10,
-        # h11, even where httptools is installed (uvicorn[standard]): httptools buffers a
-        # request's headers without a bound (20 MB taken whole), h11 refuses past 16 KiB.
-        http="h11",
+        http=BoundedHttpTools,  # httptools, its request heads bounded (http11.py)
         loop="auto",  # uvloop (a dependency): about a tenth less CPU a request than asyncio's
     )
