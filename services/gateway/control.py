@@ -24,6 +24,7 @@ from anchorline.stream import codec
 from anchorline.stream.cancellations import cancel_record
 from anchorline_gateway.auth import visible
 from anchorline_gateway.idempotency import Claim
+from anchorline_gateway.locations import jobs_path
 from anchorline_gateway.problems import problem
 from anchorline_gateway.publisher import Unavailable
 from anchorline_gateway.reads import JOB_ID_RE, JobRun
@@ -59,7 +60,7 @@ def _ref(run: JobRun, *, generation: int) -> JobRef:
 
 
 def _answer(request: Request, run: JobRun, state: str, generation: int) -> Response:
-    status_url = str(request.url_for("get_job", job_id=run.job_id).path)
+    status_url = jobs_path(request) + run.job_id
     body = {"job_id": run.job_id, "state": state, "run": generation, "status_url": status_url}
     return JSONResponse(body, status_code=202, headers={"Location": status_url})
 
