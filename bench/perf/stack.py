@@ -10,8 +10,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -50,6 +51,7 @@ class Stack:
     dsn: str
     registry_address: str
     log_path: Path
+    jobs_producer: Any = field(default=None, init=False, repr=False)  # measure.py's, kept
 
     def connect(self) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(self.dsn, autocommit=True)
