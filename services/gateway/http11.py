@@ -15,7 +15,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 MAX_HEAD_BYTES = 16 * 1024  # h11's default bound, which the gateway had before
 TOO_LARGE = 431  # Request Header Fields Too Large (RFC 6585)
-TOO_LARGE_REASON = b"request line and headers are larger than 16 KiB"
+TOO_LARGE_REASON = f"request line and headers are larger than {MAX_HEAD_BYTES >> 10} KiB".encode()
 
 
 class BoundedHttpTools(HttpToolsProtocol):
@@ -35,7 +35,7 @@ class BoundedHttpTools(HttpToolsProtocol):
         super().data_received(data)
         # Counted before parsing, checked after: a read that also brings the end of the head
         # (and a body after it) is never refused for the body's bytes.
-        if self.reading_head and self.head_bytes > MAX_HEAD_BYTES and not self.refused:
+        if self.reading_head and self.head_bytes > MAX_HEAD_BYTES:
             self.refuse_head()
 
     def on_headers_complete(self) -> None:
