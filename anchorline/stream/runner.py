@@ -137,6 +137,10 @@ def dead_letter_headers(message: Incoming, exc: BaseException, *, attempts: int)
     ]
 
 
+def _nothing(job_ids: Iterable[str]) -> None:
+    """No `running` statuses held to drop."""
+
+
 def _none(job_id: str, generation: int) -> bool:
     """No job is cancelled (the notifier, and a processor without cancellations)."""
     return False
@@ -152,6 +156,7 @@ class MessageProcessor:
         topics: Topics,
         retry: RetryPolicy,
         publish_now: Callable[[JobStatus], None],
+        finished: Callable[[Iterable[str]], None] = _nothing,
         clock: Callable[[], datetime] = utcnow,
         max_record_bytes: int = MAX_RECORD_BYTES,
         codec: Codec = SINGLE_OBJECT,
@@ -172,6 +177,7 @@ class MessageProcessor:
         self.topics = topics
         self.retry = retry
         self.publish_now = publish_now
+        self.finished = finished  # the jobs whose handler call returned (running.py)
         self.clock = clock
         self.max_record_bytes = max_record_bytes
         self.failed_jobs = 0  # statuses `failed` encoded since the runner last took the count
@@ -266,7 +272,10 @@ class MessageProcessor:
         try:
             if announce:
                 self._announce(jobs)
-            results = self._handle([event for _, event in group], self._reporter(jobs))
+            try:
+                results = self._handle([event for _, event in group], self._reporter(jobs))
+            finally:
+                self.finished(jobs)
             return self._outputs(results, jobs)
         except Exception as exc:  # of any type: a bug or a library's, as much as ours
             if len(group) > 1:
@@ -282,7 +291,10 @@ class MessageProcessor:
 
         def work(event: Any, held: dict[str, tuple[Incoming, JobRef]]) -> Sequence[Event]:
             self._announce(held)
-            return self.handler.handle([event], self._reporter(held))
+            try:
+                return self.handler.handle([event], self._reporter(held))
+            finally:
+                self.finished(held)
 
         calls = [
             functools.partial(work, event, held)
@@ -602,6 +614,7 @@ class StageRunner:
             topics=self.topics,
             retry=RetryPolicy(settings.max_attempts, settings.retry_ladder),
             publish_now=self.running.report,
+            finished=self.running.finished,
             max_record_bytes=settings.max_record_bytes,
             codec=self.codec,
             cancelled=self.cancellations.is_cancelled if self.cancellations else _none,
