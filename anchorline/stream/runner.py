@@ -272,15 +272,14 @@ class MessageProcessor:
         try:
             if announce:
                 self._announce(jobs)
-            try:
-                results = self._handle([event for _, event in group], self._reporter(jobs))
-            finally:
-                self.finished(jobs)
+            results = self._handle([event for _, event in group], self._reporter(jobs))
+            self.finished(jobs)
             return self._outputs(results, jobs)
         except Exception as exc:  # of any type: a bug or a library's, as much as ours
-            if len(group) > 1:
+            if len(group) > 1:  # still in hand, each job of it, till its own call returns
                 log.warning("a group of %d failed (%.200s); one at a time now", len(group), exc)
                 return [out for one in group for out in self._run([one], announce=False)]
+            self.finished(jobs)
             message, event = group[0]
             return self._failure(message, event, exc)
 

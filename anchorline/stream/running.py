@@ -11,11 +11,14 @@ from anchorline.events import JobStatus, StageState
 
 class RunningStatuses:
     """Holds each job's first `running` status for `after_s`, and publishes it only if the job is
-    still in hand then (or reports progress first, as large content does). A batch that ends
-    sooner drops what it held: its outcomes say more, and rank above `running` anyway.
+    still in hand then. Progress a job reports meanwhile replaces what it holds (the latest goes
+    out when due); once a job has shown `running`, each progress it reports goes out at once. A
+    batch that ends sooner drops what it held: its outcomes say more, and rank above `running`.
 
     Publishing one per job cost a status message, its encoding and a synchronous flush per batch
-    for a state nobody could see: a 4 KiB job is `running` for about a millisecond.
+    for a state nobody could see: a 4 KiB job is `running` for about a millisecond. Progress
+    went out at once before: a 4 MiB content (four chunks, 5 ms) gave four statuses a job, each
+    in a projector batch of its own, and two verifiers verified 1.08 times what one did.
     """
 
     def __init__(
@@ -32,15 +35,18 @@ class RunningStatuses:
         self._lock = threading.Lock()
 
     def report(self, status: JobStatus) -> None:
-        if self.after_s > 0 and status.state is StageState.RUNNING and not status.progress:
-            with self._lock:
-                self._held[status.job_id] = (self.clock() + self.after_s, status)
+        if self.after_s <= 0 or status.state is not StageState.RUNNING:
+            self.publish(status)
             return
         with self._lock:
-            held = self._held.pop(status.job_id, None)
-            if held is not None:
-                self.publish(held[1])
-            self.publish(status)
+            held = self._held.get(status.job_id)
+            if held is not None:  # not shown yet: the latest word waits for the same moment
+                self._held[status.job_id] = (held[0], status)
+                return
+            if status.progress:  # shown already (or never announced): progress goes out now
+                self.publish(status)
+                return
+            self._held[status.job_id] = (self.clock() + self.after_s, status)
 
     def finished(self, job_ids: Iterable[str]) -> None:
         """These jobs' handler calls returned: what they still hold is not worth publishing.

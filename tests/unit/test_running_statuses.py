@@ -54,11 +54,47 @@ def test_a_job_still_in_hand_after_the_delay_shows_running() -> None:
     assert [s.job_id for s in published] == ["a", "b"]
 
 
-def test_progress_publishes_the_held_start_first() -> None:
-    running, published, _ = statuses()
+def test_progress_before_the_delay_waits_and_only_the_latest_goes_out() -> None:
+    running, published, clock = statuses()
     running.report(started("a"))
+    clock.now += 0.03
     running.report(started("a", progress=30))
-    assert [(s.job_id, s.progress) for s in published] == [("a", 0), ("a", 30)]
+    running.report(started("a", progress=60))
+    assert published == []
+    clock.now += 0.08
+    running.publish_due()
+    running.publish_due()
+    assert [(s.job_id, s.progress) for s in published] == [("a", 60)]
+
+
+def test_progress_after_the_job_showed_running_goes_out_at_once() -> None:
+    running, published, clock = statuses()
+    running.report(started("a"))
+    clock.now += 0.11
+    running.publish_due()
+    running.report(started("a", progress=40))
+    running.report(started("a", progress=50))
+    assert [(s.job_id, s.progress) for s in published] == [("a", 0), ("a", 40), ("a", 50)]
+
+
+def test_a_quick_job_s_progress_never_goes_out() -> None:
+    """Four chunks of a 4 MiB content in 5 ms: four statuses a job before, each one more record
+    for Kafka and the projector."""
+    running, published, clock = statuses()
+    running.report(started("a"))
+    for percent in (25, 50, 75):
+        clock.now += 0.001
+        running.report(started("a", progress=percent))
+    running.finished(["a"])
+    clock.now += 1
+    running.publish_due()
+    assert published == []
+
+
+def test_progress_of_a_job_never_announced_goes_out_at_once() -> None:
+    running, published, _ = statuses()
+    running.report(started("a", progress=30))
+    assert [(s.job_id, s.progress) for s in published] == [("a", 30)]
 
 
 def test_at_zero_every_running_status_is_published_at_once() -> None:
