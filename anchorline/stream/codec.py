@@ -56,6 +56,11 @@ _ENUMS: dict[str, type[StrEnum]] = {
     "priority": Priority,
 }
 
+# Each enum's members by value: what _to_event looks up for every field of an enum type.
+_ENUM_MEMBERS: dict[str, dict[str, StrEnum]] = {
+    name: {member.value: member for member in enum_type} for name, enum_type in _ENUMS.items()
+}
+
 E = TypeVar("E", bound=Event)
 
 
@@ -130,6 +135,24 @@ def _field_names(event_type: Any) -> tuple[str, ...]:
 
 def decode_any(data: bytes | None) -> Event:
     """Decode a framed message of any known type."""
+    event_type, record = _read(data)
+    return _to_event(event_type, record)
+
+
+def field_of(data: bytes | None, expect: type[Any], name: str) -> Any:
+    """One field of a framed message that must be of type `expect`, read and checked as
+    `decode` reads and checks the whole message (SerializationError where it would raise),
+    without making the event: the projector wants one field of every request it keeps."""
+    event_type, record = _read(data)
+    if event_type is not expect:
+        raise SerializationError(f"expected {expect.__name__}, got {event_type.__name__}")
+    if not isinstance(record, dict):
+        raise SerializationError(f"{event_type.__name__} body is not a record")
+    return record.get(name)
+
+
+def _read(data: bytes | None) -> tuple[type[Any], Any]:
+    """The event type of a framed message and its Avro record, read with our schema."""
     if data is None or len(data) < HEADER_SIZE:
         raise SerializationError("message too short to carry the single-object header")
     if data[:2] != MAGIC:
@@ -147,7 +170,7 @@ def decode_any(data: bytes | None) -> Event:
     trailing = len(data) - HEADER_SIZE - body.tell()
     if trailing:  # one message is one record: bytes after it were smuggled or corrupted
         raise SerializationError(f"{trailing} bytes after the {event_type.__name__} body")
-    return _to_event(event_type, record)
+    return event_type, record
 
 
 def decode(data: bytes | None, expect: type[E]) -> E:
@@ -163,9 +186,13 @@ def _to_event(event_type: type[E], record: Any) -> E:
         raise SerializationError(f"{event_type.__name__} body is not a record")
     names = _field_names(cast(Any, event_type))
     values: dict[str, Any] = {name: record[name] for name in names if name in record}
-    for name, enum_type in _ENUMS.items():
-        if values.get(name) is not None:  # a union with null (JobStatus.priority) may be null
-            values[name] = enum_type(values[name])
+    for name, members in _ENUM_MEMBERS.items():
+        symbol = values.get(name)
+        if symbol is not None:  # a union with null (JobStatus.priority) may be null
+            # The member by its value, as enum_type(symbol) finds it at a tenth of the cost;
+            # fastavro has checked the symbol against the schema, which lists the same ones.
+            member = members.get(symbol)
+            values[name] = member if member is not None else _ENUMS[name](symbol)
     return event_type(**values)
 
 

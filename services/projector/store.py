@@ -337,9 +337,10 @@ def _callback_of(value: bytes) -> str | None:
     """The request's callback URL, if it decodes (one that does not is dead-lettered by the
     verifier, and never ends)."""
     try:
-        return codec.decode(value, JobRequested).callback_url
+        url = codec.field_of(value, JobRequested, "callback_url")
     except Poison:
         return None
+    return url if isinstance(url, str) else None
 
 
 def _values(row: JobRow) -> dict[str, Any]:

@@ -499,3 +499,51 @@ def test_a_request_of_a_schedule_round_trips_with_its_schedule_id() -> None:
         schedule_id="s1",
     )
     assert codec.decode(codec.encode(request), JobRequested) == request
+
+
+# --- one field without the event (the projector's callback URLs) -----------------------------
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_a_field_read_alone_is_the_decoded_event_s_field(event: Event) -> None:
+    data = codec.encode(event)
+    decoded = codec.decode(data, type(event))
+    for name in codec._field_names(type(event)):
+        alone = codec.field_of(data, type(event), name)
+        assert alone == getattr(decoded, name), name
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_a_field_is_refused_wherever_its_message_is(event: Event) -> None:
+    """Every truncation, bytes after the body, another type: what decode refuses, field_of
+    refuses, so a request the verifier dead-letters gives the projector no callback either."""
+    data = codec.encode(event)
+    name = codec._field_names(type(event))[0]
+    spoiled = [data[:end] for end in range(len(data))] + [data + b"\x00"]
+    for bad in spoiled:
+        with pytest.raises(SerializationError):
+            codec.decode(bad, type(event))
+        with pytest.raises(SerializationError):
+            codec.field_of(bad, type(event), name)
+    other = next(kind for kind in codec.EVENT_TYPES if kind is not type(event))
+    with pytest.raises(SerializationError, match=f"expected {other.__name__}"):
+        codec.field_of(data, other, name)
+
+
+def test_a_field_of_a_record_written_before_it_existed_is_its_default() -> None:
+    old = _past_record(
+        "JobRequested-a6fb94f68c5c8b4e.avsc",
+        {
+            "job_id": "job-8",
+            "kind": "verify",
+            "content_uri": "sha256:" + "ab" * 32,
+            "manifest": "{}",
+            "signature": "0x",
+            "signature_scheme": "eip191",
+            "submitted_at": AT,
+            "tenant": None,
+            "attributes": {},
+        },
+    )
+    assert codec.field_of(old, JobRequested, "callback_url") is None
+    assert codec.field_of(old, JobRequested, "job_id") == "job-8"
