@@ -419,8 +419,8 @@ def test_every_past_schema_file_carries_its_own_fingerprint() -> None:
         assert path.stem.endswith(f"-{digest}")
 
 
-def test_a_request_written_before_callback_url_still_decodes() -> None:
-    old = _past_record(
+def _request_before_callback_url() -> bytes:
+    return _past_record(
         "JobRequested-a6fb94f68c5c8b4e.avsc",
         {
             "job_id": "job-8",
@@ -434,6 +434,10 @@ def test_a_request_written_before_callback_url_still_decodes() -> None:
             "attributes": {"a": "b"},
         },
     )
+
+
+def test_a_request_written_before_callback_url_still_decodes() -> None:
+    old = _request_before_callback_url()
     request = codec.decode(old, JobRequested)
     assert (request.job_id, request.attributes, request.callback_url) == ("job-8", {"a": "b"}, None)
 
@@ -531,19 +535,6 @@ def test_a_field_is_refused_wherever_its_message_is(event: Event) -> None:
 
 
 def test_a_field_of_a_record_written_before_it_existed_is_its_default() -> None:
-    old = _past_record(
-        "JobRequested-a6fb94f68c5c8b4e.avsc",
-        {
-            "job_id": "job-8",
-            "kind": "verify",
-            "content_uri": "sha256:" + "ab" * 32,
-            "manifest": "{}",
-            "signature": "0x",
-            "signature_scheme": "eip191",
-            "submitted_at": AT,
-            "tenant": None,
-            "attributes": {},
-        },
-    )
+    old = _request_before_callback_url()
     assert codec.field_of(old, JobRequested, "callback_url") is None
     assert codec.field_of(old, JobRequested, "job_id") == "job-8"
