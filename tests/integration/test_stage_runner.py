@@ -38,6 +38,7 @@ def statuses(messages: list[Any]) -> list[JobStatus]:
 
 
 def test_verifier_commits_results_and_dead_letters_poison(settings: Settings, running) -> None:
+    settings = replace(settings, running_status_after_s=0.0)  # every running and progress
     good = signed_job(settings, JobKind.PROOF, b"some content " * 5000)
     wrong_type = JobStatus(
         job_id=new_id(), kind=JobKind.VERIFY, stage=Stage.VERIFY, state=StageState.QUEUED
@@ -74,7 +75,8 @@ def test_verifier_commits_results_and_dead_letters_poison(settings: Settings, ru
         )
     )
     mine = [event for event in events if event.job_id == good.job_id]
-    assert StageState.RUNNING in {event.state for event in mine}
+    progress = [e.progress for e in mine if e.state is StageState.RUNNING]
+    assert progress[0] == 0 and any(0 < (p or 0) < 100 for p in progress), progress
     succeeded = [event for event in mine if event.state is StageState.SUCCEEDED]
     assert len(succeeded) == 1 and not succeeded[0].final
     assert json.loads(succeeded[0].result or "{}")["checks"] == {
@@ -87,8 +89,9 @@ def test_verifier_commits_results_and_dead_letters_poison(settings: Settings, ru
 def test_a_job_done_within_the_running_delay_publishes_only_its_outcome(
     settings: Settings, running
 ) -> None:
+    """Its progress too: 65 KB read in 4 KiB chunks reports it at each tenth, none shown."""
     settings = replace(settings, running_status_after_s=30.0)
-    job = signed_job(settings, JobKind.VERIFY, b"small content")
+    job = signed_job(settings, JobKind.VERIFY, b"some content " * 5000)
     publish(settings, job)
     handler = VerifyHandler(FileBlobStore(settings.blobs), chunk_size=4096)
     running(StageRunner(handler, settings, service="verifier").run)
