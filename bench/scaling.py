@@ -32,7 +32,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from perf import measure
 from perf.jobs import signed_contents
-from perf.measure import run_workload
+from perf.measure import MIN_JOBS, run_workload
 from perf.raw import raw_limits
 from perf.stack import Stack, running_stack
 from perf.warm import warm_up
@@ -42,7 +42,6 @@ from anchorline.stream.kafka import client_config
 
 VERIFIER_GROUP = "anchorline-verifier"
 SHARE_WAIT_S = 60.0
-MIN_JOBS = 200
 
 
 def shares(stack: Stack, processes: int) -> list[int]:

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from perf import measure
 from perf.jobs import signed_contents
-from perf.measure import Outcome, Terminal, run_workload
+from perf.measure import MIN_JOBS, Outcome, Terminal, run_workload
 from perf.raw import raw_limits
 from perf.report import print_table
 from perf.stack import Stack, running_stack
@@ -51,7 +51,6 @@ from perf.warm import warm_up
 
 from anchorline.events import JobKind
 
-MIN_JOBS = 200
 PREFER_WAIT_RATE = 10.0
 
 

@@ -23,6 +23,7 @@ POLL_S = 0.5  # between counts of the terminal rows
 PACE_S = 0.001  # the paced producer's shortest sleep
 STALL_S = 90.0  # no new terminal row for this long: the rest is reported missing
 BATCH_SIZE = 500  # the gateway's largest batch
+MIN_JOBS = 200  # the smallest workload a benchmark sizes
 BATCH_CLIENTS = 4
 SINGLE_CLIENTS = 32
 

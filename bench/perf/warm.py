@@ -9,10 +9,9 @@ from typing import Any
 
 from anchorline.events import JobKind
 from perf import measure
-from perf.measure import run_workload
+from perf.measure import MIN_JOBS, run_workload
 from perf.stack import Stack
 
-MIN_JOBS = 200
 WARMUP_TRICKLE_JOBS_S = 500.0
 
 
