@@ -650,3 +650,41 @@ def test_retries_and_dead_letters_continue_the_records_trace() -> None:
     poison = replace(message(b"not avro"), headers={"traceparent": TRACEPARENT.encode()})
     (letter,) = harness.process(poison)
     assert trace_of(letter).trace_id == TRACEPARENT.split("-")[1]
+
+
+class _Clocked(FakeHandler):
+    """A verify stage whose jobs take `step` seconds each on the test's clock."""
+
+    def __init__(self, clock: list[float], step: float) -> None:
+        super().__init__()
+        self.clock, self.step = clock, step
+
+    def handle(self, events: Sequence[JobRequested], report: Report) -> list[Event]:
+        self.clock[0] += self.step
+        return super().handle(events, report)
+
+
+@pytest.mark.parametrize("limit_s", [0.0, 30.0], ids=["one call a job", "time-limited"])
+def test_quick_jobs_of_a_long_batch_publish_no_running(limit_s: float) -> None:
+    """Five jobs of 60 ms: the batch takes 300 ms, no job is in hand for 100 ms (running.py)."""
+    from anchorline.stream.running import RunningStatuses
+
+    clock = [100.0]
+    published: list[JobStatus] = []
+    running = RunningStatuses(published.append, after_s=0.1, clock=lambda: clock[0])
+    processor = MessageProcessor(
+        _Clocked(clock, 0.06),
+        topics=TOPICS,
+        retry=RetryPolicy(max_attempts=3, ladder=(5.0,)),
+        publish_now=running.report,
+        finished=running.finished,
+        time_limit_s=limit_s,
+        batch_budget_s=60.0,
+    )
+    try:
+        out = processor.process([message_of(job, offset) for offset, job in enumerate("abcde")])
+        running.publish_due()  # the ticker, at the batch's end: 300 ms after the first began
+    finally:
+        processor.limiter.close()
+    assert len(decoded(out, TOPICS.job_status)) == 5
+    assert published == []

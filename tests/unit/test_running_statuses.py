@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
-
 from anchorline.events import JobKind, JobRef, JobStatus, Stage, StageState
 from anchorline.stream.runner import BATCHED_RUNNING_AFTER_S, running_after_s
 from anchorline.stream.running import RunningStatuses
@@ -135,71 +131,3 @@ def test_a_finished_job_publishes_no_running_while_its_batch_goes_on() -> None:
     clock.now += 0.02
     running.publish_due()
     assert [s.job_id for s in published] == ["b"]
-
-
-class _Clocked:
-    """A verify stage whose jobs take `step` seconds each on the test's clock."""
-
-    stage = Stage.VERIFY
-    batched = False
-
-    def __init__(self, clock: Clock, step: float) -> None:
-        from anchorline.events import JobRequested
-
-        self.consumes = JobRequested
-        self.clock, self.step = clock, step
-
-    def handle(self, events: list[Any], report: Any) -> list[Any]:
-        from anchorline.events import refs_of
-
-        self.clock.now += self.step
-        return [refs_of(e)[0].status(Stage.VERIFY, StageState.SUCCEEDED) for e in events]
-
-
-@pytest.mark.parametrize("limit_s", [0.0, 30.0], ids=["one call a job", "time-limited"])
-def test_quick_jobs_of_a_long_batch_publish_no_running(limit_s: float) -> None:
-    """Five jobs of 60 ms: the batch takes 300 ms, no job is in hand for 100 ms."""
-    from datetime import UTC, datetime
-
-    from anchorline.events import JobRequested
-    from anchorline.stream import codec
-    from anchorline.stream.runner import Incoming, MessageProcessor, RetryPolicy
-    from anchorline.stream.topics import Topics
-
-    running, published, clock = statuses()
-    topics = Topics("t")
-    processor = MessageProcessor(
-        _Clocked(clock, 0.06),  # type: ignore[arg-type]
-        topics=topics,
-        retry=RetryPolicy(max_attempts=3, ladder=(5.0,)),
-        publish_now=running.report,
-        finished=running.finished,
-        time_limit_s=limit_s,
-        batch_budget_s=60.0,
-    )
-    batch = [
-        Incoming(
-            topics.jobs_requested,
-            0,
-            offset,
-            job_id.encode(),
-            codec.encode(
-                JobRequested(
-                    job_id=job_id,
-                    kind=JobKind.VERIFY,
-                    content_uri="sha256:" + "00" * 32,
-                    manifest="{}",
-                    signature="0x",
-                    submitted_at=datetime(2024, 5, 1, tzinfo=UTC),
-                )
-            ),
-        )
-        for offset, job_id in enumerate("abcde")
-    ]
-    try:
-        out = processor.process(batch)
-        running.publish_due()  # the ticker, at the batch's end: 300 ms after the first began
-    finally:
-        processor.limiter.close()
-    assert len([item for item in out if item.topic == topics.job_status]) == 5
-    assert published == []
