@@ -11,6 +11,7 @@ fields at their defaults.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from dataclasses import fields
@@ -35,6 +36,7 @@ from anchorline.events import (
     StageState,
 )
 from anchorline.paths import SCHEMAS_DIR
+from anchorline.stream.avro_writer import Unsupported, Writer, compile_writer
 
 PAST_DIR = SCHEMAS_DIR / "past"
 
@@ -72,6 +74,7 @@ class _Schemas:
         self.past: dict[bytes, Any] = {}  # fingerprint of an earlier schema → it, to resolve
         self.fingerprints: dict[type[Any], bytes] = {}
         self.standalone: dict[type[Any], Any] = {}
+        self.writers: dict[type[Any], Writer] = {}
         definitions: dict[str, Any] = {}
         for event_type in EVENT_TYPES:
             raw = json.loads((SCHEMAS_DIR / f"{event_type.__name__}.avsc").read_text())
@@ -88,6 +91,8 @@ class _Schemas:
             self.by_fingerprint[digest] = (event_type, parsed)
             self.fingerprints[event_type] = digest
             self._add_past(event_type, standalone)
+            with contextlib.suppress(Unsupported):  # else fastavro writes it
+                self.writers[event_type] = compile_writer(parsed, named, head=MAGIC + digest)
 
     def _add_past(self, event_type: type[Any], current: Any) -> None:
         for path in sorted(PAST_DIR.glob(f"{event_type.__name__}-*.avsc")):
@@ -112,6 +117,11 @@ def schema_fingerprint(event_type: type[Any]) -> bytes:
 def encode(event: Event) -> bytes:
     schemas = _schemas()
     event_type = type(event)
+    writer = schemas.writers.get(event_type)
+    if writer is not None:
+        # Any value it does not expect is fastavro's to write or refuse (avro_writer.py).
+        with contextlib.suppress(Exception):
+            return writer(event)
     buffer = io.BytesIO()
     buffer.write(MAGIC + schemas.fingerprints[event_type])
     try:
