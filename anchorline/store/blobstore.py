@@ -105,8 +105,10 @@ class FileBlobStore:
         return match is not None and self.path_of(match.group(1), tenant=tenant).is_file()
 
     async def stored(self, blobs: Sequence[tuple[str, str | None]]) -> list[bool]:
-        # A stat each, quick enough for the event loop (the S3 store's requests are not).
-        return [self.exists(uri, tenant=tenant) for uri, tenant in blobs]
+        # A stat for each blob, once however many jobs of a batch name it: quick enough for the
+        # event loop (the S3 store's requests are not).
+        found = {blob: self.exists(blob[0], tenant=blob[1]) for blob in set(blobs)}
+        return [found[blob] for blob in blobs]
 
     def size(self, uri: str, *, tenant: str | None = None) -> int:
         path = self.resolve(uri, tenant=tenant)

@@ -175,11 +175,13 @@ class S3BlobStore:
 
     async def stored(self, blobs: Sequence[tuple[str, str | None]]) -> list[bool]:
         loop = asyncio.get_running_loop()
+        distinct = list(set(blobs))  # one request a blob, however many jobs of a batch name it
         lookups = [
             loop.run_in_executor(self._lookups, functools.partial(self.exists, uri, tenant=tenant))
-            for uri, tenant in blobs
+            for uri, tenant in distinct
         ]
-        return list(await asyncio.gather(*lookups))
+        found = dict(zip(distinct, await asyncio.gather(*lookups), strict=True))
+        return [found[blob] for blob in blobs]
 
     def writer(self, *, tenant: str | None) -> S3BlobWriter:
         return S3BlobWriter(self, tenant=tenant)

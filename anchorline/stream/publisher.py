@@ -130,8 +130,11 @@ class KafkaPublisher:
         acked: asyncio.Future[None] = loop.create_future()
         acks = _Acks(loop, acked, len(outgoing) + len(records))
         for topic, key, value, job_id in [*outgoing, *((*record, "") for record in records)]:
+            # A first run (generation 0) has no generations header to write.
             extra = (
-                [*headers.encode_generations({job_id: generation}), *traced] if job_id else traced
+                [*headers.encode_generations({job_id: generation}), *traced]
+                if job_id and generation
+                else traced
             )
             try:
                 self.producer.produce(

@@ -143,8 +143,8 @@ def test_a_tenant_sees_only_its_own_blobs(store: S3BlobStore) -> None:
 
     assert store.exists(uri, tenant="acme")
     assert not store.exists(uri, tenant="bolt") and not store.exists(uri)
-    stored = asyncio.run(store.stored([(uri, "acme"), (uri, "bolt"), (uri, None)]))
-    assert stored == [True, False, False]
+    asked = [(uri, "acme"), (uri, "bolt"), (uri, None), (uri, "acme"), (uri, None)]
+    assert asyncio.run(store.stored(asked)) == [True, False, False, True, False]
     assert read(store, uri, tenant="acme") == b"acme's secret"
     for other in ("bolt", None):
         with pytest.raises(Retryable, match="not in the blob store yet"):

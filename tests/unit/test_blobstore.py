@@ -205,6 +205,24 @@ def test_a_tenant_that_is_not_a_name_is_refused(tmp_path: Path, tenant: str) -> 
         FileBlobStore(tmp_path).path_of("00" * 32, tenant=tenant)
 
 
+def test_a_batch_naming_one_blob_many_times_stats_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileBlobStore(tmp_path)
+    uri, _ = store.put_file(io.BytesIO(DATA), tenant="acme")
+    asked: list[tuple[str, str | None]] = []
+    exists = store.exists
+
+    def counted(uri: str, *, tenant: str | None = None) -> bool:
+        asked.append((uri, tenant))
+        return exists(uri, tenant=tenant)
+
+    monkeypatch.setattr(store, "exists", counted)
+    blobs = [(uri, "acme"), (uri, None), (URI[:-1] + "0", "acme")] * 50
+    assert asyncio.run(store.stored(blobs)) == [True, False, False] * 50
+    assert sorted(asked, key=str) == sorted(set(blobs), key=str)
+
+
 def test_memory_blobs_are_kept_per_tenant() -> None:
     store = MemoryBlobStore()
     uri = store.add(DATA, tenant="acme")
