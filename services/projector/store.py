@@ -108,6 +108,12 @@ KEEP_REQUESTS_PG = _unnest("job_requests", REQUEST_COLUMNS, " ON CONFLICT (job_i
 LOAD_ROWS_PG = sa.select(jobs).where(
     jobs.c.job_id == sa.func.any(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
 )
+# An IN list of as many values as the batch has jobs that ended: a new statement text, compiled
+# and planned anew, for every batch (8 % of the projector's time); an array is one statement.
+CALLBACKS_PG = sa.select(job_requests.c.job_id, job_requests.c.callback_url).where(
+    job_requests.c.job_id == sa.func.any(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String))),
+    job_requests.c.callback_url.is_not(None),
+)
 KNOWN_EVENTS_PG = sa.select(job_events.c.event_id).where(
     job_events.c.event_id == sa.func.any(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
 )
@@ -255,10 +261,15 @@ class SqlJobStore:
             return self._callbacks(connection, set(job_ids))
 
     def _callbacks(self, connection: Connection, job_ids: set[str]) -> dict[str, str]:
-        query = sa.select(job_requests.c.job_id, job_requests.c.callback_url).where(
-            job_requests.c.job_id.in_(job_ids), job_requests.c.callback_url.is_not(None)
-        )
-        return {job_id: url for job_id, url in connection.execute(query)}
+        if _is_pg(connection):
+            found = connection.execute(CALLBACKS_PG, {"ids": list(job_ids)})
+        else:
+            found = connection.execute(
+                sa.select(job_requests.c.job_id, job_requests.c.callback_url).where(
+                    job_requests.c.job_id.in_(job_ids), job_requests.c.callback_url.is_not(None)
+                )
+            )
+        return {job_id: url for job_id, url in found}
 
     def prune(self, before: datetime, *, limit: int = PRUNE_BATCH) -> int:
         """Delete up to `limit` jobs that ended and were created and last changed before

@@ -20,7 +20,7 @@ from anchorline.infra.postgres import PostgresServer
 from anchorline.settings import Settings
 from anchorline.store.db import job_events, jobs, make_engine
 from anchorline.store.migrate import upgrade
-from anchorline.stream import headers
+from anchorline.stream import codec, headers
 from anchorline.stream.kafka import client_config
 from anchorline_gateway.reads import SqlJobReader
 from anchorline_projector.service import Projector
@@ -405,3 +405,37 @@ def test_jobs_past_the_retention_are_pruned_on_postgres(engine: sa.Engine) -> No
         ).scalar_one()
     assert left == {live.job_id}
     assert history == 0
+
+
+def test_the_jobs_that_end_are_given_the_callback_urls_their_requests_named_on_postgres(
+    engine: sa.Engine,
+) -> None:
+    """Kept in the batch's transaction, read back for the jobs it ended (one array statement):
+    a job that named no URL, or did not end, gets none."""
+    store = SqlJobStore(engine)
+    requests = [
+        JobRequested(
+            new_id(), JobKind.VERIFY, "sha256:" + "ab" * 32, "{}", "0x", utcnow(), callback_url=url
+        )
+        for url in ("https://hooks.example/a", None, "https://hooks.example/c")
+    ]
+    kept = [(job.job_id.encode(), codec.encode(job)) for job in requests]
+    ended: list = []
+    callbacks: dict[str, str] = {}
+    store.apply_batch(
+        [
+            JobRef(job.job_id, JobKind.VERIFY).status(Stage.VERIFY, state)
+            for job, state in zip(
+                requests, [StageState.SUCCEEDED, StageState.FAILED, StageState.RUNNING], strict=True
+            )
+        ],
+        requests=kept,
+        ended=ended,
+        callbacks=callbacks,
+    )
+    assert {row.job_id for row in ended} == {requests[0].job_id, requests[1].job_id}
+    assert callbacks == {requests[0].job_id: "https://hooks.example/a"}
+    assert store.callbacks(job.job_id for job in requests) == {
+        requests[0].job_id: "https://hooks.example/a",
+        requests[2].job_id: "https://hooks.example/c",
+    }
