@@ -4,67 +4,19 @@ refusals."""
 from __future__ import annotations
 
 import io
-import types
-import typing
-from dataclasses import fields, replace
-from datetime import UTC, datetime, timedelta, timezone
-from enum import StrEnum
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import fastavro
 import pytest
+from avro_events import ANY_EVENT, INTEGERS, fastavro_frame
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from anchorline.errors import SerializationError
 from anchorline.events import JobKind, JobStatus, Stage, StageState
 from anchorline.stream import codec
 from anchorline.stream.avro_writer import Fallback, Unsupported, compile_writer, long_bytes
-
-ZONES = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
-TEXT = st.text(st.characters(codec="utf-8"), max_size=40)
-# Past 64 bits neither writes an integer; between 32 and 64 bits both write an "int" field.
-INTEGERS = st.integers(min_value=-(2**70), max_value=2**70) | st.integers(-(2**33), 2**33)
-DATETIMES = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.sampled_from(ZONES)
-)
-
-
-def fastavro_frame(event: Any) -> bytes:
-    """The frame as fastavro writes it, or SerializationError as codec.encode raised it."""
-    schemas = codec._schemas()
-    buffer = io.BytesIO()
-    try:
-        fastavro.schemaless_writer(buffer, schemas.by_type[type(event)], codec.record_of(event))
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-        raise SerializationError(str(exc)) from exc
-    return codec.MAGIC + schemas.fingerprints[type(event)] + buffer.getvalue()
-
-
-def strategy_of(kind: Any) -> st.SearchStrategy[Any]:
-    """Values of an event field's annotated type."""
-    if isinstance(kind, types.UnionType):
-        return st.one_of(*(strategy_of(arg) for arg in typing.get_args(kind)))
-    origin = typing.get_origin(kind)
-    if origin is dict:
-        return st.dictionaries(TEXT, TEXT, max_size=4)
-    if origin is list:
-        return st.lists(TEXT, max_size=4)
-    if kind is type(None):
-        return st.none()
-    if isinstance(kind, type) and issubclass(kind, StrEnum):
-        return st.sampled_from(list(kind))
-    return {str: TEXT, int: INTEGERS, bool: st.booleans(), datetime: DATETIMES}[kind]
-
-
-def events_of(event_type: type[Any]) -> st.SearchStrategy[Any]:
-    hints = typing.get_type_hints(event_type)
-    return st.builds(
-        event_type, **{spec.name: strategy_of(hints[spec.name]) for spec in fields(event_type)}
-    )
-
-
-ANY_EVENT = st.one_of(*(events_of(event_type) for event_type in codec.EVENT_TYPES))
 
 
 def both(event: Any) -> tuple[Any, Any]:
