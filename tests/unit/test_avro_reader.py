@@ -56,7 +56,9 @@ def test_every_message_fastavro_wrote_is_read_as_fastavro_reads_it(data: bytes) 
 @settings(max_examples=200, deadline=None)
 @given(frames(PLAIN_EVENT))
 def test_every_message_a_stage_writes_is_read_by_the_compiled_reader(data: bytes) -> None:
-    assert fast(data) == slow(data) != SerializationError
+    ours, theirs = fast(data), slow(data)
+    assert ours == theirs != SerializationError
+    assert (type(ours), repr(ours)) == (type(theirs), repr(theirs))
 
 
 @settings(max_examples=800, deadline=None)
