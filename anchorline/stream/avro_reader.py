@@ -104,6 +104,8 @@ def compile_reader(
         "timedelta": timedelta,
         **compiler.constants,
     }
+    # Only the repository's own schemas are compiled, their field names Avro names (fastavro
+    # checked them against [A-Za-z_][A-Za-z0-9_]*), so the source holds no text from outside.
     exec(compile("\n".join(lines), f"<avro reader of {schema['name']}>", "exec"), scope)
     reader: Reader = scope["read"]
     return reader

@@ -64,6 +64,8 @@ def compile_writer(schema: Any, named: Mapping[str, Any], *, head: bytes) -> Wri
         "EPOCH": EPOCH,
         **compiler.constants,
     }
+    # Only the repository's own schemas are compiled, their field names Avro names (fastavro
+    # checked them against [A-Za-z_][A-Za-z0-9_]*), so the source holds no text from outside.
     exec(compile("\n".join(lines), f"<avro writer of {schema['name']}>", "exec"), scope)
     writer: Writer = scope["write"]
     return writer
