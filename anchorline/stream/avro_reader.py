@@ -13,10 +13,14 @@ reads, fastavro reads the same.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+# What an Avro name is; a field named otherwise is not written into the compiled source.
+AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
@@ -80,6 +84,8 @@ def compile_reader(
     if accepted - {field["name"] for field in schema["fields"]}:
         raise Unsupported("an event field the schema lacks (its default is for __init__ to set)")
     for index, field in enumerate(schema["fields"]):
+        if not AVRO_NAME.fullmatch(field["name"]):
+            raise Unsupported(f"field name {field['name']!r}")
         name = f"v{index}"
         if field["name"] in accepted:  # as the codec makes an event: the fields it has
             names.append(f"{field['name']}={name}")
@@ -104,8 +110,6 @@ def compile_reader(
         "timedelta": timedelta,
         **compiler.constants,
     }
-    # Only the repository's own schemas are compiled, their field names Avro names (fastavro
-    # checked them against [A-Za-z_][A-Za-z0-9_]*), so the source holds no text from outside.
     exec(compile("\n".join(lines), f"<avro reader of {schema['name']}>", "exec"), scope)
     reader: Reader = scope["read"]
     return reader

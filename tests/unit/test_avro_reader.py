@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import fastavro
@@ -138,12 +139,41 @@ def test_every_event_type_has_a_compiled_reader() -> None:
         ["null", "string", "int"],
         {"type": "int", "logicalType": "date"},
         {"type": "map", "values": "long"},
+        "field name",  # not an Avro name: never written into the compiled source
     ],
     ids=repr,
 )
 def test_a_schema_with_a_type_it_does_not_read_is_left_to_fastavro(kind: Any) -> None:
-    schema = fastavro.parse_schema(
-        {"type": "record", "name": "R", "fields": [{"name": "x", "type": kind}]}
+    field = (
+        {"name": "x) or (y", "type": "int"} if kind == "field name" else {"name": "x", "type": kind}
     )
-    with pytest.raises(Unsupported):
+    schema = fastavro.parse_schema({"type": "record", "name": "R", "fields": [field]})
+    make = Bare if kind == "field name" else One
+    with pytest.raises(Unsupported, match=r"^(type|union|logical type|field name) "):
+        compile_reader(schema, {}, make=make, head=0, members={})
+
+
+def test_the_same_schema_with_types_it_reads_compiles() -> None:
+    schema = fastavro.parse_schema(
+        {"type": "record", "name": "R", "fields": [{"name": "x", "type": ["null", "long"]}]}
+    )
+    read = compile_reader(schema, {}, make=One, head=0, members={})
+    assert vars(read(b"\x02\x54")) == {"x": 42}
+
+
+def test_an_event_type_with_a_field_the_schema_lacks_is_left_to_its_init() -> None:
+    schema = fastavro.parse_schema({"type": "record", "name": "R", "fields": []})
+    with pytest.raises(Unsupported, match="lacks"):
         compile_reader(schema, {}, make=JobStatus, head=0, members={})
+
+
+@dataclass(frozen=True)
+class One:
+    """An event type of one field, x."""
+
+    x: Any
+
+
+@dataclass(frozen=True)
+class Bare:
+    """An event type of no fields."""
