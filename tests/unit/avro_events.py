@@ -64,7 +64,3 @@ def events_of(
 
 
 ANY_EVENT = st.one_of(*(events_of(event_type) for event_type in codec.EVENT_TYPES))
-# What stages write: every integer within 32 bits, so that each is read back whatever its field.
-PLAIN_EVENT = st.one_of(
-    *(events_of(kind, st.integers(-(2**31), 2**31 - 1)) for kind in codec.EVENT_TYPES)
-)
