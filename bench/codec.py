@@ -13,7 +13,6 @@ compiled writer's is shown as a ratio to fastavro's of the same run.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import tempfile
@@ -21,8 +20,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import fastavro
 
 from anchorline.events import (
     AnchorRequested,
@@ -71,18 +68,6 @@ def events() -> list[Any]:
     ]
 
 
-def fastavro_write(event: Any) -> bytes:
-    schemas = codec._schemas()
-    buffer = io.BytesIO()
-    buffer.write(codec.MAGIC + schemas.fingerprints[type(event)])
-    fastavro.schemaless_writer(buffer, schemas.by_type[type(event)], codec.record_of(event))
-    return buffer.getvalue()
-
-
-def fastavro_read(data: bytes) -> Any:
-    return codec._to_event(*codec._read(data))
-
-
 def fastest_us(call: Callable[[], Any], *, rounds: int, count: int) -> float:
     best = float("inf")
     for _ in range(rounds):
@@ -97,13 +82,15 @@ def measure(event: Any, *, rounds: int, count: int) -> dict[str, Any]:
     schemas = codec._schemas()
     data = codec.encode(event)
     write = schemas.writers[type(event)]
-    if write(event) != fastavro_write(event) or fastavro_read(data) != event:
+    if write(event) != codec.encode_with_fastavro(event) or codec.decode_any(data) != event:
         raise RuntimeError(f"the compiled codec and fastavro disagree on {type(event).__name__}")
     figures = {
         "bytes": len(data),
         "write_us": fastest_us(lambda: write(event), rounds=rounds, count=count),
-        "fastavro_write_us": fastest_us(lambda: fastavro_write(event), rounds=rounds, count=count),
-        "fastavro_read_us": fastest_us(lambda: fastavro_read(data), rounds=rounds, count=count),
+        "fastavro_write_us": fastest_us(
+            lambda: codec.encode_with_fastavro(event), rounds=rounds, count=count
+        ),
+        "fastavro_read_us": fastest_us(lambda: codec.decode_any(data), rounds=rounds, count=count),
     }
     return {"event": label(event), **figures}
 

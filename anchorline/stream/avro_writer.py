@@ -91,12 +91,7 @@ class _Compiler:
         if isinstance(kind, dict):
             return self._complex(kind, name, label, indent=indent, branch=branch)
         if kind == "string":
-            return [
-                f"{pad}if type({name}) is not str: raise Fallback",
-                f"{pad}encoded = {name}.encode()",
-                f"{pad}put(long_bytes(len(encoded)))",
-                f"{pad}put(encoded)",
-            ]
+            return _text(name, pad)
         if kind in ("int", "long"):
             fits = f" or not {INT_MIN} <= {name} <= {INT_MAX}" if branch and kind == "int" else ""
             return [
@@ -170,10 +165,15 @@ class _Compiler:
             f"{pad}    for {', '.join(parts)} in {name}{items}:",
         ]
         for part in parts:
-            lines += [
-                f"{pad}        if type({part}) is not str: raise Fallback",
-                f"{pad}        encoded = {part}.encode()",
-                f"{pad}        put(long_bytes(len(encoded)))",
-                f"{pad}        put(encoded)",
-            ]
+            lines += _text(part, pad + " " * 8)
         return [*lines, f"{pad}put(b'\\x00')"]
+
+
+def _text(name: str, pad: str) -> list[str]:
+    """Lines that write the string in variable `name`: its UTF-8 length, then its bytes."""
+    return [
+        f"{pad}if type({name}) is not str: raise Fallback",
+        f"{pad}encoded = {name}.encode()",
+        f"{pad}put(long_bytes(len(encoded)))",
+        f"{pad}put(encoded)",
+    ]

@@ -117,13 +117,18 @@ def schema_fingerprint(event_type: type[Any]) -> bytes:
 
 
 def encode(event: Event) -> bytes:
-    schemas = _schemas()
-    event_type = type(event)
-    writer = schemas.writers.get(event_type)
+    writer = _schemas().writers.get(type(event))
     if writer is not None:
         # Any value it does not expect is fastavro's to write or refuse (avro_writer.py).
         with contextlib.suppress(Exception):
             return writer(event)
+    return encode_with_fastavro(event)
+
+
+def encode_with_fastavro(event: Event) -> bytes:
+    """The frame fastavro writes for `event` (what the compiled writer must match)."""
+    schemas = _schemas()
+    event_type = type(event)
     buffer = io.BytesIO()
     buffer.write(MAGIC + schemas.fingerprints[event_type])
     try:

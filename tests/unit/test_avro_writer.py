@@ -10,7 +10,7 @@ from typing import Any
 
 import fastavro
 import pytest
-from avro_events import ANY_EVENT, INTEGERS, fastavro_frame
+from avro_events import ANY_EVENT, INTEGERS
 from hypothesis import given, settings
 
 from anchorline.errors import SerializationError
@@ -22,7 +22,7 @@ from anchorline.stream.avro_writer import Fallback, Unsupported, compile_writer,
 def both(event: Any) -> tuple[Any, Any]:
     """What codec.encode and fastavro make of `event`: its bytes, or the error's type."""
     outcomes = []
-    for write in (codec.encode, fastavro_frame):
+    for write in (codec.encode, codec.encode_with_fastavro):
         try:
             outcomes.append(write(event))
         except SerializationError as exc:
