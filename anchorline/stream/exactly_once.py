@@ -43,14 +43,13 @@ class ExactlyOnce:
         self.settings = settings
         self.service = service
         self.consumer = Consumer(consumer_config(settings, group_id=group_id))
+        self.transactional_id = transactional_id(service)
         self.producer = self._new_producer()
         self.deadline_s = settings.commit_deadline_s
         self.watchdog = watchdog or Watchdog(self.deadline_s, on_expiry=self._leave_and_exit)
 
     def _new_producer(self) -> Producer:
-        return Producer(
-            producer_config(self.settings, transactional_id=transactional_id(self.service))
-        )
+        return Producer(producer_config(self.settings, transactional_id=self.transactional_id))
 
     def start(self, topics: list[str], **callbacks: Any) -> None:
         with self.watchdog.guard("init_transactions"):
@@ -104,7 +103,7 @@ class ExactlyOnce:
                 error = self._abort()
             if error.fatal():  # fenced, or made unusable while aborting: nothing was committed
                 log.warning("producer unusable (%s); a new one runs the batch again", error)
-                self._replace_producer()
+            self._replace_producer()
             self._rewind(batch)
             return False
 
@@ -121,10 +120,14 @@ class ExactlyOnce:
         return KafkaError(KafkaError.NO_ERROR)
 
     def _replace_producer(self) -> None:
-        """Nothing of the batch was committed: the coordinator aborted the fenced producer's
-        transaction, or aborts the unusable one's after transaction.timeout.ms. A producer with
-        a new transactional id takes over (our ids are per process, so no other process shares
-        it); offsets stay fenced by the group generation."""
+        """Nothing of the batch was committed: we aborted the transaction, the coordinator
+        aborted the fenced producer's, or aborts the unusable one's when the new producer
+        starts. The new producer has the same transactional id and so a new epoch, which fences
+        any write of the old one still on its way: without it (librdkafka has no KIP-890 epoch
+        per transaction), a produce of the aborted transaction that timed out here but reached
+        its partition late could join the next transaction and commit with it, an outcome
+        twice. Our ids are per process, so no other process shares them; offsets stay fenced
+        by the group generation."""
         unusable, self.producer = self.producer, self._new_producer()
         with contextlib.suppress(KafkaException):
             unusable.purge()

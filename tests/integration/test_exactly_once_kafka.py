@@ -1,4 +1,5 @@
-"""ExactlyOnce on the real broker: a transaction the coordinator gave up on is run again."""
+"""ExactlyOnce on the real broker: a transaction the coordinator gave up on is run again, and a
+producer replaced after an abort can write nothing more."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Message, Producer, TopicPartition
+from confluent_kafka import KafkaException, Message, Producer, TopicPartition
 from kafka_helpers import read_topic
 
 from anchorline.settings import Settings
@@ -71,6 +72,37 @@ def test_a_fenced_producer_is_replaced_and_the_batch_runs_again(
     # Read for a while: the aborted output must never show, the committed one exactly once.
     out = read_topic(settings, target, until=lambda m: False, timeout=8)
     assert [m.value() for m in out] == [b"second try"]  # type: ignore[attr-defined]
+
+
+def test_a_producer_replaced_after_an_abort_is_fenced_from_the_next_transaction(
+    settings: Settings,
+) -> None:
+    """What the fix of a success committed twice (the fault suite's leader kill) rests on: a
+    write of the aborted transaction still on its way must not join the next one. The new
+    producer has the same transactional id, so a new epoch, and the broker refuses the old."""
+    target = settings.topics.job_status
+    loop = ExactlyOnce(settings, group_id=f"g-{uuid.uuid4()}", service="test")
+    try:
+        loop.start([settings.topics.jobs_requested])
+        old = loop.producer
+        old.begin_transaction()
+        old.produce(target, key=b"k", value=b"aborted")
+        old.abort_transaction(30)
+        loop._replace_producer()
+
+        old.begin_transaction()
+        old.produce(target, key=b"k", value=b"late")
+        with pytest.raises(KafkaException) as refused:
+            old.commit_transaction(30)
+        assert refused.value.args[0].fatal(), refused.value
+
+        loop.producer.begin_transaction()
+        loop.producer.produce(target, key=b"k", value=b"next")
+        loop.producer.commit_transaction(30)
+    finally:
+        loop.close()
+    out = read_topic(settings, target, until=lambda m: False, timeout=8)
+    assert [m.value() for m in out] == [b"next"]  # type: ignore[attr-defined]
 
 
 def test_poll_returns_what_has_arrived_without_waiting_for_a_full_batch(

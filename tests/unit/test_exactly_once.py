@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from anchorline.settings import Settings
+from anchorline.stream import exactly_once
 from anchorline.stream.exactly_once import ExactlyOnce
 from anchorline.stream.watchdog import EXIT_HUNG
 
@@ -137,27 +138,54 @@ def loop_with(producer: FailingProducer, monkeypatch: pytest.MonkeyPatch) -> Exa
 
 
 @pytest.mark.parametrize(
-    ("on_commit", "on_abort", "replaced"),
+    ("on_commit", "on_abort"),
     [
-        (ABORTABLE, None, False),  # aborted and rewound, same producer
-        (FENCED, None, True),  # fenced at commit: a new producer
-        (ABORTABLE, FENCED, True),  # fenced while aborting (the broker came back): a new one
-        (ABORTABLE, LOST_STATE, True),  # the broker came back without the transaction
+        (ABORTABLE, None),  # aborted: a new epoch fences the aborted transaction's late writes
+        (FENCED, None),  # fenced at commit
+        (ABORTABLE, FENCED),  # fenced while aborting (the broker came back)
+        (ABORTABLE, LOST_STATE),  # the broker came back without the transaction
     ],
     ids=["abortable", "fenced", "fenced-while-aborting", "invalid-state-while-aborting"],
 )
-def test_a_failed_commit_rewinds_the_batch_and_replaces_a_fenced_producer(
-    on_commit: KafkaError, on_abort: KafkaError | None, replaced: bool, monkeypatch
+def test_a_failed_commit_rewinds_the_batch_and_a_new_producer_runs_it_again(
+    on_commit: KafkaError, on_abort: KafkaError | None, monkeypatch
 ) -> None:
     failing = FailingProducer(on_commit, on_abort)
     loop = loop_with(failing, monkeypatch)
     try:
         assert loop.commit([Record(7), Record(8)], []) is False
         assert loop.consumer.seeks == [("t", 0, 7)]  # type: ignore[attr-defined]
-        assert (loop.producer is not failing) is replaced
-        if replaced:
-            assert loop.producer.initialised  # type: ignore[attr-defined]
+        assert loop.producer is not failing
+        assert loop.producer.initialised  # type: ignore[attr-defined]
+        assert failing.aborts == (0 if on_commit is FENCED else 1)
     finally:
+        loop.watchdog.stop()
+
+
+class RecordedProducer:
+    configs: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.configs.append(config)
+
+    def init_transactions(self, *args: Any) -> None:
+        pass
+
+    def purge(self) -> None:
+        pass
+
+
+def test_the_new_producer_keeps_the_transactional_id_so_its_epoch_fences_the_old_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(exactly_once, "Producer", RecordedProducer)
+    loop = ExactlyOnce(Settings(kafka_bootstrap="127.0.0.1:1"), group_id="g", service="prover")
+    try:
+        loop._replace_producer()
+        first, second = (config["transactional.id"] for config in RecordedProducer.configs)
+        assert first == second and first.startswith("anchorline-prover-")
+    finally:
+        loop.consumer.close()
         loop.watchdog.stop()
 
 

@@ -166,6 +166,12 @@ class AbortingProducer(BlockingProducer):
     def abort_transaction(self, timeout: float) -> None:
         self.calls.append("abort")
 
+    def purge(self) -> None:
+        self.calls.append("purge")
+
+    def init_transactions(self, timeout: float) -> None:
+        self.calls.append("init")
+
 
 class Placed:
     """The parts of a consumed message that a rewind reads."""
@@ -185,11 +191,13 @@ class Placed:
 
 def test_an_aborted_batch_on_a_partition_no_longer_ours_is_left_to_its_next_owner() -> None:
     loop = ExactlyOnce(Settings(kafka_bootstrap="127.0.0.1:1"), group_id="g", service="test")
-    producer = AbortingProducer()
+    producer, replacement = AbortingProducer(), AbortingProducer()
     loop.producer = producer  # type: ignore[assignment]
+    loop._new_producer = lambda: replacement  # type: ignore[assignment,method-assign,return-value]
     batch = [Placed("t", 0, 5), Placed("t", 0, 6)]  # the consumer is assigned nothing
     assert loop.commit(batch, []) is False  # type: ignore[arg-type]
-    assert producer.calls == ["begin", "send_offsets", "commit", "abort"]
+    assert producer.calls == ["begin", "send_offsets", "commit", "abort", "purge"]
+    assert loop.producer is replacement and replacement.calls == ["init"]
     loop.close()
 
 
