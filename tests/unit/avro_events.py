@@ -1,5 +1,5 @@
-"""Events of every type with any values their fields may hold: what the compiled Avro writer is
-checked against fastavro with."""
+"""Events of every type with any values their fields may hold: what the compiled Avro writer and
+reader are checked against fastavro with."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ DATETIMES = st.datetimes(
 )
 
 
-def strategy_of(kind: Any) -> st.SearchStrategy[Any]:
+def strategy_of(kind: Any, integers: st.SearchStrategy[int] = INTEGERS) -> st.SearchStrategy[Any]:
     """Values of an event field's annotated type."""
     if isinstance(kind, types.UnionType):
-        return st.one_of(*(strategy_of(arg) for arg in typing.get_args(kind)))
+        return st.one_of(*(strategy_of(arg, integers) for arg in typing.get_args(kind)))
     origin = typing.get_origin(kind)
     if origin is dict:
         return st.dictionaries(TEXT, TEXT, max_size=4)
@@ -36,14 +36,21 @@ def strategy_of(kind: Any) -> st.SearchStrategy[Any]:
         return st.none()
     if isinstance(kind, type) and issubclass(kind, StrEnum):
         return st.sampled_from(list(kind))
-    return {str: TEXT, int: INTEGERS, bool: st.booleans(), datetime: DATETIMES}[kind]
+    return {str: TEXT, int: integers, bool: st.booleans(), datetime: DATETIMES}[kind]
 
 
-def events_of(event_type: type[Any]) -> st.SearchStrategy[Any]:
+def events_of(
+    event_type: type[Any], integers: st.SearchStrategy[int] = INTEGERS
+) -> st.SearchStrategy[Any]:
     hints = typing.get_type_hints(event_type)
     return st.builds(
-        event_type, **{spec.name: strategy_of(hints[spec.name]) for spec in fields(event_type)}
+        event_type,
+        **{spec.name: strategy_of(hints[spec.name], integers) for spec in fields(event_type)},
     )
 
 
 ANY_EVENT = st.one_of(*(events_of(event_type) for event_type in codec.EVENT_TYPES))
+# What stages write: every integer within 32 bits, so that each is read back whatever its field.
+PLAIN_EVENT = st.one_of(
+    *(events_of(kind, st.integers(-(2**31), 2**31 - 1)) for kind in codec.EVENT_TYPES)
+)
