@@ -166,7 +166,7 @@ class RecordedProducer:
     configs: ClassVar[list[dict[str, Any]]] = []
 
     def __init__(self, config: dict[str, Any]) -> None:
-        self.configs.append(config)
+        RecordedProducer.configs.append(config)
 
     def init_transactions(self, *args: Any) -> None:
         pass
@@ -179,6 +179,7 @@ def test_the_new_producer_keeps_the_transactional_id_so_its_epoch_fences_the_old
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(exactly_once, "Producer", RecordedProducer)
+    monkeypatch.setattr(RecordedProducer, "configs", [])
     loop = ExactlyOnce(Settings(kafka_bootstrap="127.0.0.1:1"), group_id="g", service="prover")
     try:
         loop._replace_producer()
