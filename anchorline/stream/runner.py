@@ -42,6 +42,7 @@ from anchorline.stream.kafka import producer_config
 from anchorline.stream.lanes import Lanes
 from anchorline.stream.metrics import StageMetrics
 from anchorline.stream.registry_codec import SINGLE_OBJECT, Codec, codec_for, decode
+from anchorline.stream.resends import CommittedRecords
 from anchorline.stream.running import RunningStatuses
 from anchorline.stream.stage import Closing, Prefetching, Report, StageHandler
 from anchorline.stream.timelimit import DEFERRED, TimeLimit
@@ -634,6 +635,8 @@ class StageRunner:
         self.deliveries = DeliveryLog(settings, sources=self.pending.topics)
         self.max_deliveries = settings.max_deliveries
         self.metrics = StageMetrics(handler.stage, topics=self.topics, source=self.source)
+        # Records a producer wrote twice (resends.py): committed, not handled again.
+        self.committed_records = CommittedRecords()
 
     def _publish_now(self, status: JobStatus) -> None:
         try:
@@ -750,13 +753,17 @@ class StageRunner:
         if deliveries > self.max_deliveries:
             outgoing = self.processor.give_up(records[0], deliveries=deliveries - 1)
         else:
+            fresh, resent = self.committed_records.fresh(records)
+            for record in resent:
+                log.warning("skipping %s: the same record was committed before", _where(record))
             with self.handling.guard("handling a batch"):
-                outgoing = self.processor.process(records)
+                outgoing = self.processor.process(fresh) if fresh else []
         handled_s = time.monotonic() - started
         self.running.settle()
         self.status_producer.flush(30)
         committed = self.loop.commit(batch, outgoing)
         if committed:
+            self.committed_records.committed(records)
             self.metrics.committed(
                 records=len(records),
                 outgoing=outgoing,

@@ -200,3 +200,36 @@ def test_a_runner_that_fails_stops_its_helper_threads(
         runner.run(threading.Event())  # never set: only the failure ends the loop
     helpers = [t for t in threading.enumerate() if t.name in ("delay", "running")]
     assert helpers == []
+
+
+def test_a_request_written_twice_by_its_producer_is_handled_once(
+    settings: Settings, running
+) -> None:
+    """An idempotent producer that bumped its epoch with the request in flight sends it again
+    (resends.py): the same bytes, headers and timestamp at the next offset."""
+    job = signed_job(settings, JobKind.VERIFY, b"sent twice " * 100)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    stamp = int(time.time() * 1000)
+    for _ in range(2):
+        producer.produce(
+            settings.topics.jobs_requested,
+            key=job.job_id.encode(),
+            value=codec.encode(job),
+            timestamp=stamp,
+            headers=[("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")],
+        )
+    assert producer.flush(30) == 0
+    handler = VerifyHandler(FileBlobStore(settings.blobs), chunk_size=4096)
+    running(StageRunner(handler, settings, service="verifier").run)
+
+    def succeeded(messages: list[Any]) -> list[JobStatus]:
+        return [
+            s
+            for s in statuses(messages)
+            if s.job_id == job.job_id and s.state is StageState.SUCCEEDED
+        ]
+
+    read_topic(settings, settings.topics.job_status, until=lambda m: bool(succeeded(m)))
+    # Read on for a while: the second copy must never give a second outcome.
+    everything = read_topic(settings, settings.topics.job_status, until=lambda m: False, timeout=8)
+    assert len(succeeded(everything)) == 1

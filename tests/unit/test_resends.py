@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from anchorline.stream.resends import CommittedRecords
+from anchorline.stream.runner import Incoming
+
+
+def record(offset: int, *, partition: int = 0, attempt: bytes = b"1", at: int = 1000) -> Incoming:
+    return Incoming(
+        topic="requests",
+        partition=partition,
+        offset=offset,
+        key=b"job-1",
+        value=b"the request",
+        timestamp_ms=at,
+        headers={"anchorline-attempt": attempt},
+    )
+
+
+def test_a_copy_of_a_committed_record_is_a_resend() -> None:
+    records = CommittedRecords()
+    records.committed([record(59)])
+    kept, resent = records.fresh([record(60), record(61, partition=1)])
+    assert [r.offset for r in resent] == [60]
+    assert [(r.partition, r.offset) for r in kept] == [(1, 61)]  # another partition's: its own
+
+
+def test_a_copy_within_one_batch_is_a_resend() -> None:
+    kept, resent = CommittedRecords().fresh([record(59), record(60)])
+    assert [r.offset for r in kept] == [59] and [r.offset for r in resent] == [60]
+
+
+def test_a_retry_or_a_later_send_of_the_same_request_is_handled() -> None:
+    records = CommittedRecords()
+    records.committed([record(59)])
+    kept, resent = records.fresh([record(70, attempt=b"2"), record(71, at=2000)])
+    assert [r.offset for r in kept] == [70, 71] and not resent
+
+
+def test_a_batch_rolled_back_is_handled_again() -> None:
+    records = CommittedRecords()
+    kept, _ = records.fresh([record(59)])  # its transaction aborted: never committed()
+    assert records.fresh([record(59)]) == ([record(59)], [])
+    assert kept == [record(59)]
+
+
+def test_it_remembers_a_bounded_number_of_records_a_partition() -> None:
+    records = CommittedRecords(per_partition=2)
+    records.committed([record(1, at=1), record(2, at=2), record(3, at=3)])
+    kept, resent = records.fresh([record(4, at=1), record(5, at=3)])
+    assert [r.offset for r in kept] == [4] and [r.offset for r in resent] == [5]
