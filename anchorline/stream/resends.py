@@ -13,9 +13,10 @@ a new run of a job differs in its headers (attempt, generation) or timestamp, so
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from anchorline.stream.topics import Place
 
@@ -44,8 +45,24 @@ class Record(Protocol):
 R = TypeVar("R", bound=Record)
 
 
-def fingerprint(record: Record) -> tuple[Any, ...]:
-    return (record.key, record.value, record.timestamp_ms, tuple(sorted(record.headers.items())))
+def fingerprint(record: Record) -> bytes:
+    """A digest of what the producer sent (not the bytes themselves: 4,096 records of up to a
+    MiB a partition would be gigabytes), each part length-prefixed so none runs into the next."""
+    parts = [
+        record.key or b"",
+        record.value or b"",
+        str(record.timestamp_ms).encode(),
+        *(
+            part
+            for name, value in sorted(record.headers.items())
+            for part in (name.encode(), value)
+        ),
+    ]
+    framed = b"".join(len(part).to_bytes(8, "big") + part for part in parts)
+    return hashlib.blake2b(framed, digest_size=16).digest()
+
+
+Mark = tuple[Place, bytes]
 
 
 class CommittedRecords:
@@ -53,28 +70,30 @@ class CommittedRecords:
 
     def __init__(self, per_partition: int = REMEMBERED_PER_PARTITION) -> None:
         self.per_partition = per_partition
-        self.seen: dict[Place, OrderedDict[tuple[Any, ...], None]] = {}
+        self.seen: dict[Place, OrderedDict[bytes, None]] = {}
 
-    def fresh(self, records: Sequence[R]) -> tuple[list[R], list[R]]:
-        """(the records to handle, the resends to skip): a record is a resend if a committed
-        record of its partition, or an earlier record of `records`, is the same."""
+    def fresh(self, records: Sequence[R]) -> tuple[list[R], list[R], list[Mark]]:
+        """(the records to handle, the resends to skip, the marks of all to give `committed`
+        once their transaction commits): a record is a resend if a committed record of its
+        partition, or an earlier record of `records`, is the same."""
         kept: list[R] = []
         resent: list[R] = []
-        batch: set[tuple[Place, tuple[Any, ...]]] = set()
+        marks: list[Mark] = []
+        batch: set[Mark] = set()
         for record in records:
-            place = (record.topic, record.partition)
-            mark = fingerprint(record)
-            if mark in self.seen.get(place, ()) or (place, mark) in batch:
+            mark = ((record.topic, record.partition), fingerprint(record))
+            marks.append(mark)
+            if mark[1] in self.seen.get(mark[0], ()) or mark in batch:
                 resent.append(record)
             else:
-                batch.add((place, mark))
+                batch.add(mark)
                 kept.append(record)
-        return kept, resent
+        return kept, resent, marks
 
-    def committed(self, records: Iterable[Record]) -> None:
-        """`records` are committed: their copies, if they come, are resends."""
-        for record in records:
-            seen = self.seen.setdefault((record.topic, record.partition), OrderedDict())
-            seen[fingerprint(record)] = None
+    def committed(self, marks: Iterable[Mark]) -> None:
+        """The records of these marks are committed: their copies, if they come, are resends."""
+        for place, mark in marks:
+            seen = self.seen.setdefault(place, OrderedDict())
+            seen[mark] = None
             if len(seen) > self.per_partition:
                 seen.popitem(last=False)

@@ -42,7 +42,7 @@ from anchorline.stream.kafka import producer_config
 from anchorline.stream.lanes import Lanes
 from anchorline.stream.metrics import StageMetrics
 from anchorline.stream.registry_codec import SINGLE_OBJECT, Codec, codec_for, decode
-from anchorline.stream.resends import CommittedRecords
+from anchorline.stream.resends import CommittedRecords, Mark
 from anchorline.stream.running import RunningStatuses
 from anchorline.stream.stage import Closing, Prefetching, Report, StageHandler
 from anchorline.stream.timelimit import DEFERRED, TimeLimit
@@ -750,10 +750,11 @@ class StageRunner:
         records = [incoming(message) for message in batch]
         self.processor.failed_jobs = 0
         started = time.monotonic()
+        marks: list[Mark] = []
         if deliveries > self.max_deliveries:
             outgoing = self.processor.give_up(records[0], deliveries=deliveries - 1)
         else:
-            fresh, resent = self.committed_records.fresh(records)
+            fresh, resent, marks = self.committed_records.fresh(records)
             for record in resent:
                 log.warning("skipping %s: the same record was committed before", _where(record))
             with self.handling.guard("handling a batch"):
@@ -763,7 +764,7 @@ class StageRunner:
         self.status_producer.flush(30)
         committed = self.loop.commit(batch, outgoing)
         if committed:
-            self.committed_records.committed(records)
+            self.committed_records.committed(marks)
             self.metrics.committed(
                 records=len(records),
                 outgoing=outgoing,
