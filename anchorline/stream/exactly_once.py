@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from anchorline.settings import Settings
 from anchorline.stream.consume import take
 from anchorline.stream.headers import Header
 from anchorline.stream.kafka import consumer_config, producer_config, transactional_id
-from anchorline.stream.topics import place_of
+from anchorline.stream.topics import Place, place_of
 from anchorline.stream.watchdog import Watchdog, exit_hung, exit_left_group, exit_to_restart
 
 log = logging.getLogger(__name__)
@@ -69,23 +69,43 @@ class ExactlyOnce:
                 log.warning("consumer error: %s", error)
         return messages
 
-    def commit(self, batch: list[Message], outgoing: list[Outgoing]) -> bool:
-        """Produce `outgoing` and commit `batch`'s offsets atomically; False if rolled back.
+    def commit(
+        self,
+        batch: list[Message],
+        outgoing: list[Outgoing],
+        notes: Mapping[Place, str] | None = None,
+    ) -> bool:
+        """Produce `outgoing` and commit `batch`'s offsets atomically, each partition's with its
+        `notes` as the offset's metadata; False if rolled back.
 
         The whole commit runs under the watchdog: if librdkafka blocks in it past the deadline
         (it can, while the broker is away), the process exits rather than hang for good.
         """
         with self.watchdog.guard("committing a transaction"):
-            return self._commit(batch, outgoing)
+            return self._commit(batch, outgoing, notes or {})
 
-    def _commit(self, batch: list[Message], outgoing: list[Outgoing]) -> bool:
+    def notes(self, places: Iterable[Place]) -> dict[Place, str]:
+        """The metadata committed with each partition's offset ("" when none was), asked of the
+        group coordinator; {} when it does not answer within half the commit deadline."""
+        asked = [TopicPartition(topic, partition) for topic, partition in places]
+        try:
+            with self.watchdog.guard("reading committed offsets"):
+                committed = self.consumer.committed(asked, timeout=self.deadline_s / 2)
+        except KafkaException as exc:
+            log.warning("committed offsets not read (%s): resends recalled from memory only", exc)
+            return {}
+        return {(p.topic, p.partition): p.metadata or "" for p in committed if p.error is None}
+
+    def _commit(
+        self, batch: list[Message], outgoing: list[Outgoing], notes: Mapping[Place, str]
+    ) -> bool:
         try:
             self.producer.begin_transaction()
             for message in outgoing:
                 self.producer.produce(
                     message.topic, key=message.key, value=message.value, headers=message.headers
                 )
-            offsets = _next_offsets(batch)
+            offsets = _next_offsets(batch, notes)
             group = self.consumer.consumer_group_metadata()
             _until_done(
                 lambda: self.producer.send_offsets_to_transaction(offsets, group, self.deadline_s)
@@ -183,11 +203,12 @@ def _until_done(call: Callable[[], Any]) -> None:
             time.sleep(RETRY_PAUSE_S)  # in case librdkafka answers at once, not after its timeout
 
 
-def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
-    last: dict[tuple[str, int], int] = {}
+def _next_offsets(batch: list[Message], notes: Mapping[Place, str]) -> list[TopicPartition]:
+    last: dict[Place, int] = {}
     for message in batch:
         place = place_of(message)
         last[place] = max(last.get(place, -1), message.offset() or 0)
     return [
-        TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()
+        TopicPartition(topic, partition, offset + 1, metadata=notes.get((topic, partition), ""))
+        for (topic, partition), offset in last.items()
     ]

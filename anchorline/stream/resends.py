@@ -9,13 +9,23 @@ stage that handled both would commit its outcome twice. So a stage remembers wha
 partition's recent committed records were, and a record byte for byte the same as one of them,
 or as an earlier one of its own batch, is committed without being handled. A retry, a replay or
 a new run of a job differs in its headers (attempt, generation) or timestamp, so it is handled.
+
+The memory outlives its process: each transaction commits, with a partition's offset, the
+digests of its last NOTED records as the offset's metadata (`notes`), and a process that takes a
+partition over reads them back (`recall`) before it handles its first record there. So a copy
+that reaches the partition's next owner is caught too, when no more than NOTED records of the
+partition lie between it and its first copy (librdkafka sends the copy right after its epoch
+bump, so only other producers' records come between).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from anchorline.stream.topics import Place
@@ -23,6 +33,13 @@ from anchorline.stream.topics import Place
 # Per partition: a resend follows its first copy within a producer's message timeout, so a few
 # thousand records of a partition is far past it at any rate this machine can take.
 REMEMBERED_PER_PARTITION = 4096
+# Committed with each partition's offset: 32 digests of 12 bytes are 512 characters of base64,
+# well within the broker's offset.metadata.max.bytes (4,096 by default; a commit over it fails).
+NOTED = 32
+DIGEST_BYTES = 12
+NOTES_PREFIX = "resends1:"
+
+log = logging.getLogger(__name__)
 
 
 class Record(Protocol):
@@ -47,7 +64,9 @@ R = TypeVar("R", bound=Record)
 
 def fingerprint(record: Record) -> bytes:
     """A digest of what the producer sent (not the bytes themselves: 4,096 records of up to a
-    MiB a partition would be gigabytes), each part length-prefixed so none runs into the next."""
+    MiB a partition would be gigabytes), each part length-prefixed so none runs into the next.
+    96 bits: two different records of a partition's last few thousand share one with a
+    probability under 2^-70."""
     parts = [
         record.key or b"",
         record.value or b"",
@@ -59,18 +78,54 @@ def fingerprint(record: Record) -> bytes:
         ),
     ]
     framed = b"".join(len(part).to_bytes(8, "big") + part for part in parts)
-    return hashlib.blake2b(framed, digest_size=16).digest()
+    return hashlib.blake2b(framed, digest_size=DIGEST_BYTES).digest()
 
 
 Mark = tuple[Place, bytes]
 
 
 class CommittedRecords:
-    """The fingerprints of the last REMEMBERED_PER_PARTITION committed records of each partition."""
+    """The fingerprints of the last REMEMBERED_PER_PARTITION committed records of each partition
+    this process owns; a partition it took over starts from the notes its last owner committed."""
 
-    def __init__(self, per_partition: int = REMEMBERED_PER_PARTITION) -> None:
+    def __init__(self, per_partition: int = REMEMBERED_PER_PARTITION, noted: int = NOTED) -> None:
         self.per_partition = per_partition
+        self.noted = noted
         self.seen: dict[Place, OrderedDict[bytes, None]] = {}
+
+    def unknown(self, places: Iterable[Place]) -> list[Place]:
+        """The partitions whose committed notes have not been recalled since they became ours."""
+        return [place for place in places if place not in self.seen]
+
+    def recall(self, notes: Mapping[Place, str]) -> None:
+        """Start each partition from the notes committed with its offset (`notes`: what the
+        broker holds, so checked, and ignored with a warning when they are not ours)."""
+        for place, text in notes.items():
+            seen = self.seen.setdefault(place, OrderedDict())
+            for mark in _digests(place, text)[-self.per_partition :]:
+                seen[mark] = None
+
+    def forget(self, places: Iterable[Place]) -> None:
+        """These partitions are no longer ours: their next owner commits more of them, and they
+        are recalled from the broker if they come back."""
+        for place in places:
+            self.seen.pop(place, None)
+
+    def notes(self, places: Iterable[Place], marks: Sequence[Mark] = ()) -> dict[Place, str]:
+        """The metadata to commit with each partition's offset: the digests of its last `noted`
+        records once `marks` are committed too, oldest first."""
+        pending: dict[Place, list[bytes]] = {}
+        for place, mark in marks:
+            pending.setdefault(place, []).append(mark)
+        notes = {}
+        for place in places:
+            recent = pending.get(place, [])[-self.noted :]
+            seen = self.seen.get(place)
+            if seen and len(recent) < self.noted:
+                older = [m for m in _newest(seen, self.noted) if m not in recent]
+                recent = older[-(self.noted - len(recent)) :] + recent
+            notes[place] = NOTES_PREFIX + base64.b64encode(b"".join(recent)).decode("ascii")
+        return notes
 
     def fresh(self, records: Sequence[R]) -> tuple[list[R], list[R], list[Mark]]:
         """(the records to handle, the resends to skip, the marks of all to give `committed`
@@ -97,3 +152,31 @@ class CommittedRecords:
             seen[mark] = None
             if len(seen) > self.per_partition:
                 seen.popitem(last=False)
+
+
+def _newest(seen: OrderedDict[bytes, None], count: int) -> list[bytes]:
+    """The last `count` marks of `seen`, oldest first."""
+    newest: list[bytes] = []
+    for mark in reversed(seen):
+        if len(newest) == count:
+            break
+        newest.append(mark)
+    newest.reverse()
+    return newest
+
+
+def _digests(place: Place, text: str) -> list[bytes]:
+    """The digests in committed notes; none (and a warning) for metadata that is not notes."""
+    if not text:
+        return []  # a partition never committed, or committed by something else
+    if not text.startswith(NOTES_PREFIX) or len(text) > 4 * NOTED * DIGEST_BYTES:
+        log.warning("offset metadata of %s[%d] is not resend notes; ignored", *place)
+        return []
+    try:
+        raw = base64.b64decode(text[len(NOTES_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raw = b"x"
+    if len(raw) % DIGEST_BYTES:
+        log.warning("offset metadata of %s[%d] is not resend notes; ignored", *place)
+        return []
+    return [raw[i : i + DIGEST_BYTES] for i in range(0, len(raw), DIGEST_BYTES)]

@@ -707,6 +707,7 @@ class StageRunner:
         places = [(p.topic, p.partition) for p in partitions]
         self._forget(places)  # the rest of what they had waiting is their next owner's
         self.deliveries.forget(places)
+        self.committed_records.forget(places)
 
     def _forget(self, places: Iterable[Place]) -> None:
         paused = self.pending.forget(places)
@@ -751,6 +752,10 @@ class StageRunner:
         self.processor.failed_jobs = 0
         started = time.monotonic()
         marks: list[Mark] = []
+        places = list(dict.fromkeys((record.topic, record.partition) for record in records))
+        taken_over = self.committed_records.unknown(places)
+        if taken_over:  # what their last owner committed last (resends.py)
+            self.committed_records.recall({p: "" for p in taken_over} | self.loop.notes(taken_over))
         if deliveries > self.max_deliveries:
             outgoing = self.processor.give_up(records[0], deliveries=deliveries - 1)
         else:
@@ -762,7 +767,8 @@ class StageRunner:
         handled_s = time.monotonic() - started
         self.running.settle()
         self.status_producer.flush(30)
-        committed = self.loop.commit(batch, outgoing)
+        notes = self.committed_records.notes(places, marks)
+        committed = self.loop.commit(batch, outgoing, notes)
         if committed:
             self.committed_records.committed(marks)
             self.metrics.committed(

@@ -202,15 +202,11 @@ def test_a_runner_that_fails_stops_its_helper_threads(
     assert helpers == []
 
 
-def test_a_request_written_twice_by_its_producer_is_handled_once(
-    settings: Settings, running
-) -> None:
-    """An idempotent producer that bumped its epoch with the request in flight sends it again
+def _send_again(settings: Settings, job: JobRequested, stamp: int, copies: int) -> None:
+    """What an idempotent producer that bumped its epoch with the request in flight does
     (resends.py): the same bytes, headers and timestamp at the next offset."""
-    job = signed_job(settings, JobKind.VERIFY, b"sent twice " * 100)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
-    stamp = int(time.time() * 1000)
-    for _ in range(2):
+    for _ in range(copies):
         producer.produce(
             settings.topics.jobs_requested,
             key=job.job_id.encode(),
@@ -219,17 +215,53 @@ def test_a_request_written_twice_by_its_producer_is_handled_once(
             headers=[("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")],
         )
     assert producer.flush(30) == 0
+
+
+def _succeeded(job: JobRequested, messages: list[Any]) -> list[JobStatus]:
+    return [
+        s for s in statuses(messages) if s.job_id == job.job_id and s.state is StageState.SUCCEEDED
+    ]
+
+
+def test_a_request_written_twice_by_its_producer_is_handled_once(
+    settings: Settings, running
+) -> None:
+    job = signed_job(settings, JobKind.VERIFY, b"sent twice " * 100)
+    _send_again(settings, job, int(time.time() * 1000), copies=2)
     handler = VerifyHandler(FileBlobStore(settings.blobs), chunk_size=4096)
     running(StageRunner(handler, settings, service="verifier").run)
 
-    def succeeded(messages: list[Any]) -> list[JobStatus]:
-        return [
-            s
-            for s in statuses(messages)
-            if s.job_id == job.job_id and s.state is StageState.SUCCEEDED
-        ]
-
-    read_topic(settings, settings.topics.job_status, until=lambda m: bool(succeeded(m)))
+    read_topic(settings, settings.topics.job_status, until=lambda m: bool(_succeeded(job, m)))
     # Read on for a while: the second copy must never give a second outcome.
     everything = read_topic(settings, settings.topics.job_status, until=lambda m: False, timeout=8)
-    assert len(succeeded(everything)) == 1
+    assert len(_succeeded(job, everything)) == 1
+
+
+def test_a_copy_reaching_the_partitions_next_owner_is_handled_once(
+    settings: Settings, running
+) -> None:
+    """The first copy committed by one process, the copy polled by the next one (a new
+    process with an empty memory): the digests committed with the offset tell it."""
+    job = signed_job(settings, JobKind.VERIFY, b"sent twice, read by two " * 100)
+    stamp = int(time.time() * 1000)
+    handler = VerifyHandler(FileBlobStore(settings.blobs), chunk_size=4096)
+    _send_again(settings, job, stamp, copies=1)
+    stop = threading.Event()
+    first = threading.Thread(
+        target=StageRunner(handler, settings, service="verifier").run, args=(stop,)
+    )
+    first.start()
+    try:
+        read_topic(settings, settings.topics.job_status, until=lambda m: bool(_succeeded(job, m)))
+    finally:
+        stop.set()
+        first.join(30)
+    assert not first.is_alive()
+
+    _send_again(settings, job, stamp, copies=1)
+    later = signed_job(settings, JobKind.VERIFY, b"sent once, after the copy " * 100)
+    publish(settings, later)
+    running(StageRunner(handler, settings, service="verifier").run)
+    read_topic(settings, settings.topics.job_status, until=lambda m: bool(_succeeded(later, m)))
+    everything = read_topic(settings, settings.topics.job_status, until=lambda m: False, timeout=5)
+    assert len(_succeeded(job, everything)) == 1

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from anchorline.stream.resends import CommittedRecords
+import base64
+
+import pytest
+
+from anchorline.stream.resends import DIGEST_BYTES, NOTES_PREFIX, CommittedRecords
 from anchorline.stream.runner import Incoming
 
 
@@ -58,7 +62,58 @@ def test_it_keeps_a_digest_of_each_record_not_its_bytes() -> None:
     records = CommittedRecords()
     commit(records, [Incoming("requests", 0, 1, b"k", b"x" * 1_000_000, 1000, {})])
     (kept,) = records.seen[("requests", 0)]
-    assert len(kept) == 16
+    assert len(kept) == DIGEST_BYTES
     # Parts are length-prefixed: moving bytes from the key into the value is another record.
     moved = Incoming("requests", 0, 2, b"", b"k" + b"x" * 1_000_000, 1000, {})
     assert records.fresh([moved])[:2] == ([moved], [])
+
+
+PLACE = ("requests", 0)
+
+
+def test_the_notes_of_one_owner_tell_the_next_what_it_committed_last() -> None:
+    before = CommittedRecords()
+    _, _, marks = before.fresh([record(59), record(60, at=2000)])
+    notes = before.notes([PLACE], marks)
+    after = CommittedRecords()
+    assert after.unknown([PLACE]) == [PLACE]
+    after.recall(notes)
+    assert after.unknown([PLACE]) == []
+    kept, resent, _ = after.fresh([record(61), record(62, at=3000)])
+    assert [r.offset for r in resent] == [61] and [r.offset for r in kept] == [62]
+
+
+def test_the_notes_hold_the_last_records_of_the_partition_newest_kept() -> None:
+    records = CommittedRecords(noted=3)
+    commit(records, [record(n, at=n) for n in range(5)])
+    _, _, marks = records.fresh([record(5, at=5)])
+    notes = records.notes([PLACE, ("requests", 1)], marks)
+    after = CommittedRecords()
+    after.recall(notes)
+    kept, resent, _ = after.fresh([record(10 + n, at=n) for n in range(6)])
+    assert [r.timestamp_ms for r in resent] == [3, 4, 5]
+    assert [r.timestamp_ms for r in kept] == [0, 1, 2]
+    assert notes[("requests", 1)] == NOTES_PREFIX  # a partition of the batch with nothing known
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        "a consumer's own note",
+        NOTES_PREFIX + "not base64!",
+        NOTES_PREFIX + base64.b64encode(b"x" * (DIGEST_BYTES + 1)).decode(),
+        NOTES_PREFIX + "A" * 100_000,
+    ],
+)
+def test_offset_metadata_that_is_not_notes_is_ignored(metadata: str) -> None:
+    records = CommittedRecords()
+    records.recall({PLACE: metadata})
+    assert records.unknown([PLACE]) == []  # asked once; nothing remembered
+    assert records.fresh([record(1)])[:2] == ([record(1)], [])
+
+
+def test_a_partition_forgotten_is_recalled_again() -> None:
+    records = CommittedRecords()
+    commit(records, [record(1)])
+    records.forget([PLACE])
+    assert records.unknown([PLACE]) == [PLACE]

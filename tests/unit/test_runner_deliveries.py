@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from confluent_kafka import TopicPartition
 from test_runner import SUBMITTED, FakeHandler
 
 from anchorline.events import JobKind, JobRequested, StageState
@@ -23,11 +24,12 @@ TOPIC = Topics("t").jobs_requested
 
 
 class FakeMessage:
-    def __init__(self, offset: int, partition: int = 0) -> None:
+    def __init__(self, offset: int, partition: int = 0, job_id: str | None = None) -> None:
         self._offset = offset
         self._partition = partition
+        self._job_id = job_id or f"job-{offset}"
         job = JobRequested(
-            f"job-{offset}", JobKind.VERIFY, "sha256:" + "0" * 64, "{}", "0x", SUBMITTED
+            self._job_id, JobKind.VERIFY, "sha256:" + "0" * 64, "{}", "0x", SUBMITTED
         )
         self._value = codec.encode(job)
 
@@ -41,7 +43,7 @@ class FakeMessage:
         return self._offset
 
     def key(self) -> bytes:
-        return f"job-{self._offset}".encode()
+        return self._job_id.encode()
 
     def value(self) -> bytes:
         return self._value
@@ -76,14 +78,21 @@ class MemoryLoop:
         self.commits: list[tuple[list[int], list[Outgoing]]] = []
         self.positions: dict[int, int] = {}
         self.refuse = refuse
+        self.committed_notes: dict[Place, str] = {}  # the offsets' metadata, as the broker keeps it
 
-    def commit(self, batch: list[Any], outgoing: list[Outgoing]) -> bool:
+    def commit(
+        self, batch: list[Any], outgoing: list[Outgoing], notes: Mapping[Place, str] | None = None
+    ) -> bool:
         if self.refuse:
             self.refuse -= 1
             self.rewind(batch)
             return False
         self.commits.append(([m.offset() for m in batch], outgoing))
+        self.committed_notes.update(notes or {})
         return True
+
+    def notes(self, places: Iterable[Place]) -> dict[Place, str]:
+        return {place: self.committed_notes.get(place, "") for place in places}
 
     def rewind(self, batch: list[Any]) -> None:
         first: dict[int, int] = {}
@@ -182,6 +191,37 @@ def test_a_rolled_back_batch_rewinds_the_records_it_did_not_reach() -> None:
     stage.flush()
     assert handler.calls == [["job-10"]]
     assert loop.positions == {0: 10, 1: 20}
+
+
+def test_a_copy_reaching_the_partitions_next_owner_is_not_handled_again() -> None:
+    """The first copy committed by one process, its resend polled by the process that took the
+    partition over: the second knows it from the notes committed with the offset."""
+    loop = MemoryLoop()
+    first, second = FakeHandler(batched=True), FakeHandler(batched=True)
+    before, _ = runner(first, loop)
+    before.pending.add([FakeMessage(59, job_id="sent-twice")])  # type: ignore[list-item]
+    before.flush()
+    after, _ = runner(second, loop)  # a new process: nothing of the first in its memory
+    after.pending.add([FakeMessage(60, job_id="sent-twice"), FakeMessage(61)])  # type: ignore[list-item]
+    after.flush()
+    assert first.calls == [["sent-twice"]]
+    assert second.calls == [["job-61"]]
+    assert [offsets for offsets, _ in loop.commits] == [[59], [60, 61]]
+
+
+def test_a_partition_given_back_is_recalled_from_the_broker_not_from_memory() -> None:
+    """Another process may have committed records of it meanwhile."""
+    loop = MemoryLoop()
+    handler = FakeHandler(batched=True)
+    stage, _ = runner(handler, loop)
+    flush(stage, 10)
+    stage._on_revoke(None, [TopicPartition(TOPIC, 0)])  # type: ignore[arg-type]
+    other, _ = runner(FakeHandler(batched=True), loop)
+    other.pending.add([FakeMessage(11, job_id="elsewhere")])  # type: ignore[list-item]
+    other.flush()
+    stage.pending.add([FakeMessage(12, job_id="elsewhere"), FakeMessage(13)])  # type: ignore[list-item]
+    stage.flush()  # the partition is back
+    assert handler.calls == [["job-10"], ["job-13"]]
 
 
 class SlowHandler(FakeHandler):
