@@ -1,7 +1,7 @@
 """Throughput and latency of the whole system, as a ratio to the raw handler limit.
 
     .venv/bin/python bench/throughput.py [--quick] [--runs 3] [--seconds 10] [--content-kib 4]
-                                         [--warmup-s 60] [--json PATH]
+                                         [--warmup-s 60] [--settle-s 240] [--json PATH]
 
 Starts PostgreSQL (a new database) and the real stack as `anchorline up` runs it (Kafka,
 anvil with the registry deployed, the five services as separate processes) on free ports in a
@@ -19,7 +19,9 @@ temporary state dir; then, in each run:
 Before the first run, --warmup-s seconds (60) of verify jobs, half at full speed and half at a
 steady trickle, warm the broker: a broker just started spends much of its CPU compiling its own
 code (the JVM's JIT: up to half of Kafka's CPU a job in the first minute at a moderate rate), and
-a deployed one is past that. Each workload is sized to last about --seconds at the rate measured
+a deployed one is past that; then more of that load, in rounds of about 10 s, until the broker's
+JIT compiler threads used under 5 % of a CPU in a round, for at most --settle-s seconds (240;
+--quick 0). Each workload is sized to last about --seconds at the rate measured
 before; every figure is the median over --runs runs. Prints one table and writes the figures as
 JSON. Any ANCHORLINE_* variable in the environment reaches the stack (to try a tuning), except
 ports and paths.
@@ -47,7 +49,7 @@ from perf.measure import MIN_JOBS, Outcome, Terminal, run_workload
 from perf.raw import raw_limits
 from perf.report import print_table
 from perf.stack import Stack, running_stack
-from perf.warm import warm_up
+from perf.warm import settle, warm_up
 
 from anchorline.events import JobKind
 
@@ -134,10 +136,16 @@ def main() -> int:
     parser.add_argument(
         "--warmup-s", type=float, help="seconds of load before the first run (60; --quick 20)"
     )
+    parser.add_argument(
+        "--settle-s",
+        type=float,
+        help="at most this much more warm-up until the broker's JIT is quiet (240; --quick 0)",
+    )
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     warmup_s = args.warmup_s if args.warmup_s is not None else (20.0 if args.quick else 60.0)
+    settle_s = args.settle_s if args.settle_s is not None else (0.0 if args.quick else 240.0)
     env = {k: v for k, v in os.environ.items() if k.startswith("ANCHORLINE_")}
     figures: dict[str, Any] = {
         "machine": machine(),
@@ -145,6 +153,7 @@ def main() -> int:
         "seconds": seconds,
         "content_kib": args.content_kib,
         "warmup_s": warmup_s,
+        "settle_s": settle_s,
         "settings": env,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -155,6 +164,10 @@ def main() -> int:
             signed = signed_contents(stack.settings.blobs, size=args.content_kib * 1024)
             print(f"warming up for {warmup_s:.0f} s …", flush=True)
             figures["warm_up"] = warm_up(stack, signed, seconds=warmup_s)
+            if settle_s > 0:
+                print(f"warming up until the broker's JIT is quiet (at most {settle_s:.0f} s) …")
+                figures["warm_up"] |= settle(stack, signed, most_s=settle_s)
+                print(f"  {figures['warm_up']}", flush=True)
             guess: dict[str, float] = {}
             results = []
             for index in range(runs):

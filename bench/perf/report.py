@@ -21,6 +21,12 @@ def print_table(figures: dict[str, Any]) -> None:
         f"\nmedian of {figures['runs']} run(s), ~{figures['seconds']:g} s a workload, "
         f"{info['cpus']} CPUs, load {info['load_avg_at_start']} at start"
     )
+    warm = figures.get("warm_up", {})
+    if "settle_s" in warm:
+        print(
+            f"warm-up {figures['warmup_s']:g} s, then {warm['settle_s']:g} s more until the "
+            f"broker's JIT compiler used {100 * warm['jit_cpu_share']:.0f} % of a CPU"
+        )
     print(
         f"raw limit (one process, no Kafka, no DB): verify {raw['verify']['jobs_s']:,.0f} jobs/s "
         f"({raw['verify']['cpu_ms_per_job']:.2f} CPU ms/job), prove {raw['prove']['jobs_s']:,.0f} "

@@ -66,6 +66,14 @@ class Stack:
         totals["bench (client)"] = _cpu_of(os.getpid(), children=False) or 0.0
         return totals
 
+    def jit_cpu_seconds(self) -> float:
+        """CPU seconds the broker's JIT compiler threads (C1, C2) have used so far."""
+        return sum(
+            _thread_cpu(pid, prefix=("C1 ", "C2 "))
+            for pid, label in self._processes().items()
+            if label == "kafka"
+        )
+
     def _processes(self) -> dict[int, str]:
         parents = _parents()
         found: dict[int, str] = {}
@@ -228,4 +236,23 @@ def _cpu_of(pid: int, *, children: bool) -> float | None:
     ticks = int(stat[11]) + int(stat[12])
     if children:
         ticks += int(stat[13]) + int(stat[14])
+    return ticks / CLOCK_TICKS
+
+
+def _thread_cpu(pid: int, *, prefix: tuple[str, ...]) -> float:
+    """CPU seconds of the threads of `pid` whose name starts with one of `prefix`."""
+    ticks = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            if not (task / "comm").read_text().startswith(prefix):
+                continue
+            text = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended
+        stat = text[text.rindex(")") + 2 :].split()
+        ticks += int(stat[11]) + int(stat[12])
     return ticks / CLOCK_TICKS
