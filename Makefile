@@ -24,6 +24,7 @@ TYPECHECK := $(VENV)/typecheck
 
 lint: $(BIN)/anchorline
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	@mkdir -p $(TYPECHECK)
 	@for s in $(SERVICES); do ln -sfn "$(CURDIR)/services/$$s" "$(TYPECHECK)/anchorline_$$(echo $$s | tr - _)"; done
 	MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p anchorline $(foreach s,$(SERVICES),-p anchorline_$(subst -,_,$(s)))

@@ -58,8 +58,6 @@ def test_deep_and_oversized_bodies_are_refused_and_the_gateway_lives_on(system: 
     assert httpx.get(f"{system.base_url}/healthz", timeout=10).status_code == 200
 
 
-
-
 def test_a_huge_header_is_refused_and_the_gateway_lives_on(system: System) -> None:
     """The HTTP parser bounds a request's headers (http11.py; httptools alone would buffer them
     all and answer 200): a 431, or the connection cut while the client still sends."""

@@ -59,8 +59,6 @@ def signed_request(system: System, content: bytes) -> JobRequested:
     return JobRequested(new_id(), JobKind.ANCHOR, uri, manifest, signature, utcnow())
 
 
-
-
 def test_logins_are_owner_only_and_the_external_producers_is_printed(secured: System) -> None:
     directory = logins(secured)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700

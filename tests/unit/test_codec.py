@@ -363,8 +363,10 @@ def _past_record(path_name: str, record: dict[str, Any]) -> bytes:
     schema = fastavro.parse_schema(json.loads((SCHEMAS_DIR / "past" / path_name).read_text()))
     body = io.BytesIO()
     fastavro.schemaless_writer(body, schema, record)
-    return b"\xc3\x01" + bytes.fromhex(path_name.rsplit("-", 1)[1].removesuffix(".avsc")) + (
-        body.getvalue()
+    return (
+        b"\xc3\x01"
+        + bytes.fromhex(path_name.rsplit("-", 1)[1].removesuffix(".avsc"))
+        + (body.getvalue())
     )
 
 

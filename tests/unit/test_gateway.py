@@ -26,8 +26,6 @@ MakeStatus = Callable[..., JobStatus]
 At = Callable[[float], datetime]
 
 
-
-
 @pytest.fixture
 def client(
     blobs: FileBlobStore, publisher: MemoryPublisher, engine: Engine

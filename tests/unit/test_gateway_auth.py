@@ -23,7 +23,6 @@ A = {"Authorization": "Bearer key-a"}
 B = {"X-API-Key": "key-b"}
 
 
-
 @pytest.fixture
 def client(tmp_path: Path, publisher: MemoryPublisher, engine: Engine) -> Iterator[TestClient]:
     gateway = Gateway(FileBlobStore(tmp_path / "b"), publisher, SqlJobReader(engine), KEYS)

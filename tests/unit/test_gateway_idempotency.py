@@ -26,7 +26,6 @@ from anchorline_gateway.submission import job_request
 KEY = {"Idempotency-Key": "order-17"}
 
 
-
 @pytest.fixture
 def keys(engine: Engine) -> SqlIdempotencyKeys:
     return SqlIdempotencyKeys(engine)
