@@ -1,12 +1,13 @@
 """Does a second verifier process help when the verifier is the bottleneck?
 
     .venv/bin/python bench/scaling.py [--processes 1,2] [--content-kib 1024] [--runs 3]
-                                      [--seconds 10] [--warmup-s 60] [--json PATH]
+                                      [--seconds 10] [--warmup-s 60] [--settle-s 240]
+                                      [--json PATH]
 
 For each verifier count it starts the real stack as `anchorline up` runs it (PostgreSQL, Kafka,
 anvil with the registry deployed, the services as separate processes) with
 `ANCHORLINE_VERIFIER_PROCESSES` set to that count, checks how the verifiers share the request
-topic's partitions, warms the broker (perf/warm.py), and measures verify jobs with large
+topic's partitions, warms the broker until its JIT is quiet (perf/warm.py), and measures verify jobs with large
 contents (1 MiB: hashing them is the verifier's work) produced straight to the request topic
 until each one's row is terminal: jobs/s end to end (the median of --runs), the CPU a job of
 each process, and each count's rate as a ratio to the first count's (the issue's target: two
@@ -35,7 +36,7 @@ from perf.jobs import signed_contents
 from perf.measure import MIN_JOBS, run_workload
 from perf.raw import raw_limits
 from perf.stack import Stack, running_stack
-from perf.warm import warm_up
+from perf.warm import settle, warm_up
 
 from anchorline.events import JobKind
 from anchorline.stream.kafka import client_config
@@ -63,7 +64,13 @@ def shares(stack: Stack, processes: int) -> list[int]:
 
 
 def measure_count(
-    processes: int, *, content_kib: int, runs: int, seconds: float, warmup_s: float
+    processes: int,
+    *,
+    content_kib: int,
+    runs: int,
+    seconds: float,
+    warmup_s: float,
+    settle_s: float,
 ) -> dict[str, Any]:
     os.environ["ANCHORLINE_VERIFIER_PROCESSES"] = str(processes)
     with tempfile.TemporaryDirectory(prefix="anchorline-scaling-") as tmp:
@@ -76,6 +83,9 @@ def measure_count(
             print(f"  raw verify limit: {raw['jobs_s']:,.0f} jobs/s", flush=True)
             print(f"  warming up for {warmup_s:.0f} s …", flush=True)
             warm = warm_up(stack, signed, seconds=warmup_s)
+            if settle_s > 0:
+                warm |= settle(stack, signed, most_s=settle_s)
+                print(f"  until the broker's JIT was quiet: {warm}", flush=True)
             guess = max(warm.get("full_speed_jobs_s", raw["jobs_s"]), 1.0)
             rates, cpu = [], []
             for index in range(runs):
@@ -97,6 +107,7 @@ def measure_count(
         "processes": processes,
         "partitions_held": split,
         "raw_verify": raw,
+        "warm_up": warm,
         "jobs_s_runs": rates,
         "jobs_s": statistics.median(rates),
         "cpu_ms_per_job": {
@@ -112,6 +123,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs to take the median of (3)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run (10)")
     parser.add_argument("--warmup-s", type=float, default=60.0, help="load before the runs (60)")
+    parser.add_argument(
+        "--settle-s",
+        type=float,
+        default=240.0,
+        help="at most this much more warm-up until the broker's JIT is quiet (240)",
+    )
     parser.add_argument("--json", type=Path, help="where to write the figures")
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")]
@@ -129,6 +146,7 @@ def main() -> int:
                 runs=args.runs,
                 seconds=args.seconds,
                 warmup_s=args.warmup_s,
+                settle_s=args.settle_s,
             )
             for n in counts
         ],
