@@ -11,8 +11,9 @@ topic's partitions, warms the broker until its JIT is quiet (perf/warm.py), and 
 jobs with large contents (1 MiB: hashing them is the verifier's work) produced straight to the
 request topic until each one's row is terminal: jobs/s end to end (the median of --runs), the
 CPU a job of each process, and each count's rate as a ratio to the first count's (the issue's
-target: two verifiers at least 1.7 times one). The raw limit of the verify handler alone at that size (one
-process, no Kafka, no database) is measured beside them. `anchorline up`'s other defaults stay.
+target: two verifiers at least 1.7 times one). The raw limit of the verify handler alone at that
+size (one process, no Kafka, no database) is measured beside them. `anchorline up`'s other
+defaults stay.
 """
 
 from __future__ import annotations
