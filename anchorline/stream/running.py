@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from anchorline.events import JobStatus, StageState
 
@@ -31,7 +32,8 @@ class RunningStatuses:
         self.publish = publish
         self.after_s = after_s
         self.clock = clock
-        self._held: dict[str, tuple[float, JobStatus]] = {}
+        # Each job's due time and how to make the status it holds (made only when published).
+        self._held: dict[str, tuple[float, Callable[[], JobStatus]]] = {}
         self._lock = threading.Lock()
 
     def report(self, status: JobStatus) -> None:
@@ -41,12 +43,22 @@ class RunningStatuses:
         with self._lock:
             held = self._held.get(status.job_id)
             if held is not None:  # not shown yet: the latest word waits for the same moment
-                self._held[status.job_id] = (held[0], status)
+                self._held[status.job_id] = (held[0], partial(_same, status))
                 return
             if status.progress:  # shown already (or never announced): progress goes out now
                 self.publish(status)
                 return
-            self._held[status.job_id] = (self.clock() + self.after_s, status)
+            self._held[status.job_id] = (self.clock() + self.after_s, partial(_same, status))
+
+    def announce(self, job_id: str, make: Callable[[], JobStatus]) -> None:
+        """A job is in hand from now: its first `running` status (`make`, progress 0) is held as
+        `report` holds one, and made only if it comes due."""
+        if self.after_s <= 0:
+            self.publish(make())
+            return
+        with self._lock:
+            held = self._held.get(job_id)
+            self._held[job_id] = (held[0] if held else self.clock() + self.after_s, make)
 
     def finished(self, job_ids: Iterable[str]) -> None:
         """These jobs' handler calls returned: what they still hold is not worth publishing.
@@ -63,7 +75,7 @@ class RunningStatuses:
         with self._lock:  # held while publishing: after settle() returns, nothing more goes out
             due = [job_id for job_id, (at, _) in self._held.items() if at <= now]
             for job_id in due:
-                self.publish(self._held.pop(job_id)[1])
+                self.publish(self._held.pop(job_id)[1]())
 
     def settle(self) -> None:
         """The batch in hand is done: what it still holds is not worth publishing."""
@@ -76,3 +88,7 @@ class RunningStatuses:
             return
         while not stop.wait(self.after_s / 2):
             self.publish_due()
+
+
+def _same(status: JobStatus) -> JobStatus:
+    return status

@@ -131,3 +131,38 @@ def test_a_finished_job_publishes_no_running_while_its_batch_goes_on() -> None:
     clock.now += 0.02
     running.publish_due()
     assert [s.job_id for s in published] == ["b"]
+
+
+def test_an_announced_job_is_made_a_status_only_when_it_comes_due() -> None:
+    running, published, clock = statuses()
+    made: list[str] = []
+
+    def make(job_id: str) -> JobStatus:
+        made.append(job_id)
+        return started(job_id)
+
+    running.announce("quick", lambda: make("quick"))
+    running.announce("slow", lambda: make("slow"))
+    running.finished(["quick"])
+    clock.now += 0.11
+    running.publish_due()
+    assert made == ["slow"]
+    assert [s.job_id for s in published] == ["slow"]
+
+
+def test_progress_after_an_announcement_goes_out_when_it_comes_due() -> None:
+    running, published, clock = statuses()
+    running.announce("a", lambda: started("a"))
+    clock.now += 0.05
+    running.report(started("a", progress=40))
+    running.publish_due()
+    assert published == []
+    clock.now += 0.06
+    running.publish_due()
+    assert [(s.job_id, s.progress) for s in published] == [("a", 40)]
+
+
+def test_with_no_delay_an_announcement_is_published_at_once() -> None:
+    running, published, _ = statuses(after_s=0.0)
+    running.announce("a", lambda: started("a"))
+    assert [s.job_id for s in published] == ["a"]
