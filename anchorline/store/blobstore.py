@@ -68,6 +68,7 @@ class FileBlobStore:
         read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         self.root = root
+        self._root = os.fspath(root)
         self.content_roots = tuple(Path(allowed).resolve() for allowed in content_roots)
         self.max_bytes = max_bytes
         self.read_timeout_s = read_timeout_s
@@ -75,6 +76,18 @@ class FileBlobStore:
     def path_of(self, digest: str, *, tenant: str | None) -> Path:
         base = self.root if tenant is None else self.root / "tenants" / check_tenant(tenant)
         return base / "sha256" / digest[:2] / digest
+
+    def _file_of(self, uri: str, *, tenant: str | None) -> str:
+        """`resolve`, as a string: the `sha256:` URIs every job reads are joined without
+        pathlib, which was 2 to 4 % of the verifier's time."""
+        match = SHA256_URI.match(uri)
+        if match is None:
+            return os.fspath(self.resolve(uri, tenant=tenant))
+        digest = match.group(1)
+        base = self._root
+        if tenant is not None:
+            base = os.path.join(base, "tenants", check_tenant(tenant))
+        return os.path.join(base, "sha256", digest[:2], digest)
 
     def resolve(self, uri: str, *, tenant: str | None = None) -> Path:
         match = SHA256_URI.match(uri)
@@ -102,7 +115,7 @@ class FileBlobStore:
     def exists(self, uri: str, *, tenant: str | None = None) -> bool:
         """Whether the tenant's blob `sha256:<hex>` is stored (any other URI: False)."""
         match = SHA256_URI.match(uri)
-        return match is not None and self.path_of(match.group(1), tenant=tenant).is_file()
+        return match is not None and os.path.isfile(self._file_of(uri, tenant=tenant))
 
     async def stored(self, blobs: Sequence[tuple[str, str | None]]) -> list[bool]:
         # A stat for each blob, once however many jobs of a batch name it: quick enough for the
@@ -111,9 +124,9 @@ class FileBlobStore:
         return [found[blob] for blob in blobs]
 
     def size(self, uri: str, *, tenant: str | None = None) -> int:
-        path = self.resolve(uri, tenant=tenant)
+        path = self._file_of(uri, tenant=tenant)
         try:
-            info = path.stat()
+            info = os.stat(path)
         except FileNotFoundError as exc:
             raise Retryable(f"content {uri} is not in the blob store yet") from exc
         except (OSError, ValueError) as exc:
@@ -122,7 +135,7 @@ class FileBlobStore:
         return info.st_size
 
     def chunks(self, uri: str, *, chunk_size: int, tenant: str | None = None) -> Iterator[bytes]:
-        path = self.resolve(uri, tenant=tenant)
+        path = self._file_of(uri, tenant=tenant)
         try:
             fd = os.open(path, OPEN_FLAGS)
         except FileNotFoundError as exc:

@@ -201,8 +201,12 @@ def test_a_streamed_blob_lands_in_its_tenants_place(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("tenant", ["..", "../acme", "a/b", "", "x" * 65])
 def test_a_tenant_that_is_not_a_name_is_refused(tmp_path: Path, tenant: str) -> None:
+    store = FileBlobStore(tmp_path)
     with pytest.raises(Permanent, match="tenant must be"):
-        FileBlobStore(tmp_path).path_of("00" * 32, tenant=tenant)
+        store.path_of("00" * 32, tenant=tenant)
+    for read in (store.size, store.exists):  # the readers join their paths apart
+        with pytest.raises(Permanent, match="tenant must be"):
+            read("sha256:" + "00" * 32, tenant=tenant)
 
 
 def test_a_batch_naming_one_blob_many_times_stats_it_once(
