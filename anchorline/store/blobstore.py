@@ -74,20 +74,22 @@ class FileBlobStore:
         self.read_timeout_s = read_timeout_s
 
     def path_of(self, digest: str, *, tenant: str | None) -> Path:
-        base = self.root if tenant is None else self.root / "tenants" / check_tenant(tenant)
-        return base / "sha256" / digest[:2] / digest
+        return Path(self._blob_file(digest, tenant=tenant))
 
-    def _file_of(self, uri: str, *, tenant: str | None) -> str:
-        """`resolve`, as a string: the `sha256:` URIs every job reads are joined without
-        pathlib, which was 2 to 4 % of the verifier's time."""
-        match = SHA256_URI.match(uri)
-        if match is None:
-            return os.fspath(self.resolve(uri, tenant=tenant))
-        digest = match.group(1)
+    def _blob_file(self, digest: str, *, tenant: str | None) -> str:
+        """Where a blob lives, joined as a string: pathlib was 2 to 4 % of the verifier's time
+        for the `sha256:` URIs every job reads."""
         base = self._root
         if tenant is not None:
             base = os.path.join(base, "tenants", check_tenant(tenant))
         return os.path.join(base, "sha256", digest[:2], digest)
+
+    def _file_of(self, uri: str, *, tenant: str | None) -> str:
+        """`resolve`, as a string."""
+        match = SHA256_URI.match(uri)
+        if match is None:
+            return os.fspath(self.resolve(uri, tenant=tenant))
+        return self._blob_file(match.group(1), tenant=tenant)
 
     def resolve(self, uri: str, *, tenant: str | None = None) -> Path:
         match = SHA256_URI.match(uri)
