@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 from collections import OrderedDict
@@ -169,14 +170,11 @@ def _digests(place: Place, text: str) -> list[bytes]:
     """The digests in committed notes; none (and a warning) for metadata that is not notes."""
     if not text:
         return []  # a partition never committed, or committed by something else
-    if not text.startswith(NOTES_PREFIX) or len(text) > 4 * NOTED * DIGEST_BYTES:
-        log.warning("offset metadata of %s[%d] is not resend notes; ignored", *place)
-        return []
-    try:
-        raw = base64.b64decode(text[len(NOTES_PREFIX) :], validate=True)
-    except (binascii.Error, ValueError):
-        raw = b"x"
-    if len(raw) % DIGEST_BYTES:
+    raw: bytes | None = None
+    if text.startswith(NOTES_PREFIX) and len(text) <= 4 * NOTED * DIGEST_BYTES:
+        with contextlib.suppress(binascii.Error, ValueError):
+            raw = base64.b64decode(text[len(NOTES_PREFIX) :], validate=True)
+    if raw is None or len(raw) % DIGEST_BYTES:
         log.warning("offset metadata of %s[%d] is not resend notes; ignored", *place)
         return []
     return [raw[i : i + DIGEST_BYTES] for i in range(0, len(raw), DIGEST_BYTES)]
